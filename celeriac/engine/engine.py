@@ -1,0 +1,215 @@
+"""The Engine: binds celeriac to a Celery app and a database."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import sqlalchemy as sa
+from celery import Celery
+
+from celeriac.engine import scheduler
+from celeriac.engine.compiler import compile_canvas
+from celeriac.engine.handle import Workflow
+from celeriac.engine.hooks import NodeRequest, WorkerHooks, takes_request
+from celeriac.engine.machine import decider
+from celeriac.errors import InvalidTransition
+from celeriac.records import Dispatch, Outcome, TransitionResult
+from celeriac.settings import database_url as resolve_database_url
+from celeriac.states import NodeKind
+from celeriac.storage import Store, connect, migrate
+from celeriac.storage.store import Claim
+
+logger = logging.getLogger("celeriac.engine")
+
+
+class Engine:
+    """A persistent workflow engine for one Celery app.
+
+    Args:
+        app: The Celery app whose tasks the workflows run.
+        database_url: SQLAlchemy URL; defaults to ``$CELERIAC_DATABASE_URL``,
+            then ``sqlite:///celeriac.db``.
+        **options: ``auto_migrate`` (default: true for SQLite only) brings the
+            schema to the newest revision when the engine is built.
+
+    Building the engine in the module a worker imports is all a worker needs:
+    the hooks that record each node's outcome are installed on ``app``.
+    """
+
+    def __init__(
+        self, app: Celery, database_url: str | None = None, **options: Any
+    ) -> None:
+        self.app = app
+        self.database_url = resolve_database_url(database_url)
+        self.db: sa.Engine = connect(self.database_url)
+        self.store = Store(self.db)
+        self.options = options
+        auto_migrate = options.get("auto_migrate", self.db.dialect.name == "sqlite")
+        if auto_migrate:
+            self.migrate()
+        self._hooks = WorkerHooks(self)
+        self._hooks.install()
+
+    # -- the public API ---------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the database schema to the newest revision (Alembic)."""
+        migrate.upgrade(self.db)
+
+    def submit(
+        self,
+        canvas: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Workflow:
+        """Store ``canvas`` as a DAG in one transaction and start it.
+
+        Raises:
+            UnknownTask: the canvas names a task the app does not know.
+            InvalidCanvas: the canvas or its arguments cannot be stored.
+        """
+        new = compile_canvas(self.app, canvas, tuple(args), kwargs, name, metadata)
+        dispatch = self.store.insert_workflow(new)
+        self._publish(dispatch)
+        return Workflow(self, new.id, name)
+
+    def workflow(self, workflow_id: str) -> Workflow:
+        """The stored workflow ``workflow_id``; raises ``WorkflowNotFound``."""
+        record = self.store.get_workflow(workflow_id)
+        return Workflow(self, record.id, record.name)
+
+    def pause(self, workflow_id: str) -> None:
+        """Stop dispatching; the workflow is PAUSED once nothing runs."""
+        self._transition(workflow_id, "pause")
+
+    def resume(self, workflow_id: str) -> None:
+        """Dispatch every ready node of a pausing or paused workflow."""
+        self._transition(workflow_id, "resume")
+
+    def cancel(self, workflow_id: str, terminate: bool = False) -> None:
+        """Cancel: nothing starts again; running tasks are revoked."""
+        result = self._transition(workflow_id, "cancel")
+        if result is not None and result.revoke:
+            self._revoke(result.revoke, terminate)
+
+    def retry(self, workflow_id: str) -> None:
+        """Continue a FAILED workflow; succeeded nodes do not run again."""
+        self._transition(workflow_id, "retry")
+
+    @contextmanager
+    def embedded_worker(self, concurrency: int = 2, **options: Any) -> Iterator[Any]:
+        """Run a real Celery worker in this process (threads) while inside."""
+        from celeriac.engine.worker import embedded_worker
+
+        with embedded_worker(self.app, concurrency, **options) as worker:
+            yield worker
+
+    # -- called by the worker hooks ---------------------------------------
+
+    def node_succeeded(self, node: NodeRequest, result: Any) -> None:
+        """Record a node's result and dispatch what it made ready."""
+        try:
+            outcome = self.store.record_success(
+                node.workflow_id, node.node_id, node.number, result
+            )
+        except sa.exc.StatementError as exc:
+            if not isinstance(exc.orig, TypeError):
+                raise
+            error = TypeError(f"the task's result cannot be stored as JSON: {exc.orig}")
+            self.node_failed(node, error, None, None, None)
+            return
+        self._after(node.workflow_id, outcome)
+
+    def node_failed(
+        self,
+        node: NodeRequest,
+        exc: BaseException,
+        traceback: str | None,
+        request: Any,
+        einfo: Any,
+    ) -> None:
+        """Record a failure for good: run errbacks, fail the workflow."""
+        outcome = self.store.record_failure(
+            node.workflow_id, node.node_id, node.number,
+            type(exc).__name__, str(exc), traceback,
+        )
+        if not outcome.recorded:
+            return
+        inline = [d for d in outcome.dispatch if takes_request(self.app, d.signature["task"])]
+        self._publish([d for d in outcome.dispatch if d not in inline])
+        for dispatch in inline:
+            self._run_inline_errback(dispatch, request, exc, einfo)
+        if node.kind != NodeKind.ERRBACK:
+            self._transition_quietly(
+                node.workflow_id, "fail", (node.node_id, type(exc).__name__, str(exc))
+            )
+        elif outcome.settle:
+            self.settle(node.workflow_id)
+
+    def settle(self, workflow_id: str) -> None:
+        """PAUSED if the workflow is pausing and nothing runs any more."""
+        self._transition_quietly(workflow_id, "settle")
+
+    # -- internals --------------------------------------------------------
+
+    def _after(self, workflow_id: str, outcome: Outcome) -> None:
+        self._publish(outcome.dispatch)
+        if outcome.finished:
+            self._transition_quietly(workflow_id, "complete")
+        elif outcome.settle:
+            self.settle(workflow_id)
+
+    def _run_inline_errback(
+        self, dispatch: Dispatch, request: Any, exc: BaseException, einfo: Any
+    ) -> None:
+        node_id, workflow_id = dispatch.node_id, dispatch.workflow_id
+        number = dispatch.attempt_base + 1
+        worker = getattr(request, "hostname", None)
+        if self.store.claim_node(workflow_id, node_id, number, worker, None) is not Claim.RUN:
+            return
+        errback = self.app.signature(dispatch.signature)
+        try:
+            result = errback(request, exc, getattr(einfo, "traceback", None))
+        except Exception as error:
+            self.store.record_failure(
+                workflow_id, node_id, number, type(error).__name__, str(error), None
+            )
+        else:
+            self._after(workflow_id, self.store.record_success(workflow_id, node_id, number, result))
+
+    def _transition(
+        self,
+        workflow_id: str,
+        trigger: str,
+        error: tuple[str | None, str, str] | None = None,
+    ) -> TransitionResult | None:
+        result = self.store.transition_workflow(
+            workflow_id, trigger, decider(workflow_id), error
+        )
+        if result is not None:
+            self._publish(result.dispatch)
+        return result
+
+    def _transition_quietly(
+        self,
+        workflow_id: str,
+        trigger: str,
+        error: tuple[str | None, str, str] | None = None,
+    ) -> None:
+        """Internal triggers may lose a race (a cancel, a resume): that is fine."""
+        with suppress(InvalidTransition):
+            self._transition(workflow_id, trigger, error)
+
+    def _publish(self, dispatch: list[Dispatch]) -> None:
+        scheduler.publish(self.app, dispatch)
+
+    def _revoke(self, task_ids: list[str], terminate: bool) -> None:
+        try:
+            self.app.control.revoke(task_ids, terminate=terminate)
+        except Exception:  # the state is committed; revoking is best effort
+            logger.warning("could not revoke %d tasks", len(task_ids), exc_info=True)

@@ -1,0 +1,97 @@
+"""Workflow: the handle users hold on one stored workflow."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from celeriac.errors import WorkflowCancelled, WorkflowFailed
+from celeriac.records import Node, Progress
+from celeriac.states import NodeKind, NodeState, WorkflowState
+
+if TYPE_CHECKING:
+    from celeriac.engine.engine import Engine
+
+_COUNTED_KINDS = (NodeKind.TASK,)
+_DONE = (NodeState.SUCCEEDED, NodeState.SKIPPED, NodeState.CANCELLED)
+
+
+class Workflow:
+    """A stored workflow. Every property and method reads the database afresh."""
+
+    def __init__(self, engine: Engine, workflow_id: str, name: str | None) -> None:
+        self._engine = engine
+        self.id = workflow_id
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self.id} {self.name or ''}>".replace(" >", ">")
+
+    @property
+    def state(self) -> str:
+        """The workflow's current state (a ``WorkflowState`` value)."""
+        return self._engine.store.workflow_state(self.id)
+
+    def get(self, timeout: float | None = None) -> Any:
+        """Wait for the workflow to finish and return the canvas's result.
+
+        Raises:
+            WorkflowFailed: a node failed for good.
+            WorkflowCancelled: the workflow was cancelled.
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            record = self._engine.store.get_workflow(self.id)
+            if record.state == WorkflowState.COMPLETED:
+                return record.result
+            if record.state == WorkflowState.FAILED:
+                raise WorkflowFailed(
+                    self.id,
+                    record.failed_node_id,
+                    record.exc_type or "",
+                    record.exc_message or "",
+                )
+            if record.state == WorkflowState.CANCELLED:
+                raise WorkflowCancelled(self.id)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"workflow {self.id} still {record.state} after {timeout} s"
+                )
+            remaining = None if deadline is None else deadline - time.monotonic()
+            time.sleep(max(0.0, min(delay, remaining if remaining is not None else delay)))
+            delay = min(delay * 1.5, 0.1)
+
+    def pause(self) -> None:
+        """Same as ``engine.pause(self.id)``."""
+        self._engine.pause(self.id)
+
+    def resume(self) -> None:
+        """Same as ``engine.resume(self.id)``."""
+        self._engine.resume(self.id)
+
+    def cancel(self, terminate: bool = False) -> None:
+        """Same as ``engine.cancel(self.id, terminate)``."""
+        self._engine.cancel(self.id, terminate)
+
+    def retry(self) -> None:
+        """Same as ``engine.retry(self.id)``."""
+        self._engine.retry(self.id)
+
+    def progress(self, label: str | None = None) -> Progress:
+        """Task nodes by state; ``label`` limits the count to one part of the canvas."""
+        counts = self._engine.store.count_nodes(self.id, label)
+        tasks = {
+            state: count for (kind, state), count in counts.items() if kind in _COUNTED_KINDS
+        }
+        return Progress(
+            done=sum(tasks.get(state, 0) for state in _DONE),
+            total=sum(tasks.values()),
+            failed=tasks.get(NodeState.FAILED, 0),
+            running=tasks.get(NodeState.RUNNING, 0),
+        )
+
+    def nodes(self) -> list[Node]:
+        """The workflow's task nodes (and errbacks) in canvas order."""
+        return self._engine.store.list_nodes(self.id)

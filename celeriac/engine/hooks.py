@@ -1,0 +1,168 @@
+"""The worker side: gate each node's start, record each outcome.
+
+Installed on the app when an ``Engine`` is built, so a worker needs nothing
+but the module that builds it. Celery's signals are process-wide: every
+receiver here ignores tasks of other apps and messages without the
+celeriac header.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery, signals
+from celery.exceptions import Ignore
+from celery.utils.functional import arity_greater
+
+from celeriac.engine.scheduler import HEADER
+from celeriac.states import NodeKind
+from celeriac.storage.store import Claim
+
+if TYPE_CHECKING:
+    from celeriac.engine.engine import Engine
+
+logger = logging.getLogger("celeriac.worker")
+
+_TRACEBACK_LIMIT = 4000
+
+
+class NodeRequest:
+    """What a task's request says about the node it runs."""
+
+    def __init__(self, request: Any) -> None:
+        header = (getattr(request, "headers", None) or {}).get(HEADER) or getattr(
+            request, HEADER, None
+        )
+        self.is_node = isinstance(header, dict)
+        header = header if isinstance(header, dict) else {}
+        self.workflow_id: str = header.get("w", "")
+        self.kind: str = header.get("k", NodeKind.TASK)
+        self.node_id: str = request.id
+        #: attempts are keyed on Celery's retry count, not on signal order
+        self.number: int = int(header.get("b", 0)) + int(request.retries or 0) + 1
+
+
+class WorkerHooks:
+    """Connects one engine to its app's workers."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.app: Celery = engine.app
+
+    def install(self) -> None:
+        """Connect the signal receivers and gate tasks once the app is final."""
+        signals.task_success.connect(self._on_success, weak=False)
+        signals.task_failure.connect(self._on_failure, weak=False)
+        signals.task_retry.connect(self._on_retry, weak=False)
+        signals.task_revoked.connect(self._on_revoked, weak=False)
+        signals.worker_init.connect(self._on_worker_init, weak=False)
+        self.app.on_after_finalize.connect(self._gate_all, weak=False)
+        if self.app.finalized:
+            self._gate_all()
+
+    def _on_worker_init(self, sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is self.app:
+            self._gate_all()
+
+    def _gate_all(self, *_: Any, **__: Any) -> None:
+        for task in list(self.app.tasks.values()):
+            self.gate(task)
+
+    def gate(self, task: Any) -> None:
+        """Make ``task`` ask the database before each run of a node's body.
+
+        ``before_start`` runs inside Celery's traced call, where raising
+        ``Ignore`` skips the body cleanly; Celery reads it from the class.
+        """
+        cls = type(task)
+        if cls.__dict__.get("_celeriac_gated"):
+            return
+        original: Callable[..., Any] = cls.before_start
+        hooks = self
+
+        def before_start(self: Any, task_id: str, args: Any, kwargs: Any) -> None:
+            hooks._admit(self)
+            original(self, task_id, args, kwargs)
+
+        cls.before_start = before_start
+        cls._celeriac_gated = True
+
+    def _mine(self, sender: Any) -> NodeRequest | None:
+        if getattr(sender, "app", None) is not self.app:
+            return None
+        node = NodeRequest(sender.request)
+        return node if node.is_node else None
+
+    def _admit(self, task: Any) -> None:
+        node = self._mine(task)
+        if node is None:
+            return
+        claim = self.engine.store.claim_node(
+            node.workflow_id, node.node_id, node.number, task.request.hostname, os.getpid()
+        )
+        if claim is Claim.RUN:
+            return
+        if claim is Claim.HOLD:
+            logger.info("node %s held back: workflow %s is pausing", node.node_id, node.workflow_id)
+            self.engine.settle(node.workflow_id)
+        else:
+            logger.info("node %s dropped: duplicate or no longer wanted", node.node_id)
+        raise Ignore()
+
+    def _on_success(self, sender: Any = None, result: Any = None, **_: Any) -> None:
+        node = self._mine(sender)
+        if node is not None:
+            self.engine.node_succeeded(node, result)
+
+    def _on_failure(
+        self,
+        sender: Any = None,
+        exception: BaseException | None = None,
+        einfo: Any = None,
+        **_: Any,
+    ) -> None:
+        node = self._mine(sender)
+        if node is None or exception is None:
+            return
+        traceback = str(einfo)[-_TRACEBACK_LIMIT:] if einfo is not None else None
+        self.engine.node_failed(node, exception, traceback, sender.request, einfo)
+
+    def _on_retry(self, sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is not self.app or request is None:
+            return
+        node = NodeRequest(request)
+        if not node.is_node:
+            return
+        exc = getattr(reason, "exc", None) or reason
+        eta = getattr(reason, "when", None)
+        self.engine.store.record_retry(
+            node.workflow_id,
+            node.node_id,
+            node.number,
+            type(exc).__name__,
+            str(exc),
+            eta if isinstance(eta, datetime) else None,
+        )
+
+    def _on_revoked(self, sender: Any = None, request: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is not self.app or request is None:
+            return
+        node = NodeRequest(request)
+        if node.is_node:
+            self.engine.store.record_revoked(node.workflow_id, node.node_id, node.number)
+
+
+def takes_request(app: Celery, task_name: str) -> bool:
+    """Whether an errback takes ``(request, exc, traceback)`` (Celery's test)."""
+    task = app.tasks.get(task_name)
+    header = getattr(task, "__header__", None)
+    return (
+        header is not None
+        and not isinstance(header, partial)
+        and bool(arity_greater(header, 1))
+    )

@@ -1,0 +1,31 @@
+"""A real Celery worker inside this process, for the embedded default."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+
+
+@contextmanager
+def embedded_worker(app: Celery, concurrency: int = 2, **options: Any) -> Iterator[Any]:
+    """Run a threads-pool worker on ``app``'s broker (``memory://`` if none)."""
+    if not app.conf.broker_url:
+        app.conf.broker_url = "memory://"
+    if str(app.conf.broker_url).startswith("memory"):
+        # kombu's in-memory transport polls its queues, once a second by default
+        transport_options = app.conf.broker_transport_options
+        transport_options.setdefault("polling_interval", 0.005)
+    options.setdefault("loglevel", "WARNING")
+    options.setdefault("shutdown_timeout", 30.0)
+    with start_worker(
+        app,
+        concurrency=concurrency,
+        pool="threads",
+        perform_ping_check=False,
+        **options,
+    ) as worker:
+        yield worker

@@ -1,0 +1,82 @@
+"""Every error celeriac raises.
+
+::
+
+    CeleriacError
+    ├── WorkflowNotFound (also LookupError)
+    ├── InvalidTransition
+    ├── UnknownTask
+    ├── InvalidCanvas (also ValueError)
+    ├── WorkflowFailed
+    ├── WorkflowCancelled
+    └── StorageError
+"""
+
+from __future__ import annotations
+
+
+class CeleriacError(Exception):
+    """Base class of every celeriac error."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class WorkflowNotFound(CeleriacError, LookupError):
+    """Raised when no workflow has the given id."""
+
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(f"no workflow with id {workflow_id!r}")
+
+
+class InvalidTransition(CeleriacError):
+    """Raised when the state machine does not allow an action; nothing changed."""
+
+    def __init__(self, workflow_id: str, state: str, trigger: str) -> None:
+        self.workflow_id = workflow_id
+        self.state = state
+        self.trigger = trigger
+        super().__init__(
+            f"cannot {trigger} workflow {workflow_id}: it is {state}"
+        )
+
+
+class UnknownTask(CeleriacError):
+    """Raised when a canvas names a task the app does not know; nothing is stored."""
+
+    def __init__(self, task_name: str) -> None:
+        self.task_name = task_name
+        super().__init__(f"the Celery app has no task named {task_name!r}")
+
+
+class InvalidCanvas(CeleriacError, ValueError):
+    """Raised when a canvas cannot be stored (for example, arguments not JSON)."""
+
+
+class WorkflowFailed(CeleriacError):
+    """Raised by ``Workflow.get()`` when a node of the workflow failed for good."""
+
+    def __init__(
+        self, workflow_id: str, node_id: str | None, exc_type: str, exc_message: str
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.node_id = node_id
+        self.exc_type = exc_type
+        self.exc_message = exc_message
+        super().__init__(
+            f"workflow {workflow_id} failed at node {node_id}: "
+            f"{exc_type}: {exc_message}"
+        )
+
+
+class WorkflowCancelled(CeleriacError):
+    """Raised by ``Workflow.get()`` when the workflow was cancelled."""
+
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(f"workflow {workflow_id} was cancelled")
+
+
+class StorageError(CeleriacError):
+    """Raised when the database keeps failing after retries; the cause is chained."""

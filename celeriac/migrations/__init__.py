@@ -1,0 +1,1 @@
+"""celeriac's Alembic environment, shipped inside the package."""

@@ -1,0 +1,154 @@
+"""Plain records passed between the engine, the store and users.
+
+``Node``, ``Attempt`` and ``Progress`` are public (API.md); the others carry a
+compiled canvas into the store and the store's answers back to the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One run of a node's body."""
+
+    number: int
+    state: str
+    worker: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    exc_type: str | None
+    exc_message: str | None
+    pid: int | None = None
+    traceback: str | None = None
+    retry_eta: datetime | None = None
+
+    @property
+    def runtime(self) -> float | None:
+        """Seconds between start and finish, when both are known."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Node:
+    """One task of a workflow, with its attempts."""
+
+    id: str
+    task: str | None
+    state: str
+    kind: str
+    position: int
+    attempts: list[Attempt]
+    result: Any
+    error: str | None
+    exc_type: str | None = None
+    label: str | None = None
+    parents: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a workflow (or a labelled part of it) got."""
+
+    done: int
+    total: int
+    failed: int
+    running: int
+
+    @property
+    def fraction(self) -> float:
+        """Share of the nodes that finished, from 0.0 to 1.0."""
+        return self.done / self.total if self.total else 1.0
+
+
+@dataclass(frozen=True)
+class WorkflowRecord:
+    """A workflow row as the engine reads it."""
+
+    id: str
+    name: str | None
+    state: str
+    result: Any
+    failed_node_id: str | None
+    exc_type: str | None
+    exc_message: str | None
+    metadata: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewNode:
+    """A node the compiler made, before it is stored."""
+
+    id: str
+    position: int
+    kind: str
+    task: str | None
+    signature: dict[str, Any] | None
+    waiting: int
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class NewEdge:
+    """An edge: ``child`` waits for ``parent`` (``on_error``: runs if it fails)."""
+
+    parent_id: str
+    child_id: str
+    position: int
+    on_error: bool = False
+
+
+@dataclass(frozen=True)
+class NewWorkflow:
+    """Everything the store writes for one submission, in one transaction."""
+
+    id: str
+    name: str | None
+    canvas: dict[str, Any]
+    args: list[Any]
+    kwargs: dict[str, Any]
+    metadata: dict[str, Any] | None
+    result_node_id: str
+    nodes: list[NewNode]
+    edges: list[NewEdge]
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """A node to publish now: its signature and the value its parent passes in."""
+
+    node_id: str
+    workflow_id: str
+    signature: dict[str, Any]
+    inputs: tuple[Any, ...]
+    attempt_base: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What recording a node's outcome set in motion."""
+
+    recorded: bool
+    dispatch: list[Dispatch]
+    workflow_state: str | None
+    finished: bool = False
+    settle: bool = False
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    """What a workflow state change did."""
+
+    source: str
+    dest: str
+    dispatch: list[Dispatch]
+    revoke: list[str]

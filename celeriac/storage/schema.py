@@ -1,0 +1,142 @@
+"""The one schema source: every table celeriac owns, in SQLAlchemy Core."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: JSON values (results, arguments): JSONB on PostgreSQL, JSON text elsewhere.
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+Timestamp = sa.DateTime(timezone=True)
+Id = sa.String(64)
+StateName = sa.String(32)
+
+workflows = sa.Table(
+    "celeriac_workflows",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=True, index=True),
+    sa.Column("state", StateName, nullable=False, index=True),
+    sa.Column("canvas", Json, nullable=False),
+    sa.Column("args", Json, nullable=False),
+    sa.Column("kwargs", Json, nullable=False),
+    sa.Column("metadata", Json, nullable=True),
+    sa.Column("result_node_id", Id, nullable=False),
+    sa.Column("result", Json, nullable=True),
+    sa.Column("failed_node_id", Id, nullable=True),
+    sa.Column("exc_type", sa.String(255), nullable=True),
+    sa.Column("exc_message", sa.Text, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp, nullable=True),
+)
+
+nodes = sa.Table(
+    "celeriac_nodes",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column(
+        "workflow_id",
+        Id,
+        sa.ForeignKey("celeriac_workflows.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("task", sa.String(255), nullable=True),
+    sa.Column("label", sa.String(255), nullable=True),
+    sa.Column("signature", Json, nullable=True),
+    sa.Column("state", StateName, nullable=False),
+    #: parents that have not finished yet; the node is ready at 0
+    sa.Column("waiting", sa.Integer, nullable=False),
+    sa.Column("celery_task_id", Id, nullable=True),
+    #: attempts numbered before the current dispatch (Celery's retries restart)
+    sa.Column("attempt_base", sa.Integer, nullable=False, server_default="0"),
+    #: number of the newest attempt that started
+    sa.Column("current_attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("result", Json, nullable=True),
+    sa.Column("exc_type", sa.String(255), nullable=True),
+    sa.Column("exc_message", sa.Text, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("queued_at", Timestamp, nullable=True),
+    sa.Column("started_at", Timestamp, nullable=True),
+    sa.Column("finished_at", Timestamp, nullable=True),
+    sa.Index("ix_celeriac_nodes_workflow_state", "workflow_id", "state"),
+    sa.Index("ix_celeriac_nodes_workflow_position", "workflow_id", "position"),
+)
+
+edges = sa.Table(
+    "celeriac_edges",
+    metadata,
+    sa.Column(
+        "workflow_id",
+        Id,
+        sa.ForeignKey("celeriac_workflows.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column(
+        "parent_id",
+        Id,
+        sa.ForeignKey("celeriac_nodes.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "child_id",
+        Id,
+        sa.ForeignKey("celeriac_nodes.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+    #: order of the parent's result in the child's input list (joins)
+    sa.Column("position", sa.Integer, nullable=False),
+    #: true: the child is an errback, run when the parent fails
+    sa.Column("on_error", sa.Boolean, nullable=False),
+)
+
+attempts = sa.Table(
+    "celeriac_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "node_id",
+        Id,
+        sa.ForeignKey("celeriac_nodes.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("workflow_id", Id, nullable=False, index=True),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("state", StateName, nullable=False),
+    sa.Column("worker", sa.String(255), nullable=True),
+    sa.Column("pid", sa.Integer, nullable=True),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp, nullable=True),
+    sa.Column("exc_type", sa.String(255), nullable=True),
+    sa.Column("exc_message", sa.Text, nullable=True),
+    sa.Column("traceback", sa.Text, nullable=True),
+    sa.Column("retry_eta", Timestamp, nullable=True),
+    sa.UniqueConstraint("node_id", "number", name="uq_celeriac_attempts_node_number"),
+)
+
+events = sa.Table(
+    "celeriac_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", Id, nullable=False, index=True),
+    #: empty for a change of the workflow's own state
+    sa.Column("node_id", Id, nullable=True),
+    sa.Column("from_state", StateName, nullable=True),
+    sa.Column("to_state", StateName, nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("detail", sa.Text, nullable=True),
+)

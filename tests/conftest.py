@@ -1,0 +1,50 @@
+"""Shared fixtures: a Celery app with test tasks, an engine, an embedded worker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from celeriac import Engine
+from tests.tasks import make_app
+
+pytest_plugins = ["tests.servers"]
+
+
+@pytest.fixture(autouse=True)
+def _scrub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never pick up a developer's own celeriac configuration."""
+    monkeypatch.delenv("CELERIAC_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CELERIAC_APP", raising=False)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'celeriac.db'}"
+
+
+@pytest.fixture
+def app():
+    return make_app()
+
+
+@pytest.fixture
+def tasks(app):
+    return app.test_tasks
+
+
+@pytest.fixture
+def engine(app, database_url) -> Engine:
+    """An engine on the parametrized database (SQLite, and PostgreSQL)."""
+    engine = Engine(app, database_url)
+    engine.migrate()
+    yield engine
+    engine.db.dispose()
+
+
+@pytest.fixture
+def worker(engine) -> Iterator[object]:
+    with engine.embedded_worker(concurrency=4) as running:
+        yield running
