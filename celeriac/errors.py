@@ -37,9 +37,7 @@ class InvalidTransition(CeleriacError):
         self.workflow_id = workflow_id
         self.state = state
         self.trigger = trigger
-        super().__init__(
-            f"cannot {trigger} workflow {workflow_id}: it is {state}"
-        )
+        super().__init__(f"cannot {trigger} workflow {workflow_id}: it is {state}")
 
 
 class UnknownTask(CeleriacError):

@@ -90,6 +90,23 @@ def register_tasks(app: Celery) -> SimpleNamespace:
         time.sleep(seconds)
         return tag
 
+    @app.task(name="t.options", bind=True, shared=False)
+    def options(self: Any, value: Any = None) -> dict[str, Any]:
+        """Reports how its message came: queue, priority, and whether delayed.
+
+        The queue is named relative to the app's default queue (``"default"``
+        for that one), so apps with different queue names report alike.
+        """
+        record("t.options", value)
+        info = self.request.delivery_info or {}
+        queue = str(info.get("routing_key") or "")
+        return {
+            "value": value,
+            "queue": queue.removeprefix(app.conf.task_default_queue) or "default",
+            "priority": info.get("priority"),
+            "delayed": self.request.eta is not None,
+        }
+
     namespace = SimpleNamespace(
         ran=ran,
         started=started,
@@ -103,6 +120,7 @@ def register_tasks(app: Celery) -> SimpleNamespace:
         on_error=on_error,
         on_error_request=on_error_request,
         stamp=stamp,
+        options=options,
     )
     app.test_tasks = namespace  # type: ignore[attr-defined]
     return namespace

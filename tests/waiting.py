@@ -10,7 +10,10 @@ T = TypeVar("T")
 
 
 def wait_for(
-    condition: Callable[[], T], timeout: float = 15.0, interval: float = 0.01, what: str = ""
+    condition: Callable[[], T],
+    timeout: float = 15.0,
+    interval: float = 0.01,
+    what: str = "",
 ) -> T:
     """Return the first truthy value of ``condition()``; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -19,5 +22,7 @@ def wait_for(
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+            raise AssertionError(
+                f"timed out after {timeout} s waiting for {what or condition}"
+            )
         time.sleep(interval)

@@ -135,12 +135,18 @@ class Engine:
     ) -> None:
         """Record a failure for good: run errbacks, fail the workflow."""
         outcome = self.store.record_failure(
-            node.workflow_id, node.node_id, node.number,
-            type(exc).__name__, str(exc), traceback,
+            node.workflow_id,
+            node.node_id,
+            node.number,
+            type(exc).__name__,
+            str(exc),
+            traceback,
         )
         if not outcome.recorded:
             return
-        inline = [d for d in outcome.dispatch if takes_request(self.app, d.signature["task"])]
+        inline = [
+            d for d in outcome.dispatch if takes_request(self.app, d.signature["task"])
+        ]
         self._publish([d for d in outcome.dispatch if d not in inline])
         for dispatch in inline:
             self._run_inline_errback(dispatch, request, exc, einfo)
@@ -170,7 +176,10 @@ class Engine:
         node_id, workflow_id = dispatch.node_id, dispatch.workflow_id
         number = dispatch.attempt_base + 1
         worker = getattr(request, "hostname", None)
-        if self.store.claim_node(workflow_id, node_id, number, worker, None) is not Claim.RUN:
+        if (
+            self.store.claim_node(workflow_id, node_id, number, worker, None)
+            is not Claim.RUN
+        ):
             return
         errback = self.app.signature(dispatch.signature)
         try:
@@ -180,7 +189,10 @@ class Engine:
                 workflow_id, node_id, number, type(error).__name__, str(error), None
             )
         else:
-            self._after(workflow_id, self.store.record_success(workflow_id, node_id, number, result))
+            self._after(
+                workflow_id,
+                self.store.record_success(workflow_id, node_id, number, result),
+            )
 
     def _transition(
         self,

@@ -60,7 +60,9 @@ class Workflow:
                     f"workflow {self.id} still {record.state} after {timeout} s"
                 )
             remaining = None if deadline is None else deadline - time.monotonic()
-            time.sleep(max(0.0, min(delay, remaining if remaining is not None else delay)))
+            time.sleep(
+                max(0.0, min(delay, remaining if remaining is not None else delay))
+            )
             delay = min(delay * 1.5, 0.1)
 
     def pause(self) -> None:
@@ -83,7 +85,9 @@ class Workflow:
         """Task nodes by state; ``label`` limits the count to one part of the canvas."""
         counts = self._engine.store.count_nodes(self.id, label)
         tasks = {
-            state: count for (kind, state), count in counts.items() if kind in _COUNTED_KINDS
+            state: count
+            for (kind, state), count in counts.items()
+            if kind in _COUNTED_KINDS
         }
         return Progress(
             done=sum(tasks.get(state, 0) for state in _DONE),

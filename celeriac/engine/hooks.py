@@ -62,7 +62,7 @@ class WorkerHooks:
         signals.task_revoked.connect(self._on_revoked, weak=False)
         signals.worker_init.connect(self._on_worker_init, weak=False)
         self.app.on_after_finalize.connect(self._gate_all, weak=False)
-        if self.app.finalized:
+        if self.app.finalized:  # type: ignore[attr-defined]  # not in celery-types
             self._gate_all()
 
     def _on_worker_init(self, sender: Any = None, **_: Any) -> None:
@@ -103,12 +103,20 @@ class WorkerHooks:
         if node is None:
             return
         claim = self.engine.store.claim_node(
-            node.workflow_id, node.node_id, node.number, task.request.hostname, os.getpid()
+            node.workflow_id,
+            node.node_id,
+            node.number,
+            task.request.hostname,
+            os.getpid(),
         )
         if claim is Claim.RUN:
             return
         if claim is Claim.HOLD:
-            logger.info("node %s held back: workflow %s is pausing", node.node_id, node.workflow_id)
+            logger.info(
+                "node %s held back: workflow %s is pausing",
+                node.node_id,
+                node.workflow_id,
+            )
             self.engine.settle(node.workflow_id)
         else:
             logger.info("node %s dropped: duplicate or no longer wanted", node.node_id)
@@ -132,7 +140,9 @@ class WorkerHooks:
         traceback = str(einfo)[-_TRACEBACK_LIMIT:] if einfo is not None else None
         self.engine.node_failed(node, exception, traceback, sender.request, einfo)
 
-    def _on_retry(self, sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
+    def _on_retry(
+        self, sender: Any = None, request: Any = None, reason: Any = None, **_: Any
+    ) -> None:
         if getattr(sender, "app", None) is not self.app or request is None:
             return
         node = NodeRequest(request)
@@ -154,7 +164,9 @@ class WorkerHooks:
             return
         node = NodeRequest(request)
         if node.is_node:
-            self.engine.store.record_revoked(node.workflow_id, node.node_id, node.number)
+            self.engine.store.record_revoked(
+                node.workflow_id, node.node_id, node.number
+            )
 
 
 def takes_request(app: Celery, task_name: str) -> bool:

@@ -75,13 +75,17 @@ def is_transient(exc: BaseException) -> bool:
     """Whether a database error may go away if the transaction is tried again."""
     if not isinstance(exc, sa.exc.DBAPIError):
         return False
-    if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError):
-        if "locked" in str(exc) or exc.connection_invalidated:
-            return True
+    if exc.connection_invalidated:
+        return True
     sqlstate = getattr(exc.orig, "sqlstate", None)
-    if sqlstate is not None:
-        return any(sqlstate.startswith(code) for code in _TRANSIENT_SQLSTATES)
-    return isinstance(exc, sa.exc.OperationalError)
+    if sqlstate is not None:  # PostgreSQL says exactly what went wrong
+        return str(sqlstate).startswith(_TRANSIENT_SQLSTATES)
+    if not isinstance(exc, sa.exc.OperationalError):
+        return False
+    if type(exc.orig).__module__.startswith("sqlite3"):
+        message = str(exc.orig).lower()
+        return "locked" in message or "busy" in message
+    return True  # a driver error without SQLSTATE: the connection failed
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:

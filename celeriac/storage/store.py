@@ -10,9 +10,9 @@ which serializes writers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -22,22 +22,23 @@ from celeriac.errors import WorkflowNotFound
 from celeriac.records import (
     Attempt,
     Dispatch,
-    Node,
     NewWorkflow,
+    Node,
     Outcome,
     TransitionResult,
     WorkflowRecord,
 )
 from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
+from celeriac.storage import graph, rows
 from celeriac.storage.database import retry_transient
-from celeriac.storage.schema import attempts, edges, events, nodes, workflows
+from celeriac.storage.rows import now
+from celeriac.storage.schema import attempts, edges, nodes, workflows
 
 Decide = Callable[[str, str], str]
 
 _N = NodeState
 _W = WorkflowState
 _CLAIMABLE = (_N.QUEUED, _N.RETRYING, _N.RUNNING)
-_UNFINISHED = (_N.PENDING, _N.QUEUED, _N.RETRYING)
 
 
 class Claim(Enum):
@@ -48,11 +49,6 @@ class Claim(Enum):
     HOLD = "hold"
     #: a duplicate, or the workflow no longer runs this node
     DROP = "drop"
-
-
-def now() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
 
 
 class Store:
@@ -128,13 +124,11 @@ class Store:
                         for e in new.edges
                     ],
                 )
-            _add_event(conn, new.id, None, None, _W.IN_PROGRESS, at)
+            graph.add_event(conn, new.id, None, None, _W.IN_PROGRESS, at)
             roots = [
-                n.id
-                for n in new.nodes
-                if n.waiting == 0 and n.kind != NodeKind.ERRBACK
+                n.id for n in new.nodes if n.waiting == 0 and n.kind != NodeKind.ERRBACK
             ]
-            dispatch, _ = _release(conn, new.id, _W.IN_PROGRESS, roots, (), at)
+            dispatch, _ = graph.release(conn, new.id, _W.IN_PROGRESS, roots, (), at)
         return dispatch
 
     # -- worker side: the hot path ----------------------------------------
@@ -151,7 +145,7 @@ class Store:
         """Decide whether attempt ``number`` of a node may run, and record it."""
         at = now()
         with self._write() as conn:
-            state = _workflow_state(conn, workflow_id, lock="share")
+            state = graph.workflow_state(conn, workflow_id, lock="share")
             kind = conn.execute(
                 sa.select(nodes.c.kind).where(nodes.c.id == node_id)
             ).scalar_one_or_none()
@@ -162,7 +156,9 @@ class Store:
             )
             if not runs_now:
                 back = _N.CANCELLED if state == _W.CANCELLED else _N.PENDING
-                moved = _set_node_state(conn, workflow_id, [node_id], _UNFINISHED[1:], back, at)
+                moved = graph.set_node_state(
+                    conn, workflow_id, [node_id], graph.UNFINISHED[1:], back, at
+                )
                 pausing = state in (_W.REQUESTING_PAUSE, _W.PAUSED)
                 return Claim.HOLD if moved and pausing else Claim.DROP
             previous = conn.execute(
@@ -194,7 +190,9 @@ class Store:
                     "started_at": at,
                 },
             )
-            _add_event(conn, workflow_id, node_id, None, _N.RUNNING, at, f"attempt {number}")
+            graph.add_event(
+                conn, workflow_id, node_id, None, _N.RUNNING, at, f"attempt {number}"
+            )
         return Claim.RUN
 
     @retry_transient
@@ -204,13 +202,15 @@ class Store:
         """Record a node's result and release the successors it made ready."""
         at = now()
         with self._write() as conn:
-            state = _workflow_state(conn, workflow_id, lock="share")
-            if not _finish_node(conn, node_id, number, _N.SUCCEEDED, at, result=result):
+            state = graph.workflow_state(conn, workflow_id, lock="share")
+            if not graph.finish_node(
+                conn, node_id, number, _N.SUCCEEDED, at, result=result
+            ):
                 return Outcome(False, [], state)
-            _finish_attempt(conn, node_id, number, AttemptState.SUCCEEDED, at)
-            _add_event(conn, workflow_id, node_id, _N.RUNNING, _N.SUCCEEDED, at)
-            children = _decrement_children(conn, node_id)
-            dispatch, finished = _release(
+            graph.finish_attempt(conn, node_id, number, AttemptState.SUCCEEDED, at)
+            graph.add_event(conn, workflow_id, node_id, _N.RUNNING, _N.SUCCEEDED, at)
+            children = graph.decrement_children(conn, node_id)
+            dispatch, finished = graph.release(
                 conn, workflow_id, state, children, (result,), at
             )
         return Outcome(
@@ -230,17 +230,25 @@ class Store:
         """Record that a node failed for good, and queue the errbacks it triggers."""
         at = now()
         with self._write() as conn:
-            state = _workflow_state(conn, workflow_id, lock="share")
-            if not _finish_node(
+            state = graph.workflow_state(conn, workflow_id, lock="share")
+            if not graph.finish_node(
                 conn, node_id, number, _N.FAILED, at, exc=(exc_type, exc_message)
             ):
                 return Outcome(False, [], state)
-            _finish_attempt(
-                conn, node_id, number, AttemptState.FAILED, at,
-                exc_type=exc_type, exc_message=exc_message, traceback=traceback,
+            graph.finish_attempt(
+                conn,
+                node_id,
+                number,
+                AttemptState.FAILED,
+                at,
+                exc_type=exc_type,
+                exc_message=exc_message,
+                traceback=traceback,
             )
-            _add_event(conn, workflow_id, node_id, _N.RUNNING, _N.FAILED, at, exc_type)
-            errbacks = _queue_errbacks(conn, workflow_id, node_id, at)
+            graph.add_event(
+                conn, workflow_id, node_id, _N.RUNNING, _N.FAILED, at, exc_type
+            )
+            errbacks = graph.queue_errbacks(conn, workflow_id, node_id, at)
         return Outcome(True, errbacks, state, settle=state == _W.REQUESTING_PAUSE)
 
     @retry_transient
@@ -256,9 +264,15 @@ class Store:
         """Record that attempt ``number`` ended in a Celery retry."""
         at = now()
         with self._write() as conn:
-            _finish_attempt(
-                conn, node_id, number, AttemptState.RETRY, at,
-                exc_type=exc_type, exc_message=exc_message, retry_eta=eta,
+            graph.finish_attempt(
+                conn,
+                node_id,
+                number,
+                AttemptState.RETRY,
+                at,
+                exc_type=exc_type,
+                exc_message=exc_message,
+                retry_eta=eta,
             )
             moved = conn.execute(
                 sa.update(nodes)
@@ -270,16 +284,23 @@ class Store:
                 .values(state=_N.RETRYING)
             ).rowcount
             if moved:
-                _add_event(conn, workflow_id, node_id, _N.RUNNING, _N.RETRYING, at, exc_type)
+                graph.add_event(
+                    conn, workflow_id, node_id, _N.RUNNING, _N.RETRYING, at, exc_type
+                )
 
     @retry_transient
     def record_revoked(self, workflow_id: str, node_id: str, number: int) -> None:
         """Record that Celery revoked a node (cancel, terminate or expiry)."""
         at = now()
         with self._write() as conn:
-            _finish_attempt(conn, node_id, number, AttemptState.REVOKED, at)
-            _set_node_state(
-                conn, workflow_id, [node_id], (*_UNFINISHED, _N.RUNNING), _N.CANCELLED, at
+            graph.finish_attempt(conn, node_id, number, AttemptState.REVOKED, at)
+            graph.set_node_state(
+                conn,
+                workflow_id,
+                [node_id],
+                (*graph.UNFINISHED, _N.RUNNING),
+                _N.CANCELLED,
+                at,
             )
 
     # -- workflow state changes -------------------------------------------
@@ -300,31 +321,39 @@ class Store:
         """
         at = now()
         with self._write() as conn:
-            source = _workflow_state(conn, workflow_id, lock="update")
+            source = graph.workflow_state(conn, workflow_id, lock="update")
             dest = decide(source, trigger)
-            counts = _running_and_queued(conn, workflow_id)
+            counts = graph.running_and_queued(conn, workflow_id)
             if trigger == "settle" and counts[_N.RUNNING]:
                 return None
             dispatch: list[Dispatch] = []
             revoke: list[str] = []
             values: dict[str, Any] = {"state": dest, "updated_at": at}
-            _add_event(conn, workflow_id, None, source, dest, at, trigger)
+            graph.add_event(conn, workflow_id, None, source, dest, at, trigger)
             if trigger == "pause" and not counts[_N.RUNNING]:
                 settled = decide(dest, "settle")
-                _add_event(conn, workflow_id, None, dest, settled, at, "settle")
+                graph.add_event(conn, workflow_id, None, dest, settled, at, "settle")
                 values["state"] = dest = settled
             elif trigger in ("resume", "retry"):
                 if trigger == "retry":
-                    _reset_failed(conn, workflow_id, at)
+                    graph.reset_failed(conn, workflow_id, at)
                     values.update(failed_node_id=None, exc_type=None, exc_message=None)
                     values["finished_at"] = None
-                dispatch = _redispatch_ready(conn, workflow_id, at)
+                dispatch = graph.redispatch_ready(conn, workflow_id, at)
             elif trigger == "cancel":
-                revoke = _cancel_nodes(conn, workflow_id, at)
+                revoke = graph.cancel_nodes(conn, workflow_id, at)
                 values["finished_at"] = at
             elif trigger == "complete":
-                values.update(result=_result_of(conn, workflow_id), finished_at=at)
-                _set_node_state(conn, workflow_id, None, (_N.PENDING,), _N.SKIPPED, at, kind=NodeKind.ERRBACK)
+                values.update(result=graph.result_of(conn, workflow_id), finished_at=at)
+                graph.set_node_state(
+                    conn,
+                    workflow_id,
+                    None,
+                    (_N.PENDING,),
+                    _N.SKIPPED,
+                    at,
+                    kind=NodeKind.ERRBACK,
+                )
             elif trigger == "fail" and error is not None:
                 values.update(
                     failed_node_id=error[0],
@@ -333,7 +362,9 @@ class Store:
                     finished_at=at,
                 )
             conn.execute(
-                sa.update(workflows).where(workflows.c.id == workflow_id).values(**values)
+                sa.update(workflows)
+                .where(workflows.c.id == workflow_id)
+                .values(**values)
             )
         return TransitionResult(source, dest, dispatch, revoke)
 
@@ -348,26 +379,28 @@ class Store:
             ).first()
         if row is None:
             raise WorkflowNotFound(workflow_id)
-        return _workflow_record(row)
+        return rows.workflow_record(row)
 
     @retry_transient
     def workflow_state(self, workflow_id: str) -> str:
         """The workflow's current state; raises ``WorkflowNotFound``."""
         with self._read() as conn:
-            return _workflow_state(conn, workflow_id, lock=None)
+            return graph.workflow_state(conn, workflow_id, lock=None)
 
     @retry_transient
     def list_workflows(
         self, state: str | None = None, name: str | None = None, limit: int = 50
     ) -> list[WorkflowRecord]:
         """Workflows, newest first, optionally filtered."""
-        query = sa.select(workflows).order_by(workflows.c.created_at.desc()).limit(limit)
+        query = (
+            sa.select(workflows).order_by(workflows.c.created_at.desc()).limit(limit)
+        )
         if state:
             query = query.where(workflows.c.state == state)
         if name:
             query = query.where(workflows.c.name == name)
         with self._read() as conn:
-            return [_workflow_record(row) for row in conn.execute(query)]
+            return [rows.workflow_record(row) for row in conn.execute(query)]
 
     @retry_transient
     def list_nodes(self, workflow_id: str) -> list[Node]:
@@ -393,7 +426,7 @@ class Store:
             ).all()
         by_node: dict[str, list[Attempt]] = {}
         for row in attempt_rows:
-            by_node.setdefault(row.node_id, []).append(_attempt_record(row))
+            by_node.setdefault(row.node_id, []).append(rows.attempt_record(row))
         parents: dict[str, list[str]] = {}
         for edge in edge_rows:
             parents.setdefault(edge.child_id, []).append(edge.parent_id)
@@ -415,7 +448,9 @@ class Store:
         ]
 
     @retry_transient
-    def count_nodes(self, workflow_id: str, label: str | None = None) -> dict[tuple[str, str], int]:
+    def count_nodes(
+        self, workflow_id: str, label: str | None = None
+    ) -> dict[tuple[str, str], int]:
         """How many nodes there are of each (kind, state)."""
         query = (
             sa.select(nodes.c.kind, nodes.c.state, sa.func.count())
@@ -426,360 +461,3 @@ class Store:
             query = query.where(nodes.c.label == label)
         with self._read() as conn:
             return {(kind, state): count for kind, state, count in conn.execute(query)}
-
-
-# -- helpers, each used inside one of the transactions above ---------------
-
-
-def _workflow_state(conn: sa.Connection, workflow_id: str, lock: str | None) -> str:
-    query = sa.select(workflows.c.state).where(workflows.c.id == workflow_id)
-    if lock == "share":
-        query = query.with_for_update(read=True)
-    elif lock == "update":
-        query = query.with_for_update()
-    state = conn.execute(query).scalar_one_or_none()
-    if state is None:
-        raise WorkflowNotFound(workflow_id)
-    return str(state)
-
-
-def _add_event(
-    conn: sa.Connection,
-    workflow_id: str,
-    node_id: str | None,
-    from_state: str | None,
-    to_state: str,
-    at: datetime,
-    detail: str | None = None,
-) -> None:
-    conn.execute(
-        events.insert(),
-        {
-            "workflow_id": workflow_id,
-            "node_id": node_id,
-            "from_state": from_state,
-            "to_state": to_state,
-            "at": at,
-            "detail": detail,
-        },
-    )
-
-
-def _set_node_state(
-    conn: sa.Connection,
-    workflow_id: str,
-    node_ids: Sequence[str] | None,
-    sources: Sequence[str],
-    dest: str,
-    at: datetime,
-    kind: str | None = None,
-) -> list[str]:
-    """Move nodes in one of ``sources`` to ``dest``, with an event each."""
-    query = sa.select(nodes.c.id, nodes.c.state).where(
-        nodes.c.workflow_id == workflow_id, nodes.c.state.in_(sources)
-    )
-    if node_ids is not None:
-        query = query.where(nodes.c.id.in_(node_ids))
-    if kind is not None:
-        query = query.where(nodes.c.kind == kind)
-    rows = conn.execute(query).all()
-    if not rows:
-        return []
-    ids = [row.id for row in rows]
-    finished = at if dest in (_N.CANCELLED, _N.SKIPPED) else None
-    conn.execute(
-        sa.update(nodes)
-        .where(nodes.c.id.in_(ids))
-        .values(state=dest, finished_at=finished)
-    )
-    conn.execute(
-        events.insert(),
-        [
-            {
-                "workflow_id": workflow_id,
-                "node_id": row.id,
-                "from_state": row.state,
-                "to_state": dest,
-                "at": at,
-            }
-            for row in rows
-        ],
-    )
-    return ids
-
-
-def _finish_node(
-    conn: sa.Connection,
-    node_id: str,
-    number: int,
-    dest: str,
-    at: datetime,
-    result: Any = None,
-    exc: tuple[str, str] | None = None,
-) -> bool:
-    """Record the outcome of the node's current attempt; False if stale."""
-    values: dict[str, Any] = {"state": dest, "finished_at": at, "result": result}
-    if exc is not None:
-        values.update(exc_type=exc[0], exc_message=exc[1])
-    updated = conn.execute(
-        sa.update(nodes)
-        .where(
-            nodes.c.id == node_id,
-            nodes.c.state == _N.RUNNING,
-            nodes.c.current_attempt == number,
-        )
-        .values(**values)
-    )
-    return bool(updated.rowcount)
-
-
-def _finish_attempt(
-    conn: sa.Connection,
-    node_id: str,
-    number: int,
-    state: str,
-    at: datetime,
-    **values: Any,
-) -> None:
-    conn.execute(
-        sa.update(attempts)
-        .where(attempts.c.node_id == node_id, attempts.c.number == number)
-        .values(state=state, finished_at=at, **values)
-    )
-
-
-def _decrement_children(conn: sa.Connection, parent_id: str) -> list[str]:
-    """Count one more finished parent for each child; return those now ready."""
-    children = sa.select(edges.c.child_id).where(
-        edges.c.parent_id == parent_id, edges.c.on_error.is_(False)
-    )
-    rows = conn.execute(
-        sa.update(nodes)
-        .where(nodes.c.id.in_(children))
-        .values(waiting=nodes.c.waiting - 1)
-        .returning(nodes.c.id, nodes.c.waiting, nodes.c.state)
-    ).all()
-    return [row.id for row in rows if row.waiting == 0 and row.state == _N.PENDING]
-
-
-def _release(
-    conn: sa.Connection,
-    workflow_id: str,
-    state: str,
-    ready: list[str],
-    inputs: tuple[Any, ...],
-    at: datetime,
-) -> tuple[list[Dispatch], bool]:
-    """Act on nodes whose parents all finished.
-
-    Joins and END complete here, in the database; task nodes are marked
-    QUEUED for dispatch, only while the workflow is IN_PROGRESS. ``inputs``
-    is what the finished parent hands its children: ``(result,)``, or ``()``
-    for the roots of a workflow.
-    """
-    if not ready:
-        return [], False
-    rows = conn.execute(
-        sa.select(nodes.c.id, nodes.c.kind, nodes.c.signature, nodes.c.current_attempt)
-        .where(nodes.c.id.in_(ready))
-        .order_by(nodes.c.position)
-    ).all()
-    dispatch: list[Dispatch] = []
-    finished = False
-    tasks = []
-    for row in rows:
-        if row.kind == NodeKind.TASK:
-            tasks.append(row)
-            continue
-        joined = _join_value(conn, row.id) if row.kind == NodeKind.JOIN else None
-        conn.execute(
-            sa.update(nodes)
-            .where(nodes.c.id == row.id)
-            .values(state=_N.SUCCEEDED, result=joined, finished_at=at)
-        )
-        if row.kind == NodeKind.END:
-            finished = True
-            continue
-        more, done = _release(
-            conn, workflow_id, state, _decrement_children(conn, row.id), (joined,), at
-        )
-        dispatch.extend(more)
-        finished = finished or done
-    if tasks and state == _W.IN_PROGRESS:
-        _mark_queued(conn, workflow_id, [row.id for row in tasks], _N.PENDING, at)
-        dispatch.extend(
-            Dispatch(row.id, workflow_id, row.signature, inputs, row.current_attempt, row.kind)
-            for row in tasks
-        )
-    return dispatch, finished
-
-
-def _mark_queued(
-    conn: sa.Connection, workflow_id: str, ids: list[str], source: str, at: datetime
-) -> None:
-    conn.execute(
-        sa.update(nodes)
-        .where(nodes.c.id.in_(ids))
-        .values(
-            state=_N.QUEUED,
-            queued_at=at,
-            attempt_base=nodes.c.current_attempt,
-            celery_task_id=nodes.c.id,
-        )
-    )
-    conn.execute(
-        events.insert(),
-        [
-            {
-                "workflow_id": workflow_id,
-                "node_id": node_id,
-                "from_state": source,
-                "to_state": _N.QUEUED,
-                "at": at,
-            }
-            for node_id in ids
-        ],
-    )
-
-
-def _join_value(conn: sa.Connection, node_id: str) -> list[Any]:
-    parent = nodes.alias("parent")
-    query = (
-        sa.select(parent.c.result)
-        .select_from(edges.join(parent, parent.c.id == edges.c.parent_id))
-        .where(edges.c.child_id == node_id, edges.c.on_error.is_(False))
-        .order_by(edges.c.position)
-    )
-    return [row.result for row in conn.execute(query)]
-
-
-def _queue_errbacks(
-    conn: sa.Connection, workflow_id: str, failed_id: str, at: datetime
-) -> list[Dispatch]:
-    """Queue the errbacks guarding ``failed_id`` that have not run yet."""
-    rows = conn.execute(
-        sa.select(nodes.c.id, nodes.c.signature, nodes.c.current_attempt, nodes.c.kind)
-        .select_from(nodes.join(edges, edges.c.child_id == nodes.c.id))
-        .where(
-            edges.c.parent_id == failed_id,
-            edges.c.on_error.is_(True),
-            nodes.c.state == _N.PENDING,
-        )
-        .order_by(nodes.c.position)
-    ).all()
-    if not rows:
-        return []
-    _mark_queued(conn, workflow_id, [row.id for row in rows], _N.PENDING, at)
-    return [
-        Dispatch(row.id, workflow_id, row.signature, (failed_id,), row.current_attempt, row.kind)
-        for row in rows
-    ]
-
-
-def _running_and_queued(conn: sa.Connection, workflow_id: str) -> dict[str, int]:
-    rows = conn.execute(
-        sa.select(nodes.c.state, sa.func.count())
-        .where(
-            nodes.c.workflow_id == workflow_id,
-            nodes.c.state.in_((_N.RUNNING, _N.QUEUED)),
-        )
-        .group_by(nodes.c.state)
-    ).all()
-    counts = {_N.RUNNING.value: 0, _N.QUEUED.value: 0}
-    counts.update({state: count for state, count in rows})
-    return counts
-
-
-def _redispatch_ready(conn: sa.Connection, workflow_id: str, at: datetime) -> list[Dispatch]:
-    """Queue every task node whose parents all succeeded but that was held back."""
-    rows = conn.execute(
-        sa.select(nodes.c.id, nodes.c.signature, nodes.c.current_attempt, nodes.c.kind)
-        .where(
-            nodes.c.workflow_id == workflow_id,
-            nodes.c.state == _N.PENDING,
-            nodes.c.waiting == 0,
-            nodes.c.kind == NodeKind.TASK,
-        )
-        .order_by(nodes.c.position)
-    ).all()
-    if not rows:
-        return []
-    ids = [row.id for row in rows]
-    parent = nodes.alias("parent")
-    inputs = {
-        child: (result,)
-        for child, result in conn.execute(
-            sa.select(edges.c.child_id, parent.c.result)
-            .select_from(edges.join(parent, parent.c.id == edges.c.parent_id))
-            .where(edges.c.child_id.in_(ids), edges.c.on_error.is_(False))
-        )
-    }
-    _mark_queued(conn, workflow_id, ids, _N.PENDING, at)
-    return [
-        Dispatch(row.id, workflow_id, row.signature, inputs.get(row.id, ()), row.current_attempt, row.kind)
-        for row in rows
-    ]
-
-
-def _reset_failed(conn: sa.Connection, workflow_id: str, at: datetime) -> None:
-    """Failed task nodes (and unneeded-yet errbacks) become runnable again."""
-    _set_node_state(conn, workflow_id, None, (_N.FAILED,), _N.PENDING, at, kind=NodeKind.TASK)
-
-
-def _cancel_nodes(conn: sa.Connection, workflow_id: str, at: datetime) -> list[str]:
-    """Cancel every node that has not finished; return the ids to revoke."""
-    running = conn.execute(
-        sa.select(nodes.c.id).where(
-            nodes.c.workflow_id == workflow_id,
-            nodes.c.state.in_((_N.RUNNING, _N.QUEUED, _N.RETRYING)),
-        )
-    ).scalars().all()
-    _set_node_state(conn, workflow_id, None, _UNFINISHED, _N.CANCELLED, at)
-    return list(running)
-
-
-def _result_of(conn: sa.Connection, workflow_id: str) -> Any:
-    query = (
-        sa.select(nodes.c.result)
-        .select_from(workflows.join(nodes, nodes.c.id == workflows.c.result_node_id))
-        .where(workflows.c.id == workflow_id)
-    )
-    return conn.execute(query).scalar_one_or_none()
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; every stored time is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-def _workflow_record(row: sa.Row[Any]) -> WorkflowRecord:
-    return WorkflowRecord(
-        id=row.id,
-        name=row.name,
-        state=row.state,
-        result=row.result,
-        failed_node_id=row.failed_node_id,
-        exc_type=row.exc_type,
-        exc_message=row.exc_message,
-        metadata=row.metadata,
-        created_at=_aware(row.created_at) or now(),
-        updated_at=_aware(row.updated_at) or now(),
-        finished_at=_aware(row.finished_at),
-    )
-
-
-def _attempt_record(row: sa.Row[Any]) -> Attempt:
-    return Attempt(
-        number=row.number,
-        state=row.state,
-        worker=row.worker,
-        started_at=_aware(row.started_at),
-        finished_at=_aware(row.finished_at),
-        exc_type=row.exc_type,
-        exc_message=row.exc_message,
-        pid=row.pid,
-        traceback=row.traceback,
-        retry_eta=_aware(row.retry_eta),
-    )

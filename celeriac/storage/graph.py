@@ -1,0 +1,367 @@
+"""Graph steps done inside the store's transactions: release, join, cancel.
+
+Every function takes the open connection of the caller's transaction and
+never commits; the Store composes them into its named methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from celeriac.errors import WorkflowNotFound
+from celeriac.records import Dispatch
+from celeriac.states import NodeKind, NodeState, WorkflowState
+from celeriac.storage.schema import attempts, edges, events, nodes, workflows
+
+_N = NodeState
+_W = WorkflowState
+UNFINISHED = (_N.PENDING, _N.QUEUED, _N.RETRYING)
+
+
+def workflow_state(conn: sa.Connection, workflow_id: str, lock: str | None) -> str:
+    query = sa.select(workflows.c.state).where(workflows.c.id == workflow_id)
+    if lock == "share":
+        query = query.with_for_update(read=True)
+    elif lock == "update":
+        query = query.with_for_update()
+    state = conn.execute(query).scalar_one_or_none()
+    if state is None:
+        raise WorkflowNotFound(workflow_id)
+    return str(state)
+
+
+def add_event(
+    conn: sa.Connection,
+    workflow_id: str,
+    node_id: str | None,
+    from_state: str | None,
+    to_state: str,
+    at: datetime,
+    detail: str | None = None,
+) -> None:
+    conn.execute(
+        events.insert(),
+        {
+            "workflow_id": workflow_id,
+            "node_id": node_id,
+            "from_state": from_state,
+            "to_state": to_state,
+            "at": at,
+            "detail": detail,
+        },
+    )
+
+
+def set_node_state(
+    conn: sa.Connection,
+    workflow_id: str,
+    node_ids: Sequence[str] | None,
+    sources: Sequence[str],
+    dest: str,
+    at: datetime,
+    kind: str | None = None,
+) -> list[str]:
+    """Move nodes in one of ``sources`` to ``dest``, with an event each."""
+    query = sa.select(nodes.c.id, nodes.c.state).where(
+        nodes.c.workflow_id == workflow_id, nodes.c.state.in_(sources)
+    )
+    if node_ids is not None:
+        query = query.where(nodes.c.id.in_(node_ids))
+    if kind is not None:
+        query = query.where(nodes.c.kind == kind)
+    rows = conn.execute(query).all()
+    if not rows:
+        return []
+    ids = [row.id for row in rows]
+    finished = at if dest in (_N.CANCELLED, _N.SKIPPED) else None
+    conn.execute(
+        sa.update(nodes)
+        .where(nodes.c.id.in_(ids))
+        .values(state=dest, finished_at=finished)
+    )
+    conn.execute(
+        events.insert(),
+        [
+            {
+                "workflow_id": workflow_id,
+                "node_id": row.id,
+                "from_state": row.state,
+                "to_state": dest,
+                "at": at,
+            }
+            for row in rows
+        ],
+    )
+    return ids
+
+
+def finish_node(
+    conn: sa.Connection,
+    node_id: str,
+    number: int,
+    dest: str,
+    at: datetime,
+    result: Any = None,
+    exc: tuple[str, str] | None = None,
+) -> bool:
+    """Record the outcome of the node's current attempt; False if stale."""
+    values: dict[str, Any] = {"state": dest, "finished_at": at, "result": result}
+    if exc is not None:
+        values.update(exc_type=exc[0], exc_message=exc[1])
+    updated = conn.execute(
+        sa.update(nodes)
+        .where(
+            nodes.c.id == node_id,
+            nodes.c.state == _N.RUNNING,
+            nodes.c.current_attempt == number,
+        )
+        .values(**values)
+    )
+    return bool(updated.rowcount)
+
+
+def finish_attempt(
+    conn: sa.Connection,
+    node_id: str,
+    number: int,
+    state: str,
+    at: datetime,
+    **values: Any,
+) -> None:
+    conn.execute(
+        sa.update(attempts)
+        .where(attempts.c.node_id == node_id, attempts.c.number == number)
+        .values(state=state, finished_at=at, **values)
+    )
+
+
+def decrement_children(conn: sa.Connection, parent_id: str) -> list[str]:
+    """Count one more finished parent for each child; return those now ready."""
+    children = sa.select(edges.c.child_id).where(
+        edges.c.parent_id == parent_id, edges.c.on_error.is_(False)
+    )
+    rows = conn.execute(
+        sa.update(nodes)
+        .where(nodes.c.id.in_(children))
+        .values(waiting=nodes.c.waiting - 1)
+        .returning(nodes.c.id, nodes.c.waiting, nodes.c.state)
+    ).all()
+    return [row.id for row in rows if row.waiting == 0 and row.state == _N.PENDING]
+
+
+def release(
+    conn: sa.Connection,
+    workflow_id: str,
+    state: str,
+    ready: list[str],
+    inputs: tuple[Any, ...],
+    at: datetime,
+) -> tuple[list[Dispatch], bool]:
+    """Act on nodes whose parents all finished.
+
+    Joins and END complete here, in the database; task nodes are marked
+    QUEUED for dispatch, only while the workflow is IN_PROGRESS. ``inputs``
+    is what the finished parent hands its children: ``(result,)``, or ``()``
+    for the roots of a workflow.
+    """
+    if not ready:
+        return [], False
+    rows = conn.execute(
+        sa.select(nodes.c.id, nodes.c.kind, nodes.c.signature, nodes.c.current_attempt)
+        .where(nodes.c.id.in_(ready))
+        .order_by(nodes.c.position)
+    ).all()
+    dispatch: list[Dispatch] = []
+    finished = False
+    tasks = []
+    for row in rows:
+        if row.kind == NodeKind.TASK:
+            tasks.append(row)
+            continue
+        joined = join_value(conn, row.id) if row.kind == NodeKind.JOIN else None
+        conn.execute(
+            sa.update(nodes)
+            .where(nodes.c.id == row.id)
+            .values(state=_N.SUCCEEDED, result=joined, finished_at=at)
+        )
+        if row.kind == NodeKind.END:
+            finished = True
+            continue
+        more, done = release(
+            conn, workflow_id, state, decrement_children(conn, row.id), (joined,), at
+        )
+        dispatch.extend(more)
+        finished = finished or done
+    if tasks and state == _W.IN_PROGRESS:
+        mark_queued(conn, workflow_id, [row.id for row in tasks], _N.PENDING, at)
+        dispatch.extend(
+            Dispatch(
+                row.id,
+                workflow_id,
+                row.signature,
+                inputs,
+                row.current_attempt,
+                row.kind,
+            )
+            for row in tasks
+        )
+    return dispatch, finished
+
+
+def mark_queued(
+    conn: sa.Connection, workflow_id: str, ids: list[str], source: str, at: datetime
+) -> None:
+    conn.execute(
+        sa.update(nodes)
+        .where(nodes.c.id.in_(ids))
+        .values(
+            state=_N.QUEUED,
+            queued_at=at,
+            attempt_base=nodes.c.current_attempt,
+            celery_task_id=nodes.c.id,
+        )
+    )
+    conn.execute(
+        events.insert(),
+        [
+            {
+                "workflow_id": workflow_id,
+                "node_id": node_id,
+                "from_state": source,
+                "to_state": _N.QUEUED,
+                "at": at,
+            }
+            for node_id in ids
+        ],
+    )
+
+
+def join_value(conn: sa.Connection, node_id: str) -> list[Any]:
+    parent = nodes.alias("parent")
+    query = (
+        sa.select(parent.c.result)
+        .select_from(edges.join(parent, parent.c.id == edges.c.parent_id))
+        .where(edges.c.child_id == node_id, edges.c.on_error.is_(False))
+        .order_by(edges.c.position)
+    )
+    return [row.result for row in conn.execute(query)]
+
+
+def queue_errbacks(
+    conn: sa.Connection, workflow_id: str, failed_id: str, at: datetime
+) -> list[Dispatch]:
+    """Queue the errbacks guarding ``failed_id`` that have not run yet."""
+    rows = conn.execute(
+        sa.select(nodes.c.id, nodes.c.signature, nodes.c.current_attempt, nodes.c.kind)
+        .select_from(nodes.join(edges, edges.c.child_id == nodes.c.id))
+        .where(
+            edges.c.parent_id == failed_id,
+            edges.c.on_error.is_(True),
+            nodes.c.state == _N.PENDING,
+        )
+        .order_by(nodes.c.position)
+    ).all()
+    if not rows:
+        return []
+    mark_queued(conn, workflow_id, [row.id for row in rows], _N.PENDING, at)
+    return [
+        Dispatch(
+            row.id,
+            workflow_id,
+            row.signature,
+            (failed_id,),
+            row.current_attempt,
+            row.kind,
+        )
+        for row in rows
+    ]
+
+
+def running_and_queued(conn: sa.Connection, workflow_id: str) -> dict[str, int]:
+    rows = conn.execute(
+        sa.select(nodes.c.state, sa.func.count())
+        .where(
+            nodes.c.workflow_id == workflow_id,
+            nodes.c.state.in_((_N.RUNNING, _N.QUEUED)),
+        )
+        .group_by(nodes.c.state)
+    ).all()
+    counts = {_N.RUNNING.value: 0, _N.QUEUED.value: 0}
+    counts.update({state: count for state, count in rows})
+    return counts
+
+
+def redispatch_ready(
+    conn: sa.Connection, workflow_id: str, at: datetime
+) -> list[Dispatch]:
+    """Queue every task node whose parents all succeeded but that was held back."""
+    rows = conn.execute(
+        sa.select(nodes.c.id, nodes.c.signature, nodes.c.current_attempt, nodes.c.kind)
+        .where(
+            nodes.c.workflow_id == workflow_id,
+            nodes.c.state == _N.PENDING,
+            nodes.c.waiting == 0,
+            nodes.c.kind == NodeKind.TASK,
+        )
+        .order_by(nodes.c.position)
+    ).all()
+    if not rows:
+        return []
+    ids = [row.id for row in rows]
+    parent = nodes.alias("parent")
+    inputs = {
+        child: (result,)
+        for child, result in conn.execute(
+            sa.select(edges.c.child_id, parent.c.result)
+            .select_from(edges.join(parent, parent.c.id == edges.c.parent_id))
+            .where(edges.c.child_id.in_(ids), edges.c.on_error.is_(False))
+        )
+    }
+    mark_queued(conn, workflow_id, ids, _N.PENDING, at)
+    return [
+        Dispatch(
+            row.id,
+            workflow_id,
+            row.signature,
+            inputs.get(row.id, ()),
+            row.current_attempt,
+            row.kind,
+        )
+        for row in rows
+    ]
+
+
+def reset_failed(conn: sa.Connection, workflow_id: str, at: datetime) -> None:
+    """Failed task nodes (and unneeded-yet errbacks) become runnable again."""
+    set_node_state(
+        conn, workflow_id, None, (_N.FAILED,), _N.PENDING, at, kind=NodeKind.TASK
+    )
+
+
+def cancel_nodes(conn: sa.Connection, workflow_id: str, at: datetime) -> list[str]:
+    """Cancel every node that has not finished; return the ids to revoke."""
+    running = (
+        conn.execute(
+            sa.select(nodes.c.id).where(
+                nodes.c.workflow_id == workflow_id,
+                nodes.c.state.in_((_N.RUNNING, _N.QUEUED, _N.RETRYING)),
+            )
+        )
+        .scalars()
+        .all()
+    )
+    set_node_state(conn, workflow_id, None, UNFINISHED, _N.CANCELLED, at)
+    return list(running)
+
+
+def result_of(conn: sa.Connection, workflow_id: str) -> Any:
+    query = (
+        sa.select(nodes.c.result)
+        .select_from(workflows.join(nodes, nodes.c.id == workflows.c.result_node_id))
+        .where(workflows.c.id == workflow_id)
+    )
+    return conn.execute(query).scalar_one_or_none()
