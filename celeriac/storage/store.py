@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -367,6 +367,24 @@ class Store:
                 .values(**values)
             )
         return TransitionResult(source, dest, dispatch, revoke)
+
+    # -- recovery ---------------------------------------------------------
+
+    @retry_transient
+    def requeue_stale(self, older_than: float) -> list[Dispatch]:
+        """QUEUED nodes not started for ``older_than`` seconds, to publish again."""
+        at = now()
+        with self._write() as conn:
+            return graph.requeue_stale(conn, at - timedelta(seconds=older_than), at)
+
+    @retry_transient
+    def unsettled_workflows(self) -> list[tuple[str, str, tuple[str, str, str] | None]]:
+        """(workflow id, trigger, failure) for workflows whose state lags behind."""
+        with self._read() as conn:
+            return [
+                (workflow_id, trigger, graph.first_failure(conn, workflow_id))
+                for workflow_id, trigger in graph.unsettled_workflows(conn)
+            ]
 
     # -- reads ------------------------------------------------------------
 

@@ -1,0 +1,60 @@
+"""Recovery: what a crash between a commit and a publish leaves behind."""
+
+from __future__ import annotations
+
+from celery import chain, group
+
+from celeriac import WorkflowState
+from celeriac.engine.compiler import compile_canvas
+from celeriac.engine.handle import Workflow
+
+
+def _stored_but_never_published(engine, canvas) -> Workflow:
+    """What a producer that died right after the submit's commit leaves."""
+    new = compile_canvas(engine.app, canvas)
+    engine.store.insert_workflow(new)
+    return engine.workflow(new.id)
+
+
+def test_recovery_starts_a_workflow_whose_producer_died_before_publishing(
+    engine, tasks, worker
+):
+    workflow = _stored_but_never_published(
+        engine, chain(tasks.add.s(1, 2), group(tasks.add.s(1), tasks.mul.s(2)))
+    )
+    engine.options["recovery_delay"] = 0
+    assert engine.recover() == 1
+    assert workflow.get(timeout=10) == [4, 6]
+    assert [len(n.attempts) for n in workflow.nodes()] == [1, 1, 1]
+
+
+def test_recovery_publishing_a_node_twice_runs_it_once(engine, tasks):
+    workflow = engine.submit(group(tasks.add.s(i, i) for i in range(5)))
+    engine.options["recovery_delay"] = 0
+    assert engine.recover() == 5  # every message is now in the queue twice
+    with engine.embedded_worker():
+        assert workflow.get(timeout=10) == [0, 2, 4, 6, 8]
+    assert sorted(args for _, args in tasks.ran) == [(i, i) for i in range(5)]
+    assert all(len(n.attempts) == 1 for n in workflow.nodes())
+
+
+def test_recovery_leaves_young_queued_nodes_alone(engine, tasks):
+    engine.submit(tasks.add.s(1, 2))
+    engine.options["recovery_delay"] = 3600
+    assert engine.recover() == 0
+
+
+def test_recovery_settles_a_pause_whose_last_node_finished_unseen(engine, tasks):
+    workflow = engine.submit(chain(tasks.add.s(1, 2), tasks.add.s(10)))
+    node_id = workflow.nodes()[0].id
+    engine.store.claim_node(workflow.id, node_id, 1, "w", 1)
+    workflow.pause()
+    assert workflow.state == WorkflowState.REQUESTING_PAUSE
+    # the worker recorded the result, then died before settling the pause
+    engine.store.record_success(workflow.id, node_id, 1, 3)
+    assert workflow.state == WorkflowState.REQUESTING_PAUSE
+    engine.recover()
+    assert workflow.state == WorkflowState.PAUSED
+    with engine.embedded_worker():
+        workflow.resume()
+        assert workflow.get(timeout=10) == 13
