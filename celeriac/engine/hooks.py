@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -149,14 +149,13 @@ class WorkerHooks:
         if not node.is_node:
             return
         exc = getattr(reason, "exc", None) or reason
-        eta = getattr(reason, "when", None)
         self.engine.store.record_retry(
             node.workflow_id,
             node.node_id,
             node.number,
             type(exc).__name__,
             str(exc),
-            eta if isinstance(eta, datetime) else None,
+            _retry_eta(getattr(reason, "when", None)),
         )
 
     def _on_revoked(self, sender: Any = None, request: Any = None, **_: Any) -> None:
@@ -167,6 +166,15 @@ class WorkerHooks:
             self.engine.store.record_revoked(
                 node.workflow_id, node.node_id, node.number
             )
+
+
+def _retry_eta(when: Any) -> datetime | None:
+    """Celery's ``Retry.when`` is an ETA or a countdown in seconds."""
+    if isinstance(when, datetime):
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    if isinstance(when, int | float):
+        return datetime.now(UTC) + timedelta(seconds=when)
+    return None
 
 
 def takes_request(app: Celery, task_name: str) -> bool:
