@@ -178,6 +178,17 @@ class Store:
             ).first()
             if previous is None:
                 return Claim.DROP
+            # Celery publishes the next attempt before its task_retry signal
+            # reaches us: an older attempt still RUNNING ended in a retry.
+            conn.execute(
+                sa.update(attempts)
+                .where(
+                    attempts.c.node_id == node_id,
+                    attempts.c.number < number,
+                    attempts.c.state == AttemptState.RUNNING,
+                )
+                .values(state=AttemptState.RETRY, finished_at=at)
+            )
             conn.execute(
                 attempts.insert(),
                 {

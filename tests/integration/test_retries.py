@@ -10,6 +10,7 @@ from celery import chain
 
 from celeriac import WorkflowFailed, WorkflowState
 from celeriac.storage.schema import attempts
+from tests.waiting import wait_for
 
 
 class Flaky:
@@ -74,6 +75,22 @@ def flaky(app):
     return Flaky(app)
 
 
+def _recorded_nodes(workflow):
+    """The nodes, once every retry's exception is recorded.
+
+    With a zero countdown the next attempt may finish before Celery's
+    task_retry signal for the previous one is handled: the attempt's state is
+    known at once (the next claim sets it), its exception a moment later.
+    """
+
+    def recorded():
+        nodes = workflow.nodes()
+        retries = [a for n in nodes for a in n.attempts if a.state == "RETRY"]
+        return nodes if all(a.exc_type for a in retries) else None
+
+    return wait_for(recorded, what="retry records")
+
+
 def _attempt_rows(engine, node_id):
     with engine.db.connect() as conn:
         return conn.execute(
@@ -88,7 +105,7 @@ def test_self_retry_with_countdown_zero_keeps_the_node_and_numbers_attempts(
 ):
     workflow = engine.submit(flaky.explicit.s("a", 2))
     assert workflow.get(timeout=10) == 3
-    (node,) = workflow.nodes()
+    (node,) = _recorded_nodes(workflow)
     assert node.state == "SUCCEEDED"
     assert [(a.number, a.state, a.exc_type) for a in node.attempts] == [
         (1, "RETRY", "KeyError"),
@@ -105,7 +122,7 @@ def test_self_retry_with_countdown_zero_keeps_the_node_and_numbers_attempts(
 def test_autoretry_with_backoff_and_jitter_then_success(engine, flaky, worker):
     workflow = engine.submit(chain(flaky.auto.si("b", 2), flaky.explicit.si("c", 0)))
     assert workflow.get(timeout=10) == 1
-    first, second = workflow.nodes()
+    first, second = _recorded_nodes(workflow)
     assert [a.state for a in first.attempts] == ["RETRY", "RETRY", "SUCCEEDED"]
     assert {a.exc_type for a in first.attempts[:2]} == {"ConnectionError"}
     assert [a.state for a in second.attempts] == ["SUCCEEDED"]
