@@ -1,6 +1,9 @@
 """celeriac: a persistent workflow engine on top of Celery."""
 
-from celeriac.engine import Engine, Workflow
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from celeriac.errors import (
     CeleriacError,
     InvalidCanvas,
@@ -13,6 +16,23 @@ from celeriac.errors import (
 )
 from celeriac.records import Attempt, Node, Progress
 from celeriac.states import NodeState, WorkflowState
+
+if TYPE_CHECKING:
+    from celeriac.engine import Engine, Workflow
+
+
+def __getattr__(name: str) -> Any:
+    """Import the engine (and so Celery) only when it is asked for.
+
+    ``celeriac.storage`` must import without Celery; importing it imports
+    this package first.
+    """
+    if name in ("Engine", "Workflow"):
+        from celeriac import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module 'celeriac' has no attribute {name!r}")
+
 
 __all__ = [
     "Attempt",

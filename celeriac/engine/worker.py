@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from celery import Celery
+from celery.bootsteps import TERMINATE  # type: ignore[attr-defined]  # untyped
 from celery.contrib.testing.worker import start_worker
 
 
@@ -28,4 +31,24 @@ def embedded_worker(app: Celery, concurrency: int = 2, **options: Any) -> Iterat
         perform_ping_check=False,
         **options,
     ) as worker:
-        yield worker
+        try:
+            yield worker
+        finally:
+            _wake_while_stopping(app, worker)
+
+
+def _wake_while_stopping(app: Celery, worker: Any) -> None:
+    """Shorten shutdown from seconds to milliseconds.
+
+    The worker's loop waits up to 2 s for a message between checks of its
+    state, twice while stopping; a broadcast ping wakes it at once.
+    """
+
+    def wake() -> None:
+        deadline = time.monotonic() + 10
+        while worker.blueprint.state != TERMINATE and time.monotonic() < deadline:
+            time.sleep(0.02)
+            with suppress(Exception):
+                app.control.broadcast("ping", reply=False)
+
+    threading.Thread(target=wake, name="celeriac-wake", daemon=True).start()

@@ -109,9 +109,14 @@ def finish_node(
     exc: tuple[str, str] | None = None,
 ) -> bool:
     """Record the outcome of the node's current attempt; False if stale."""
-    values: dict[str, Any] = {"state": dest, "finished_at": at, "result": result}
-    if exc is not None:
-        values.update(exc_type=exc[0], exc_message=exc[1])
+    exc_type, exc_message = exc if exc is not None else (None, None)
+    values: dict[str, Any] = {
+        "state": dest,
+        "finished_at": at,
+        "result": result,
+        "exc_type": exc_type,
+        "exc_message": exc_message,
+    }
     updated = conn.execute(
         sa.update(nodes)
         .where(

@@ -1,0 +1,586 @@
+"""The Store's contract, on SQLite and on PostgreSQL alike.
+
+The workflows are built by hand, as the compiler builds them: TASK nodes,
+JOIN nodes that collect their parents' results in edge order, and one END
+node after every leaf, whose completion finishes the workflow.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from celeriac.engine.machine import decider
+from celeriac.errors import InvalidTransition, WorkflowNotFound
+from celeriac.records import NewEdge, NewNode, NewWorkflow, Outcome
+from celeriac.states import NodeKind, NodeState, WorkflowState
+from celeriac.storage import Store, connect, migrate
+from celeriac.storage.schema import attempts, events, nodes, workflows
+from celeriac.storage.store import Claim
+
+N = NodeState
+W = WorkflowState
+
+
+class Flow:
+    """A workflow built node by node; ``flow["a"]`` is node a's id."""
+
+    def __init__(self) -> None:
+        self.id = uuid.uuid4().hex
+        self.nodes: list[NewNode] = []
+        self.edges: list[NewEdge] = []
+
+    def __getitem__(self, name: str) -> str:
+        return f"{self.id}-{name}"
+
+    def name_of(self, node_id: str) -> str:
+        return node_id.removeprefix(f"{self.id}-")
+
+    def task(self, name: str, node_id: str | None = None) -> str:
+        signature = {"task": f"t.{name}", "args": [], "kwargs": {}, "options": {}}
+        return self._add(name, NodeKind.TASK, signature, node_id)
+
+    def join(self, name: str, *parents: str) -> str:
+        node = self._add(name, NodeKind.JOIN, None)
+        for parent in parents:
+            self.edge(parent, node)
+        return node
+
+    def edge(self, parent: str, child: str) -> None:
+        position = sum(1 for e in self.edges if e.child_id == child)
+        self.edges.append(NewEdge(parent, child, position))
+
+    def build(self, result: str) -> NewWorkflow:
+        """Add END after every leaf, and give each node its parent count."""
+        parents = {e.parent_id for e in self.edges}
+        leaves = [n.id for n in self.nodes if n.id not in parents]
+        end = self._add("end", NodeKind.END, None)
+        for leaf in leaves:
+            self.edge(leaf, end)
+        waiting = {
+            n.id: sum(1 for e in self.edges if e.child_id == n.id) for n in self.nodes
+        }
+        built = [
+            NewNode(n.id, n.position, n.kind, n.task, n.signature, waiting[n.id])
+            for n in self.nodes
+        ]
+        return NewWorkflow(
+            id=self.id,
+            name="hand-made",
+            canvas={"hand": "made"},
+            args=[],
+            kwargs={},
+            metadata=None,
+            result_node_id=result,
+            nodes=built,
+            edges=self.edges,
+        )
+
+    def _add(
+        self, name: str, kind: str, signature: Any, node_id: str | None = None
+    ) -> str:
+        node = NewNode(
+            node_id or self[name],
+            len(self.nodes),
+            kind,
+            signature and signature["task"],
+            signature,
+            0,
+        )
+        self.nodes.append(node)
+        return node.id
+
+
+def chain_flow() -> tuple[Flow, NewWorkflow]:
+    """a → b → END."""
+    flow = Flow()
+    a, b = flow.task("a"), flow.task("b")
+    flow.edge(a, b)
+    return flow, flow.build(result=b)
+
+
+def group_flow() -> tuple[Flow, NewWorkflow]:
+    """(a, b) → JOIN j → c → END."""
+    flow = Flow()
+    a, b = flow.task("a"), flow.task("b")
+    c = flow.task("c")
+    flow.edge(flow.join("j", a, b), c)
+    return flow, flow.build(result=c)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    db = connect(database_url)
+    migrate.upgrade(db)
+    yield Store(db)
+    db.dispose()
+
+
+def states(store: Store, flow: Flow) -> dict[str, str]:
+    """Every node's state, by name (JOIN and END included)."""
+    with store.db.connect() as conn:
+        rows = conn.execute(
+            sa.select(nodes.c.id, nodes.c.state).where(nodes.c.workflow_id == flow.id)
+        )
+        return {flow.name_of(row.id): row.state for row in rows}
+
+
+def node_row(store: Store, node_id: str) -> sa.Row[Any]:
+    with store.db.connect() as conn:
+        return conn.execute(sa.select(nodes).where(nodes.c.id == node_id)).one()
+
+
+def snapshot(store: Store, flow: Flow) -> dict[str, list[tuple[Any, ...]]]:
+    """All rows that belong to the workflow, for before/after comparisons."""
+    tables = {"workflows": workflows.c.id, "nodes": nodes.c.workflow_id}
+    tables.update(attempts=attempts.c.workflow_id, events=events.c.workflow_id)
+    found = {}
+    with store.db.connect() as conn:
+        for name, column in tables.items():
+            query = sa.select(column.table).where(column == flow.id)
+            found[name] = sorted(map(tuple, conn.execute(query)), key=repr)
+    return found
+
+
+def transition(store: Store, flow: Flow, trigger: str) -> Any:
+    return store.transition_workflow(flow.id, trigger, decider(flow.id))
+
+
+def run(store: Store, flow: Flow, name: str, result: Any, number: int = 1) -> Outcome:
+    """Claim node ``name`` and record its success."""
+    assert store.claim_node(flow.id, flow[name], number, "w1", 1) is Claim.RUN
+    return store.record_success(flow.id, flow[name], number, result)
+
+
+def dispatched(outcome: Any, flow: Flow) -> list[tuple[str, tuple[Any, ...]]]:
+    return [(flow.name_of(d.node_id), d.inputs) for d in outcome.dispatch]
+
+
+# -- submission -----------------------------------------------------------------
+
+
+def test_insert_workflow_returns_the_roots_and_marks_them_queued(store):
+    flow, new = group_flow()
+    roots = store.insert_workflow(new)
+
+    assert [(d.node_id, d.inputs, d.kind) for d in roots] == [
+        (flow["a"], (), NodeKind.TASK),
+        (flow["b"], (), NodeKind.TASK),
+    ]
+    assert roots[0].signature == new.nodes[0].signature
+    assert roots[0].workflow_id == flow.id
+    assert roots[0].attempt_base == 0
+    assert states(store, flow) == {
+        "a": N.QUEUED,
+        "b": N.QUEUED,
+        "j": N.PENDING,
+        "c": N.PENDING,
+        "end": N.PENDING,
+    }
+    assert store.workflow_state(flow.id) == W.IN_PROGRESS
+
+
+def test_insert_workflow_with_colliding_node_ids_stores_nothing(store):
+    flow = Flow()
+    a = flow.task("a")
+    flow.edge(a, flow.task("b", node_id=a))
+    new = flow.build(result=a)
+
+    with pytest.raises(sa.exc.IntegrityError):
+        store.insert_workflow(new)
+
+    with pytest.raises(WorkflowNotFound):
+        store.get_workflow(flow.id)
+    assert snapshot(store, flow) == {
+        "workflows": [],
+        "nodes": [],
+        "attempts": [],
+        "events": [],
+    }
+
+
+def test_insert_workflow_colliding_with_a_stored_one_leaves_both_as_they_were(store):
+    first, first_new = chain_flow()
+    store.insert_workflow(first_new)
+    before = snapshot(store, first)
+    second = Flow()
+    second.task("a", node_id=first["b"])
+    second_new = second.build(result=first["b"])
+
+    with pytest.raises(sa.exc.IntegrityError):
+        store.insert_workflow(second_new)
+
+    with pytest.raises(WorkflowNotFound):
+        store.get_workflow(second.id)
+    assert snapshot(store, first) == before
+    assert snapshot(store, second)["events"] == []
+
+
+# -- claims and outcomes --------------------------------------------------------
+
+
+def test_claim_runs_an_attempt_once_and_drops_its_duplicate(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+
+    assert store.claim_node(flow.id, flow["a"], 1, "w1", 11) is Claim.RUN
+    assert store.claim_node(flow.id, flow["a"], 1, "w2", 22) is Claim.DROP
+
+    assert states(store, flow)["a"] == N.RUNNING
+    (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["a"]]
+    assert [(t.number, t.state, t.worker, t.pid) for t in node.attempts] == [
+        (1, "RUNNING", "w1", 11)
+    ]
+
+
+def test_claim_of_a_node_that_is_not_queued_is_dropped(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+
+    assert store.claim_node(flow.id, flow["b"], 1, "w1", 1) is Claim.DROP
+    assert store.claim_node(flow.id, "no-such-node", 1, "w1", 1) is Claim.DROP
+    assert states(store, flow)["b"] == N.PENDING
+
+
+def test_success_releases_the_child_with_the_parents_result(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+
+    outcome = run(store, flow, "a", {"x": [1, 2]})
+
+    assert outcome.recorded
+    assert not outcome.finished
+    assert outcome.workflow_state == W.IN_PROGRESS
+    assert dispatched(outcome, flow) == [("b", ({"x": [1, 2]},))]
+    assert states(store, flow)["a"] == N.SUCCEEDED
+    assert states(store, flow)["b"] == N.QUEUED
+    assert node_row(store, flow["a"]).result == {"x": [1, 2]}
+
+
+def test_a_second_success_of_the_same_attempt_is_not_recorded(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    run(store, flow, "a", 1)
+
+    again = store.record_success(flow.id, flow["a"], 1, 2)
+
+    assert not again.recorded
+    assert again.dispatch == []
+    assert node_row(store, flow["a"]).result == 1
+    assert states(store, flow)["b"] == N.QUEUED
+
+
+def test_join_completes_in_the_database_with_results_in_edge_order(store):
+    flow, new = group_flow()
+    store.insert_workflow(new)
+
+    first = run(store, flow, "b", "B")
+    assert first.dispatch == []
+    assert states(store, flow)["j"] == N.PENDING
+    second = run(store, flow, "a", "A")
+
+    assert dispatched(second, flow) == [("c", (["A", "B"],))]
+    assert states(store, flow)["j"] == N.SUCCEEDED
+    assert node_row(store, flow["j"]).result == ["A", "B"]
+    assert not second.finished
+
+
+def test_end_completion_finishes_the_workflow_and_complete_stores_the_result(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    run(store, flow, "a", 1)
+
+    outcome = run(store, flow, "b", [2, 3])
+
+    assert outcome.finished
+    assert outcome.dispatch == []
+    assert states(store, flow)["end"] == N.SUCCEEDED
+    assert store.workflow_state(flow.id) == W.IN_PROGRESS
+    done = transition(store, flow, "complete")
+    assert (done.source, done.dest) == (W.IN_PROGRESS, W.COMPLETED)
+    record = store.get_workflow(flow.id)
+    assert record.state == W.COMPLETED
+    assert record.result == [2, 3]
+    assert record.finished_at is not None
+
+
+def test_parents_finishing_at_once_release_their_join_exactly_once(store):
+    flow = Flow()
+    members = [flow.task(f"m{i}") for i in range(8)]
+    flow.edge(flow.join("j", *members), flow.task("c"))
+    store.insert_workflow(flow.build(result=flow["c"]))
+    for i, member in enumerate(members):
+        assert store.claim_node(flow.id, member, 1, "w", i) is Claim.RUN
+    barrier = threading.Barrier(len(members))
+    outcomes: list[Outcome] = []
+
+    def finish(index: int) -> None:
+        barrier.wait()
+        outcomes.append(store.record_success(flow.id, members[index], 1, index))
+
+    threads = [threading.Thread(target=finish, args=(i,)) for i in range(len(members))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    released = [d for outcome in outcomes for d in outcome.dispatch]
+    assert len(outcomes) == len(members)
+    assert [(d.node_id, d.inputs) for d in released] == [(flow["c"], (list(range(8)),))]
+
+
+# -- pause, resume, cancel ------------------------------------------------------
+
+
+def test_pause_with_a_running_node_waits_for_it_then_settles(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    store.claim_node(flow.id, flow["a"], 1, "w1", 1)
+
+    paused = transition(store, flow, "pause")
+    assert (paused.source, paused.dest) == (W.IN_PROGRESS, W.REQUESTING_PAUSE)
+    assert transition(store, flow, "settle") is None
+    assert store.workflow_state(flow.id) == W.REQUESTING_PAUSE
+
+    outcome = store.record_success(flow.id, flow["a"], 1, 5)
+    assert outcome.settle
+    assert outcome.dispatch == []
+    assert states(store, flow)["b"] == N.PENDING
+
+    settled = transition(store, flow, "settle")
+    assert (settled.source, settled.dest) == (W.REQUESTING_PAUSE, W.PAUSED)
+    assert store.workflow_state(flow.id) == W.PAUSED
+
+
+def test_pause_with_nothing_running_pauses_at_once(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+
+    paused = transition(store, flow, "pause")
+
+    assert (paused.source, paused.dest) == (W.IN_PROGRESS, W.PAUSED)
+    assert store.workflow_state(flow.id) == W.PAUSED
+
+
+def test_a_claim_while_pausing_holds_the_node_back_as_pending(store):
+    flow, new = group_flow()
+    store.insert_workflow(new)
+    store.claim_node(flow.id, flow["a"], 1, "w1", 1)
+    transition(store, flow, "pause")
+
+    assert store.claim_node(flow.id, flow["b"], 1, "w1", 1) is Claim.HOLD
+
+    assert states(store, flow)["b"] == N.PENDING
+    assert store.workflow_state(flow.id) == W.REQUESTING_PAUSE
+    (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["b"]]
+    assert node.attempts == []
+
+
+def test_a_claim_while_paused_holds_the_node_back_as_pending(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    transition(store, flow, "pause")
+
+    assert store.claim_node(flow.id, flow["a"], 1, "w1", 1) is Claim.HOLD
+    assert states(store, flow)["a"] == N.PENDING
+
+
+def test_resume_dispatches_every_ready_node_with_its_input(store):
+    flow, new = group_flow()
+    store.insert_workflow(new)
+    store.claim_node(flow.id, flow["a"], 1, "w1", 1)
+    transition(store, flow, "pause")
+    store.claim_node(flow.id, flow["b"], 1, "w1", 1)
+    store.record_success(flow.id, flow["a"], 1, "A")
+    transition(store, flow, "settle")
+
+    resumed = transition(store, flow, "resume")
+
+    assert (resumed.source, resumed.dest) == (W.PAUSED, W.IN_PROGRESS)
+    assert dispatched(resumed, flow) == [("b", ())]
+    assert states(store, flow)["b"] == N.QUEUED
+    assert run(store, flow, "b", "B").dispatch[0].inputs == (["A", "B"],)
+
+
+def test_resume_dispatches_a_child_released_during_the_pause(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    store.claim_node(flow.id, flow["a"], 1, "w1", 1)
+    transition(store, flow, "pause")
+    store.record_success(flow.id, flow["a"], 1, {"k": "v"})
+    transition(store, flow, "settle")
+
+    resumed = transition(store, flow, "resume")
+
+    assert dispatched(resumed, flow) == [("b", ({"k": "v"},))]
+    assert resumed.dispatch[0].attempt_base == 0
+    assert run(store, flow, "b", 2).finished
+
+
+def test_cancel_returns_the_running_nodes_and_cancels_the_pending_ones(store):
+    flow, new = group_flow()
+    store.insert_workflow(new)
+    store.claim_node(flow.id, flow["a"], 1, "w1", 1)
+
+    cancelled = transition(store, flow, "cancel")
+
+    assert (cancelled.source, cancelled.dest) == (W.IN_PROGRESS, W.CANCELLED)
+    assert sorted(cancelled.revoke) == sorted([flow["a"], flow["b"]])
+    assert cancelled.dispatch == []
+    assert states(store, flow) == {
+        "a": N.RUNNING,
+        "b": N.CANCELLED,
+        "j": N.CANCELLED,
+        "c": N.CANCELLED,
+        "end": N.CANCELLED,
+    }
+    assert store.get_workflow(flow.id).finished_at is not None
+    assert store.claim_node(flow.id, flow["b"], 1, "w1", 1) is Claim.DROP
+
+
+@pytest.mark.parametrize("trigger", ["resume", "settle", "retry", "no-such-trigger"])
+def test_an_invalid_trigger_raises_and_changes_nothing(store, trigger):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    store.claim_node(flow.id, flow["a"], 1, "w1", 1)
+    before = snapshot(store, flow)
+
+    with pytest.raises(InvalidTransition) as raised:
+        transition(store, flow, trigger)
+
+    assert raised.value.workflow_id == flow.id
+    assert snapshot(store, flow) == before
+
+
+@pytest.mark.parametrize("trigger", ["pause", "resume", "cancel", "complete"])
+def test_no_trigger_leaves_a_cancelled_workflow(store, trigger):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    transition(store, flow, "cancel")
+    before = snapshot(store, flow)
+
+    with pytest.raises(InvalidTransition):
+        transition(store, flow, trigger)
+
+    assert snapshot(store, flow) == before
+
+
+# -- failure and retry ------------------------------------------------------------
+
+
+def fail_b(store: Store, flow: Flow) -> None:
+    """Run a, then fail b for good and fail the workflow."""
+    run(store, flow, "a", 1)
+    store.claim_node(flow.id, flow["b"], 1, "w1", 1)
+    store.record_failure(flow.id, flow["b"], 1, "ValueError", "bad", "Traceback")
+    error = (flow["b"], "ValueError", "bad")
+    store.transition_workflow(flow.id, "fail", decider(flow.id), error)
+
+
+def test_fail_records_the_failing_node_and_its_error(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+
+    fail_b(store, flow)
+
+    record = store.get_workflow(flow.id)
+    assert record.state == W.FAILED
+    assert (record.failed_node_id, record.exc_type, record.exc_message) == (
+        flow["b"],
+        "ValueError",
+        "bad",
+    )
+    (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["b"]]
+    assert node.state == N.FAILED
+    assert node.error == "ValueError: bad"
+    assert [(t.state, t.exc_type, t.traceback) for t in node.attempts] == [
+        ("FAILED", "ValueError", "Traceback")
+    ]
+
+
+def test_retry_runs_the_failed_node_again_after_its_last_attempt(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    fail_b(store, flow)
+
+    retried = transition(store, flow, "retry")
+
+    assert (retried.source, retried.dest) == (W.FAILED, W.IN_PROGRESS)
+    assert dispatched(retried, flow) == [("b", (1,))]
+    assert retried.dispatch[0].attempt_base == 1
+    record = store.get_workflow(flow.id)
+    assert (record.failed_node_id, record.exc_type, record.finished_at) == (
+        None,
+        None,
+        None,
+    )
+    assert store.claim_node(flow.id, flow["b"], 1, "w1", 1) is Claim.DROP
+    assert run(store, flow, "b", 3, number=2).finished
+
+
+def test_a_node_that_succeeds_after_a_retry_reports_no_error(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    fail_b(store, flow)
+    transition(store, flow, "retry")
+
+    run(store, flow, "b", 3, number=2)
+
+    (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["b"]]
+    assert node.state == N.SUCCEEDED
+    assert node.result == 3
+    assert (node.error, node.exc_type) == (None, None)
+
+
+def test_a_celery_retry_is_recorded_and_the_next_attempt_runs(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    store.claim_node(flow.id, flow["a"], 1, "w1", 1)
+
+    store.record_retry(flow.id, flow["a"], 1, "OSError", "flaky", None)
+    assert states(store, flow)["a"] == N.RETRYING
+    assert store.claim_node(flow.id, flow["a"], 1, "w1", 1) is Claim.DROP
+    assert run(store, flow, "a", "ok", number=2).dispatch[0].inputs == ("ok",)
+
+    (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["a"]]
+    assert [(t.number, t.state, t.exc_type) for t in node.attempts] == [
+        (1, "RETRY", "OSError"),
+        (2, "SUCCEEDED", None),
+    ]
+
+
+def test_a_revoked_running_node_is_cancelled(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    store.claim_node(flow.id, flow["a"], 1, "w1", 1)
+    transition(store, flow, "cancel")
+
+    store.record_revoked(flow.id, flow["a"], 1)
+
+    (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["a"]]
+    assert node.state == N.CANCELLED
+    assert [t.state for t in node.attempts] == ["REVOKED"]
+
+
+# -- the server going away --------------------------------------------------------
+
+
+def test_the_store_carries_on_after_postgres_restarts(postgres_url, postgres_server):
+    db = connect(postgres_url)
+    store = Store(db)
+    try:
+        flow, new = chain_flow()
+        store.insert_workflow(new)
+        run(store, flow, "a", 1)
+
+        postgres_server.restart(immediate=True)
+
+        assert run(store, flow, "b", 2).finished
+        assert states(store, flow)["end"] == N.SUCCEEDED
+    finally:
+        db.dispose()
