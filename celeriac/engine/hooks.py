@@ -19,6 +19,8 @@ from celery import Celery, signals
 from celery.exceptions import Ignore
 from celery.utils.functional import arity_greater
 
+from celeriac.engine import context
+from celeriac.engine.context import RunningNode
 from celeriac.engine.scheduler import HEADER
 from celeriac.states import NodeKind
 from celeriac.storage.store import Claim
@@ -60,6 +62,7 @@ class WorkerHooks:
         signals.task_failure.connect(self._on_failure, weak=False)
         signals.task_retry.connect(self._on_retry, weak=False)
         signals.task_revoked.connect(self._on_revoked, weak=False)
+        signals.task_postrun.connect(self._on_postrun, weak=False)
         signals.worker_init.connect(self._on_worker_init, weak=False)
         self.app.on_after_finalize.connect(self._gate_all, weak=False)
         if self.app.finalized:  # type: ignore[attr-defined]  # not in celery-types
@@ -110,6 +113,9 @@ class WorkerHooks:
             os.getpid(),
         )
         if claim is Claim.RUN:
+            context.enter(
+                RunningNode(self.engine, node.workflow_id, node.node_id, node.number)
+            )
             return
         if claim is Claim.HOLD:
             logger.info(
@@ -121,6 +127,10 @@ class WorkerHooks:
         else:
             logger.info("node %s dropped: duplicate or no longer wanted", node.node_id)
         raise Ignore()
+
+    def _on_postrun(self, sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is self.app:
+            context.enter(None)
 
     def _on_success(self, sender: Any = None, result: Any = None, **_: Any) -> None:
         node = self._mine(sender)
