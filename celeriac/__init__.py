@@ -14,11 +14,12 @@ from celeriac.errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
-from celeriac.records import Attempt, Node, Progress
+from celeriac.records import Attempt, Node, NodeProgress, Progress
 from celeriac.states import NodeState, WorkflowState
 
 if TYPE_CHECKING:
     from celeriac.engine import Engine, Workflow
+    from celeriac.engine.progress import report_progress
 
 
 def __getattr__(name: str) -> Any:
@@ -31,6 +32,10 @@ def __getattr__(name: str) -> Any:
         from celeriac import engine
 
         return getattr(engine, name)
+    if name == "report_progress":
+        from celeriac.engine.progress import report_progress
+
+        return report_progress
     raise AttributeError(f"module 'celeriac' has no attribute {name!r}")
 
 
@@ -41,6 +46,7 @@ __all__ = [
     "InvalidCanvas",
     "InvalidTransition",
     "Node",
+    "NodeProgress",
     "NodeState",
     "Progress",
     "StorageError",
@@ -50,4 +56,5 @@ __all__ = [
     "WorkflowFailed",
     "WorkflowNotFound",
     "WorkflowState",
+    "report_progress",
 ]

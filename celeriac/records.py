@@ -35,6 +35,24 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class NodeProgress:
+    """What a node's task body last reported (``celeriac.report_progress``)."""
+
+    current: float
+    #: None while the body does not know how much work there is
+    total: float | None
+    message: str | None
+    at: datetime | None
+
+    @property
+    def fraction(self) -> float | None:
+        """``current / total``, clamped to 0.0 to 1.0; None without a total."""
+        if not self.total or self.total <= 0:
+            return None
+        return min(max(self.current / self.total, 0.0), 1.0)
+
+
+@dataclass(frozen=True)
 class Node:
     """One task of a workflow, with its attempts."""
 
@@ -49,6 +67,8 @@ class Node:
     exc_type: str | None = None
     label: str | None = None
     parents: list[str] = field(default_factory=list)
+    #: the body's last progress report, if it made one
+    progress: NodeProgress | None = None
 
 
 @dataclass(frozen=True)
@@ -59,11 +79,15 @@ class Progress:
     total: int
     failed: int
     running: int
+    #: running nodes counted by the fraction of their work they reported
+    partial: float = 0.0
 
     @property
     def fraction(self) -> float:
-        """Share of the nodes that finished, from 0.0 to 1.0."""
-        return self.done / self.total if self.total else 1.0
+        """Share of the work done, from 0.0 to 1.0: ``(done + partial) / total``."""
+        if not self.total:
+            return 1.0
+        return min((self.done + self.partial) / self.total, 1.0)
 
 
 @dataclass(frozen=True)
@@ -152,3 +176,13 @@ class TransitionResult:
     dest: str
     dispatch: list[Dispatch]
     revoke: list[str]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The worker process claiming a node, and when a silent worker counts as dead."""
+
+    worker_id: str
+    hostname: str | None
+    pid: int
+    dead_before: datetime

@@ -68,6 +68,8 @@ class AttemptState(StrEnum):
     FAILED = "FAILED"
     RETRY = "RETRY"
     REVOKED = "REVOKED"
+    #: its worker died (no heartbeat) before it finished
+    LOST = "LOST"
 
 
 TERMINAL_WORKFLOW_STATES = frozenset(

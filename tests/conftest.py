@@ -41,7 +41,7 @@ def engine(app, database_url) -> Engine:
     engine = Engine(app, database_url)
     engine.migrate()
     yield engine
-    engine.db.dispose()
+    engine.close()
 
 
 @pytest.fixture

@@ -15,7 +15,9 @@ from typing import Any
 from celery import Celery
 
 
-def make_app(name: str = "t", broker: str = "memory://", **conf: Any) -> Celery:
+def make_app(
+    name: str = "t", broker: str = "memory://localhost/", **conf: Any
+) -> Celery:
     """A Celery app of its own: its own queue, so apps never share messages."""
     app = Celery(f"{name}-{uuid.uuid4().hex[:8]}", broker=broker, set_as_current=False)
     app.conf.task_default_queue = f"q-{uuid.uuid4().hex}"

@@ -5,15 +5,24 @@ result (unless immutable). A group's result, and a chord's join, is a JOIN
 node that collects its parents' results in order; it completes in the
 database, so no ``chord_unlock`` task polls for it. An END node waits for
 every leaf: its completion completes the workflow.
+
+The walk follows what Celery itself does when a canvas is applied
+(``celery/canvas.py``): which part gets the call's arguments and options,
+how groups flatten, where ``link`` and ``link_error`` end up. The
+differential tests (``tests/integration/test_canvas_differential.py``) run
+each form both ways and compare.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 
 from celery import Celery
-from celery.canvas import Signature, _chain, _chord, chunks, group, maybe_signature
+from celery.canvas import Signature, _chain, chord, chunks, group, maybe_signature
+from celery.utils.functional import maybe_list
 from kombu.utils.json import dumps
 
 from celeriac.errors import InvalidCanvas, UnknownTask
@@ -38,8 +47,29 @@ _WIRING_OPTIONS = frozenset(
         "stamps",
     }
 )
+#: Options of a chord that delay its header only, not its body.
+_HEADER_ONLY_OPTIONS = frozenset({"countdown", "eta"})
 #: The signature option users set to name a part of a canvas (progress).
 LABEL_OPTION = "celeriac_label"
+
+#: An errback to add for each task it guards, or the id of an errback node
+#: that several tasks share (it runs once, whichever of them fails first).
+Errback: TypeAlias = Signature | str
+
+
+@dataclass(frozen=True)
+class _Call:
+    """How a part of a canvas is applied: ``part.apply_async(args, kwargs, **options)``.
+
+    Options given with the call win over the part's own, as in Celery.
+    ``links`` is a ``link`` option given with the call (a group hands its own
+    to its members): it replaces the part's own callbacks; None keeps them.
+    """
+
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    links: list[Signature] | None = None
 
 
 def compile_canvas(
@@ -59,7 +89,8 @@ def compile_canvas(
             f"the canvas, its arguments or metadata are not JSON: {exc}"
         ) from exc
     builder = _Builder(app)
-    result_node = builder.add(sig, None, tuple(args), dict(kwargs or {}), [], None)
+    call = _Call(tuple(args), dict(kwargs or {}))
+    result_node = builder.add(sig, None, call, [], None)
     builder.close()
     return NewWorkflow(
         id=str(uuid.uuid4()),
@@ -75,13 +106,16 @@ def compile_canvas(
 
 
 def _as_signature(app: Celery, canvas: Any) -> Signature:
-    if isinstance(canvas, dict):
-        sig = maybe_signature(canvas, app=app)
-        if isinstance(sig, Signature):
-            return sig
-    raise InvalidCanvas(
-        f"expected a Celery signature, chain, group or chord, got {type(canvas).__name__}"
-    )
+    sig: object = maybe_signature(canvas, app=app) if isinstance(canvas, dict) else None
+    if not isinstance(sig, Signature):
+        raise InvalidCanvas(
+            "expected a Celery signature, chain, group or chord, "
+            f"got {type(canvas).__name__}"
+        )
+    if isinstance(sig, chunks):
+        # what chunks.apply_async applies; like it, drop the chunks' options
+        return group(list(sig.group().tasks), app=app)
+    return sig
 
 
 class _Builder:
@@ -93,164 +127,301 @@ class _Builder:
         self.edges: list[NewEdge] = []
         self._waiting: dict[str, int] = {}
         self._has_children: set[str] = set()
+        self._guards: dict[str, set[str]] = {}
 
     def add(
         self,
         sig: Signature,
         parent: str | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        errbacks: list[Signature],
+        call: _Call,
+        errbacks: Sequence[Errback],
         label: str | None,
     ) -> str:
         """Add ``sig`` fed by ``parent``; return the node holding its result."""
         sig = _as_signature(self.app, sig)
         label = sig.options.get(LABEL_OPTION, label)
-        if isinstance(sig, _chord):
-            return self._add_chord(sig, parent, args, kwargs, errbacks, label)
-        errbacks = errbacks + _errbacks_of(self.app, sig)
-        if isinstance(sig, chunks):
-            return self.add(sig.group(), parent, args, kwargs, errbacks, label)
+        if isinstance(sig, chord):
+            return self._add_chord(sig, parent, call, errbacks, label)
+        errbacks = _merged(errbacks, self._errbacks_of(sig))
         if isinstance(sig, _chain):
-            return self._add_chain(sig, parent, args, kwargs, errbacks, label)
+            return self._add_chain(sig, parent, call, errbacks, label)
         if isinstance(sig, group):
-            return self._add_group(sig, parent, args, kwargs, errbacks, label)
-        return self._add_task(sig, parent, args, kwargs, errbacks, label)
+            return self._add_group(sig, parent, call, errbacks, label)
+        return self._add_task(sig, parent, call, errbacks, label)
 
     def _add_chain(
         self,
         sig: _chain,
         parent: str | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        errbacks: list[Signature],
+        call: _Call,
+        errbacks: Sequence[Errback],
         label: str | None,
     ) -> str:
-        steps = [_as_signature(self.app, step) for step in sig.tasks]
-        if not steps:
-            raise InvalidCanvas("an empty chain has nothing to run")
-        if not sig.immutable:
-            args = args + tuple(sig.args)
+        """Steps one after the other; the call goes to the first step only.
+
+        The chain's callbacks are added to its last step's own, as
+        ``chain.run`` does, so a last step that is a group calls them once
+        per member, and one that is a chord after its body.
+        """
+        steps = self._chain_steps(sig)
+        links = self._links(sig, call)
+        if links:
+            steps[-1] = _with_links(steps[-1], links)
+        first = _Call(
+            _call_args(sig, call),
+            call.kwargs,
+            {**_execution_options(sig.options), **call.options},
+        )
         current = parent
         for index, step in enumerate(steps):
-            if isinstance(step, group) and len(step.tasks) == 1:
-                step = _as_signature(self.app, step.tasks[0])
-            first = index == 0
             current = self.add(
-                step,
-                current,
-                args if first else (),
-                kwargs if first else {},
-                errbacks,
-                label,
+                step, current, first if index == 0 else _Call(), errbacks, label
             )
         assert current is not None
-        for callback in sig.options.get("link") or []:
-            self._add_callback(callback, current, label)
         return current
 
     def _add_group(
         self,
         sig: group,
         parent: str | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        errbacks: list[Signature],
+        call: _Call,
+        errbacks: Sequence[Errback],
         label: str | None,
+        guarded: list[str] | None = None,
     ) -> str:
+        """Members side by side, each called with the call and the group's options.
+
+        With ``guarded`` (a chord's group body), each member's errbacks also
+        run if one of those header tasks fails, once per member.
+        """
+        links = self._links(sig, call)
+        member_call = _Call(
+            call.args,
+            call.kwargs,
+            {**_execution_options(sig.options), **call.options},
+            links or None,
+        )
         members = [
-            self.add(member, parent, args, kwargs, errbacks, label)
-            for member in sig.tasks
+            self.add(member, parent, member_call, errbacks, label)
+            if guarded is None
+            else self._add_guarded(
+                member, parent, member_call, errbacks, guarded, label
+            )
+            for member in self._group_members(sig)
         ]
+        # An empty group (or chord header) has no member to wait for: its
+        # join is ready at once, even after a parent. Waiting for the parent
+        # needs an edge that does not hand its result on, which the store
+        # lacks (the differential case chord-empty-header-waits-for-chain).
         join = self._node(NodeKind.JOIN, None, None, label)
         for position, member in enumerate(members):
             self._edge(member, join, position)
-        links = sig.options.get("link") or []
-        if links and members:
-            for callback in links:
-                immutable = _as_signature(self.app, callback).clone().set(immutable=True)
-                self._add_callback(immutable, members[0], label)
         return join
 
     def _add_chord(
         self,
-        sig: _chord,
+        sig: chord,
         parent: str | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        errbacks: list[Signature],
+        call: _Call,
+        errbacks: Sequence[Errback],
         label: str | None,
     ) -> str:
+        """The header as a group, then the body fed by its join.
+
+        The call and the chord's options go to the header; the body gets the
+        options too, except those that delay the header (``countdown``,
+        ``eta``), and the chord's callbacks, as ``body.link()`` would.
+        """
+        options = {**_execution_options(sig.options), **call.options}
+        header_kwargs = dict(sig.kwargs.get("kwargs") or {})
+        header_call = _Call(
+            _call_args(sig, call), {**header_kwargs, **call.kwargs}, options
+        )
         header_start = len(self.nodes)
-        header = group(list(sig.tasks), app=self.app)
-        join = self._add_group(header, parent, args, kwargs, errbacks, label)
-        header_tasks = [
-            n.id for n in self.nodes[header_start:] if n.kind == NodeKind.TASK
+        join = self._add_group(
+            group(_header_tasks(sig), app=self.app), parent, header_call, [], label
+        )
+        body = _linked(
+            self.app, _as_signature(self.app, sig.body), self._links(sig, call)
+        )
+        body_call = _Call(
+            options={
+                key: value
+                for key, value in options.items()
+                if key not in _HEADER_ONLY_OPTIONS
+            }
+        )
+        body_errbacks = _merged(errbacks, self._errbacks_of(sig))
+        return self._add_chord_body(
+            body, join, body_call, body_errbacks, self._tasks_since(header_start), label
+        )
+
+    def _add_chord_body(
+        self,
+        body: Signature,
+        join: str,
+        call: _Call,
+        errbacks: Sequence[Errback],
+        header_tasks: list[str],
+        label: str | None,
+    ) -> str:
+        """The body; its errbacks also run, once, if the header fails.
+
+        Celery's ``chord_error_from_stack`` calls the errbacks of the body
+        (of each member of a group body), the chord's and an enclosing
+        chain's then; the header's tasks keep their own errbacks.
+        """
+        if isinstance(body, group):
+            return self._add_group(
+                body,
+                join,
+                call,
+                _merged(errbacks, self._errbacks_of(body)),
+                body.options.get(LABEL_OPTION, label),
+                guarded=header_tasks,
+            )
+        return self._add_guarded(body, join, call, errbacks, header_tasks, label)
+
+    def _add_guarded(
+        self,
+        sig: Signature,
+        parent: str | None,
+        call: _Call,
+        errbacks: Sequence[Errback],
+        guarded: list[str],
+        label: str | None,
+    ) -> str:
+        """Add ``sig``; its own errbacks also run, once, if ``guarded`` fail.
+
+        Each errback becomes one node, shared by ``sig``'s tasks and the
+        ``guarded`` ones, so that it runs once, whichever fails first.
+        """
+        shared = [
+            errback if isinstance(errback, str) else self._add_errback(errback, label)
+            for errback in _merged(errbacks, self._errbacks_of(sig))
         ]
-        body = _as_signature(self.app, sig.body)
-        # Celery calls the chord's and a plain body's errbacks once when the
-        # header fails: one errback node guards every task of the chord.
-        chord_errbacks = _errbacks_of(self.app, sig)
-        if not isinstance(body, (_chain, group)):
-            chord_errbacks += _errbacks_of(self.app, body)
-            body = body.clone()
-            body.options.pop("link_error", None)
-        body_start = len(self.nodes)
-        result = self.add(body, join, (), {}, errbacks, label)
-        body_tasks = [n.id for n in self.nodes[body_start:] if n.kind == NodeKind.TASK]
-        for errback in chord_errbacks:
-            self._add_errback(errback, header_tasks + body_tasks, label)
-        for callback in sig.options.get("link") or []:
-            self._add_callback(callback, result, label)
-        return result
+        for errback_node in shared:
+            for task in guarded:
+                self._guard(task, errback_node)
+        return self.add(_without_errbacks(sig), parent, call, shared, label)
 
     def _add_task(
         self,
         sig: Signature,
         parent: str | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        errbacks: list[Signature],
+        call: _Call,
+        errbacks: Sequence[Errback],
         label: str | None,
     ) -> str:
         self._check_task(sig)
         if sig.immutable:
             call_args, call_kwargs = tuple(sig.args), dict(sig.kwargs)
         else:
-            call_args = args + tuple(sig.args)
-            call_kwargs = {**sig.kwargs, **kwargs}
-        node = self._node(NodeKind.TASK, sig.task, _stored_signature(sig, call_args, call_kwargs), label)
+            call_args = call.args + tuple(sig.args)
+            call_kwargs = {**sig.kwargs, **call.kwargs}
+        options = {**sig.options, **call.options}
+        stored = _stored_signature(sig, call_args, call_kwargs, options)
+        node = self._node(NodeKind.TASK, sig.task, stored, label)
         if parent is not None:
             self._edge(parent, node, 0)
         for errback in errbacks:
-            self._add_errback(errback, [node], label)
-        for callback in sig.options.get("link") or []:
-            self._add_callback(callback, node, label)
+            if isinstance(errback, str):
+                self._guard(node, errback)
+            else:
+                self._guard(node, self._add_errback(errback, label))
+        for callback in self._links(sig, call):
+            self.add(callback, node, _Call(), [], label)
         return node
 
-    def _add_callback(self, callback: Any, parent: str, label: str | None) -> None:
-        self.add(_as_signature(self.app, callback), parent, (), {}, [], label)
-
-    def _add_errback(self, errback: Signature, guarded: list[str], label: str | None) -> None:
+    def _add_errback(self, errback: Signature, label: str | None) -> str:
+        """An ERRBACK node; only a failure of a task it guards releases it."""
         self._check_task(errback)
-        stored = _stored_signature(errback, tuple(errback.args), dict(errback.kwargs))
+        stored = _stored_signature(
+            errback, tuple(errback.args), dict(errback.kwargs), errback.options
+        )
         node = self._node(NodeKind.ERRBACK, errback.task, stored, label)
-        self._waiting[node] = 1  # never released by success: only a failure runs it
-        for position, target in enumerate(guarded):
-            self.edges.append(NewEdge(target, node, position, on_error=True))
+        self._waiting[node] = 1  # never released by success
+        return node
+
+    def _guard(self, task: str, errback_node: str) -> None:
+        """Run ``errback_node`` if ``task`` fails."""
+        guarded = self._guards.setdefault(errback_node, set())
+        if task not in guarded:
+            self.edges.append(NewEdge(task, errback_node, len(guarded), on_error=True))
+            guarded.add(task)
 
     def _check_task(self, sig: Signature) -> None:
         if sig.task not in self.app.tasks:
             raise UnknownTask(str(sig.task))
-        inner = sig.kwargs.get("task") if sig.task in ("celery.map", "celery.starmap") else None
+        inner = (
+            sig.kwargs.get("task")
+            if sig.task in ("celery.map", "celery.starmap")
+            else None
+        )
         if isinstance(inner, dict):
             self._check_task(_as_signature(self.app, inner))
 
+    def _chain_steps(self, sig: _chain) -> list[Signature]:
+        """The steps Celery runs.
+
+        A group of one runs as its task; empty groups are skipped, unless
+        nothing else is left.
+        """
+        steps = []
+        for task in sig.tasks:
+            step = _as_signature(self.app, task)
+            members = list(step.tasks) if isinstance(step, group) else []
+            steps.append(
+                _as_signature(self.app, members[0]) if len(members) == 1 else step
+            )
+        if not steps:
+            raise InvalidCanvas("an empty chain has nothing to run")
+        return [step for step in steps if not _is_empty_group(step)] or steps[-1:]
+
+    def _group_members(self, sig: group) -> list[Signature]:
+        """The members Celery applies.
+
+        Nested groups are flattened, dropping their own options as Celery
+        does; empty chains are dropped.
+        """
+        members: list[Signature] = []
+        for task in sig.tasks:
+            member = _as_signature(self.app, task)
+            if isinstance(member, group):
+                members.extend(self._group_members(member))
+            elif not (isinstance(member, _chain) and not member.tasks):
+                members.append(member)
+        return members
+
+    def _links(self, sig: Signature, call: _Call) -> list[Signature]:
+        """The callbacks ``sig`` runs with: those of the call, else its own."""
+        if call.links is not None:
+            return call.links
+        return self._listed(sig, "link")
+
+    def _errbacks_of(self, sig: Signature) -> list[Errback]:
+        return list(self._listed(sig, "link_error"))
+
+    def _listed(self, sig: Signature, option: str) -> list[Signature]:
+        return [
+            _as_signature(self.app, s)
+            for s in maybe_list(sig.options.get(option)) or []
+        ]
+
+    def _tasks_since(self, start: int) -> list[str]:
+        return [n.id for n in self.nodes[start:] if n.kind == NodeKind.TASK]
+
     def _node(
-        self, kind: str, task: str | None, signature: dict[str, Any] | None, label: str | None
+        self,
+        kind: str,
+        task: str | None,
+        signature: dict[str, Any] | None,
+        label: str | None,
     ) -> str:
         node_id = str(uuid.uuid4())
-        self.nodes.append(NewNode(node_id, len(self.nodes), kind, task, signature, 0, label))
+        self.nodes.append(
+            NewNode(node_id, len(self.nodes), kind, task, signature, 0, label)
+        )
         self._waiting[node_id] = 0
         return node_id
 
@@ -270,29 +441,110 @@ class _Builder:
         for position, leaf in enumerate(leaves):
             self._edge(leaf, end, position)
         self.nodes = [
-            NewNode(n.id, n.position, n.kind, n.task, n.signature, self._waiting[n.id], n.label)
+            NewNode(
+                n.id,
+                n.position,
+                n.kind,
+                n.task,
+                n.signature,
+                self._waiting[n.id],
+                n.label,
+            )
             for n in self.nodes
         ]
 
 
-def _stored_signature(
-    sig: Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> dict[str, Any]:
-    """The node's signature in Celery's dict form, without canvas wiring."""
-    options = {
+def _call_args(sig: Signature, call: _Call) -> tuple[Any, ...]:
+    """A chain's or chord's own args after the call's, unless immutable."""
+    if call.args and not sig.immutable:
+        return call.args + tuple(sig.args)
+    return tuple(sig.args)
+
+
+def _header_tasks(sig: chord) -> list[Any]:
+    tasks = sig.tasks
+    return list(tasks.tasks if isinstance(tasks, group) else tasks)
+
+
+def _is_empty_group(sig: Signature) -> bool:
+    return (
+        isinstance(sig, group) and isinstance(sig.tasks, list | tuple) and not sig.tasks
+    )
+
+
+def _merged(first: Sequence[Errback], second: Sequence[Errback]) -> list[Errback]:
+    """Both lists, each errback once (Celery does not link one twice)."""
+    merged = list(first)
+    merged.extend(errback for errback in second if errback not in merged)
+    return merged
+
+
+def _execution_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` without canvas wiring: what reaches a task's message."""
+    return {
         key: value
-        for key, value in sig.options.items()
+        for key, value in options.items()
         if key not in _WIRING_OPTIONS and key != LABEL_OPTION
     }
+
+
+def _with_links(sig: Signature, callbacks: list[Signature]) -> Signature:
+    """A copy of ``sig`` with ``callbacks`` added to its ``link`` option."""
+    copy = sig.clone()
+    copy.options["link"] = [*(maybe_list(sig.options.get("link")) or []), *callbacks]
+    return copy
+
+
+def _linked(app: Celery, sig: Signature, callbacks: list[Signature]) -> Signature:
+    """A copy of ``sig`` with ``callbacks`` linked as ``sig.link()`` would.
+
+    A chord links them to its body; a group to its first member only, made
+    immutable (the member cannot pass the group's result on); any other
+    signature adds them to its ``link`` option. The caller's canvas is left
+    alone.
+    """
+    if not callbacks:
+        return sig
+    if isinstance(sig, chord):
+        chord_copy = sig.clone()
+        assert isinstance(chord_copy, chord)
+        chord_copy.kwargs["body"] = _linked(
+            app, _as_signature(app, sig.body), callbacks
+        )
+        return chord_copy
+    if isinstance(sig, group) and sig.tasks:
+        first, *rest = sig.tasks
+        immutable = [callback.clone().set(immutable=True) for callback in callbacks]
+        group_copy = sig.clone()
+        assert isinstance(group_copy, group)
+        group_copy.kwargs["tasks"] = [
+            _linked(app, _as_signature(app, first), immutable),
+            *rest,
+        ]
+        return group_copy
+    return _with_links(sig, callbacks)
+
+
+def _without_errbacks(sig: Signature) -> Signature:
+    if not sig.options.get("link_error"):
+        return sig
+    copy = sig.clone()
+    copy.options.pop("link_error", None)
+    return copy
+
+
+def _stored_signature(
+    sig: Signature,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """The node's signature in Celery's dict form, without canvas wiring."""
     return {
         "task": sig.task,
         "args": list(args),
         "kwargs": kwargs,
-        "options": options,
+        "options": _execution_options(options),
         "subtask_type": None,
         "immutable": bool(sig.immutable),
     }
-
-
-def _errbacks_of(app: Celery, sig: Signature) -> list[Signature]:
-    return [_as_signature(app, e) for e in sig.options.get("link_error") or []]

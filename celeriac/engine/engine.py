@@ -14,7 +14,9 @@ from celeriac.engine import scheduler
 from celeriac.engine.compiler import compile_canvas
 from celeriac.engine.handle import Workflow
 from celeriac.engine.hooks import NodeRequest, WorkerHooks, takes_request
+from celeriac.engine.liveness import Liveness
 from celeriac.engine.machine import decider
+from celeriac.engine.recovery import RecoveryLoop
 from celeriac.errors import InvalidTransition
 from celeriac.records import Dispatch, Outcome, TransitionResult
 from celeriac.settings import database_url as resolve_database_url
@@ -33,7 +35,12 @@ class Engine:
         database_url: SQLAlchemy URL; defaults to ``$CELERIAC_DATABASE_URL``,
             then ``sqlite:///celeriac.db``.
         **options: ``auto_migrate`` (default: true for SQLite only) brings the
-            schema to the newest revision when the engine is built.
+            schema to the newest revision when the engine is built;
+            ``recovery_delay`` (60 s): a QUEUED node not started for that long
+            is published again; ``recovery_interval`` (30 s): how often each
+            worker runs a recovery pass; ``heartbeat_interval`` (5 s) and
+            ``worker_timeout`` (30 s): a worker silent that long is dead and
+            its running nodes run again.
 
     Building the engine in the module a worker imports is all a worker needs:
     the hooks that record each node's outcome are installed on ``app``.
@@ -50,10 +57,24 @@ class Engine:
         auto_migrate = options.get("auto_migrate", self.db.dialect.name == "sqlite")
         if auto_migrate:
             self.migrate()
+        self.liveness = Liveness(
+            self.store,
+            float(options.get("heartbeat_interval", 5.0)),
+            float(options.get("worker_timeout", 30.0)),
+        )
+        self.recovery = RecoveryLoop(
+            self, float(options.get("recovery_interval", 30.0))
+        )
         self._hooks = WorkerHooks(self)
         self._hooks.install()
 
     # -- the public API ---------------------------------------------------
+
+    def close(self) -> None:
+        """Stop this engine's background threads and close its connections."""
+        self.recovery.stop()
+        self.liveness.stop()
+        self.db.dispose()
 
     def migrate(self) -> None:
         """Bring the database schema to the newest revision (Alembic)."""
@@ -105,12 +126,14 @@ class Engine:
         """One recovery pass: publish again what a crash left behind.
 
         Publishes QUEUED nodes that did not start within the
-        ``recovery_delay`` option (seconds, default 60), and applies the
-        state changes a process died before making. Safe to run from several
+        ``recovery_delay`` option (seconds, default 60) and nodes RUNNING on
+        a worker that stopped heartbeating, and applies the state changes a
+        process died before making. Safe to run from several
         processes at once. Returns how many nodes were published again.
         """
         delay = float(self.options.get("recovery_delay", 60.0))
         dispatch = self.store.requeue_stale(delay)
+        dispatch += self.store.requeue_lost(self.liveness.timeout)
         if dispatch:
             logger.warning("recovery: publishing %d nodes again", len(dispatch))
         self._publish(dispatch)
@@ -125,7 +148,12 @@ class Engine:
         from celeriac.engine.worker import embedded_worker
 
         with embedded_worker(self.app, concurrency, **options) as worker:
-            yield worker
+            # Celery's test worker does not send worker_ready: start recovery here
+            self.recovery.start()
+            try:
+                yield worker
+            finally:
+                self.recovery.stop()
 
     # -- called by the worker hooks ---------------------------------------
 
@@ -192,12 +220,10 @@ class Engine:
         self, dispatch: Dispatch, request: Any, exc: BaseException, einfo: Any
     ) -> None:
         node_id, workflow_id = dispatch.node_id, dispatch.workflow_id
-        number = dispatch.attempt_base + 1
-        worker = getattr(request, "hostname", None)
-        if (
-            self.store.claim_node(workflow_id, node_id, number, worker, None)
-            is not Claim.RUN
-        ):
+        lease = self.liveness.lease(getattr(request, "hostname", None))
+        delivery = f"{dispatch.attempt_base}.0"
+        claim, number = self.store.claim_node(workflow_id, node_id, delivery, lease)
+        if claim is not Claim.RUN:
             return
         errback = self.app.signature(dispatch.signature)
         try:

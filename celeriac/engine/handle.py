@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from celeriac.errors import WorkflowCancelled, WorkflowFailed
 from celeriac.records import Node, Progress
-from celeriac.states import NodeKind, NodeState, WorkflowState
+from celeriac.states import NodeState, WorkflowState
 
 if TYPE_CHECKING:
     from celeriac.engine.engine import Engine
 
-_COUNTED_KINDS = (NodeKind.TASK,)
-_DONE = (NodeState.SUCCEEDED, NodeState.SKIPPED, NodeState.CANCELLED)
+#: a cancelled node never ran: it is not "done" (a cancelled workflow's bar
+#: stops where the work stopped)
+_DONE = (NodeState.SUCCEEDED, NodeState.SKIPPED)
 
 
 class Workflow:
@@ -82,18 +83,20 @@ class Workflow:
         self._engine.retry(self.id)
 
     def progress(self, label: str | None = None) -> Progress:
-        """Task nodes by state; ``label`` limits the count to one part of the canvas."""
-        counts = self._engine.store.count_nodes(self.id, label)
-        tasks = {
-            state: count
-            for (kind, state), count in counts.items()
-            if kind in _COUNTED_KINDS
-        }
+        """How far the workflow got, counting its task nodes.
+
+        A running node counts by the share of its work it reported
+        (``celeriac.report_progress``): ``fraction`` is ``(done + partial) /
+        total``. ``label`` limits the count to the part of the canvas whose
+        signatures carry the option ``celeriac_label=label``.
+        """
+        tasks, partial = self._engine.store.count_task_progress(self.id, label)
         return Progress(
             done=sum(tasks.get(state, 0) for state in _DONE),
             total=sum(tasks.values()),
             failed=tasks.get(NodeState.FAILED, 0),
             running=tasks.get(NodeState.RUNNING, 0),
+            partial=partial,
         )
 
     def nodes(self) -> list[Node]:

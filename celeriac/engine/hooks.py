@@ -9,7 +9,6 @@ celeriac header.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -21,6 +20,7 @@ from celery.utils.functional import arity_greater
 
 from celeriac.engine import context
 from celeriac.engine.context import RunningNode
+from celeriac.engine.progress import capture_update_state
 from celeriac.engine.scheduler import HEADER
 from celeriac.states import NodeKind
 from celeriac.storage.store import Claim
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("celeriac.worker")
 
 _TRACEBACK_LIMIT = 4000
+#: Where the claim leaves the attempt number on Celery's request object.
+_ATTEMPT = "celeriac_attempt"
 
 
 class NodeRequest:
@@ -45,8 +47,10 @@ class NodeRequest:
         self.workflow_id: str = header.get("w", "")
         self.kind: str = header.get("k", NodeKind.TASK)
         self.node_id: str = request.id
-        #: attempts are keyed on Celery's retry count, not on signal order
-        self.number: int = int(header.get("b", 0)) + int(request.retries or 0) + 1
+        #: which message this is: a dispatch (base) and Celery's retry count
+        self.delivery = f"{int(header.get('b', 0))}.{int(request.retries or 0)}"
+        #: the attempt the claim recorded for this execution (0: none)
+        self.number: int = getattr(request, _ATTEMPT, 0)
 
 
 class WorkerHooks:
@@ -64,6 +68,9 @@ class WorkerHooks:
         signals.task_revoked.connect(self._on_revoked, weak=False)
         signals.task_postrun.connect(self._on_postrun, weak=False)
         signals.worker_init.connect(self._on_worker_init, weak=False)
+        signals.worker_ready.connect(self._on_worker_ready, weak=False)
+        signals.worker_process_init.connect(self._on_process_init, weak=False)
+        signals.worker_shutdown.connect(self._on_worker_shutdown, weak=False)
         self.app.on_after_finalize.connect(self._gate_all, weak=False)
         if self.app.finalized:  # type: ignore[attr-defined]  # not in celery-types
             self._gate_all()
@@ -71,6 +78,18 @@ class WorkerHooks:
     def _on_worker_init(self, sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is self.app:
             self._gate_all()
+
+    def _on_process_init(self, **_: Any) -> None:
+        """A forked pool child must not share its parent's pooled connections."""
+        self.engine.db.dispose(close=False)
+
+    def _on_worker_ready(self, sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is self.app:
+            self.engine.recovery.start()
+
+    def _on_worker_shutdown(self, sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is self.app:
+            self.engine.recovery.stop()
 
     def _gate_all(self, *_: Any, **__: Any) -> None:
         for task in list(self.app.tasks.values()):
@@ -94,6 +113,7 @@ class WorkerHooks:
 
         cls.before_start = before_start
         cls._celeriac_gated = True
+        capture_update_state(cls)
 
     def _mine(self, sender: Any) -> NodeRequest | None:
         if getattr(sender, "app", None) is not self.app:
@@ -101,20 +121,23 @@ class WorkerHooks:
         node = NodeRequest(sender.request)
         return node if node.is_node else None
 
+    def _ran(self, sender: Any) -> NodeRequest | None:
+        """The node whose claimed attempt just ended, if ``sender`` ran one."""
+        node = self._mine(sender)
+        return node if node is not None and node.number else None
+
     def _admit(self, task: Any) -> None:
         node = self._mine(task)
         if node is None:
             return
-        claim = self.engine.store.claim_node(
-            node.workflow_id,
-            node.node_id,
-            node.number,
-            task.request.hostname,
-            os.getpid(),
+        lease = self.engine.liveness.lease(task.request.hostname)
+        claim, number = self.engine.store.claim_node(
+            node.workflow_id, node.node_id, node.delivery, lease
         )
         if claim is Claim.RUN:
+            setattr(task.request, _ATTEMPT, number)
             context.enter(
-                RunningNode(self.engine, node.workflow_id, node.node_id, node.number)
+                RunningNode(self.engine, node.workflow_id, node.node_id, number)
             )
             return
         if claim is Claim.HOLD:
@@ -133,7 +156,7 @@ class WorkerHooks:
             context.enter(None)
 
     def _on_success(self, sender: Any = None, result: Any = None, **_: Any) -> None:
-        node = self._mine(sender)
+        node = self._ran(sender)
         if node is not None:
             self.engine.node_succeeded(node, result)
 
@@ -144,7 +167,7 @@ class WorkerHooks:
         einfo: Any = None,
         **_: Any,
     ) -> None:
-        node = self._mine(sender)
+        node = self._ran(sender)
         if node is None or exception is None:
             return
         traceback = str(einfo)[-_TRACEBACK_LIMIT:] if einfo is not None else None
@@ -156,7 +179,7 @@ class WorkerHooks:
         if getattr(sender, "app", None) is not self.app or request is None:
             return
         node = NodeRequest(request)
-        if not node.is_node:
+        if not node.is_node or not node.number:
             return
         exc = getattr(reason, "exc", None) or reason
         self.engine.store.record_retry(
@@ -173,9 +196,7 @@ class WorkerHooks:
             return
         node = NodeRequest(request)
         if node.is_node:
-            self.engine.store.record_revoked(
-                node.workflow_id, node.node_id, node.number
-            )
+            self.engine.store.record_revoked(node.workflow_id, node.node_id)
 
 
 def _retry_eta(when: Any) -> datetime | None:

@@ -17,7 +17,7 @@ from celery.contrib.testing.worker import start_worker
 def embedded_worker(app: Celery, concurrency: int = 2, **options: Any) -> Iterator[Any]:
     """Run a threads-pool worker on ``app``'s broker (``memory://`` if none)."""
     if not app.conf.broker_url:
-        app.conf.update(broker_url="memory://")
+        app.conf.update(broker_url="memory://localhost/")
     if str(app.conf.broker_url).startswith("memory"):
         # kombu's in-memory transport polls its queues, once a second by default
         transport_options = app.conf.broker_transport_options

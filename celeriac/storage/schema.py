@@ -71,6 +71,12 @@ nodes = sa.Table(
     sa.Column("queued_at", Timestamp, nullable=True),
     sa.Column("started_at", Timestamp, nullable=True),
     sa.Column("finished_at", Timestamp, nullable=True),
+    #: what the task body last reported (``celeriac.report_progress``)
+    sa.Column("progress_current", sa.Float, nullable=True),
+    #: empty while the body does not know how much work there is
+    sa.Column("progress_total", sa.Float, nullable=True),
+    sa.Column("progress_message", sa.Text, nullable=True),
+    sa.Column("progress_at", Timestamp, nullable=True),
     sa.Index("ix_celeriac_nodes_workflow_state", "workflow_id", "state"),
     sa.Index("ix_celeriac_nodes_workflow_position", "workflow_id", "position"),
 )
@@ -119,6 +125,10 @@ attempts = sa.Table(
     sa.Column("state", StateName, nullable=False),
     sa.Column("worker", sa.String(255), nullable=True),
     sa.Column("pid", sa.Integer, nullable=True),
+    #: the process that runs the attempt (celeriac_workers.id)
+    sa.Column("worker_id", Id, nullable=True),
+    #: which message started it: "<dispatch base>.<Celery retries>"
+    sa.Column("delivery", sa.String(32), nullable=True),
     sa.Column("started_at", Timestamp, nullable=False),
     sa.Column("finished_at", Timestamp, nullable=True),
     sa.Column("exc_type", sa.String(255), nullable=True),
@@ -126,6 +136,17 @@ attempts = sa.Table(
     sa.Column("traceback", sa.Text, nullable=True),
     sa.Column("retry_eta", Timestamp, nullable=True),
     sa.UniqueConstraint("node_id", "number", name="uq_celeriac_attempts_node_number"),
+)
+
+#: One row per worker process that ran a node; its heartbeat is its lease.
+workers = sa.Table(
+    "celeriac_workers",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("hostname", sa.String(255), nullable=True),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("heartbeat_at", Timestamp, nullable=False),
 )
 
 events = sa.Table(

@@ -22,6 +22,7 @@ from celeriac.errors import WorkflowNotFound
 from celeriac.records import (
     Attempt,
     Dispatch,
+    Lease,
     NewWorkflow,
     Node,
     Outcome,
@@ -29,10 +30,10 @@ from celeriac.records import (
     WorkflowRecord,
 )
 from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
-from celeriac.storage import graph, rows
+from celeriac.storage import graph, progress, rows
 from celeriac.storage.database import retry_transient
 from celeriac.storage.rows import now
-from celeriac.storage.schema import attempts, edges, nodes, workflows
+from celeriac.storage.schema import attempts, edges, nodes, workers, workflows
 
 Decide = Callable[[str, str], str]
 
@@ -138,21 +139,24 @@ class Store:
         self,
         workflow_id: str,
         node_id: str,
-        number: int,
-        worker: str | None,
-        pid: int | None,
-    ) -> Claim:
-        """Decide whether attempt ``number`` of a node may run, and record it."""
+        delivery: str,
+        lease: Lease,
+    ) -> tuple[Claim, int]:
+        """Decide whether this delivery of a node may run; record its attempt.
+
+        ``delivery`` names the message ("<dispatch base>.<Celery retries>"):
+        a second delivery of one message is a duplicate, dropped while the
+        first runs or after it finished, taken over when its worker is dead.
+        Returns the claim and the attempt number it recorded.
+        """
         at = now()
         with self._write() as conn:
             state = graph.workflow_state(conn, workflow_id, lock="share")
-            kind = conn.execute(
-                sa.select(nodes.c.kind).where(nodes.c.id == node_id)
-            ).scalar_one_or_none()
-            if kind is None:
-                return Claim.DROP
+            node = graph.lock_node(conn, node_id)
+            if node is None:
+                return Claim.DROP, 0
             runs_now = state == _W.IN_PROGRESS or (
-                kind == NodeKind.ERRBACK and state != _W.CANCELLED
+                node.kind == NodeKind.ERRBACK and state != _W.CANCELLED
             )
             if not runs_now:
                 back = _N.CANCELLED if state == _W.CANCELLED else _N.PENDING
@@ -160,51 +164,14 @@ class Store:
                     conn, workflow_id, [node_id], graph.UNFINISHED[1:], back, at
                 )
                 pausing = state in (_W.REQUESTING_PAUSE, _W.PAUSED)
-                return Claim.HOLD if moved and pausing else Claim.DROP
-            previous = conn.execute(
-                sa.update(nodes)
-                .where(
-                    nodes.c.id == node_id,
-                    nodes.c.state.in_(_CLAIMABLE),
-                    nodes.c.current_attempt < number,
-                )
-                .values(
-                    state=_N.RUNNING,
-                    current_attempt=number,
-                    celery_task_id=node_id,
-                    started_at=sa.func.coalesce(nodes.c.started_at, at),
-                )
-                .returning(nodes.c.id)
-            ).first()
-            if previous is None:
-                return Claim.DROP
-            # Celery publishes the next attempt before its task_retry signal
-            # reaches us: an older attempt still RUNNING ended in a retry.
-            conn.execute(
-                sa.update(attempts)
-                .where(
-                    attempts.c.node_id == node_id,
-                    attempts.c.number < number,
-                    attempts.c.state == AttemptState.RUNNING,
-                )
-                .values(state=AttemptState.RETRY, finished_at=at)
-            )
-            conn.execute(
-                attempts.insert(),
-                {
-                    "node_id": node_id,
-                    "workflow_id": workflow_id,
-                    "number": number,
-                    "state": AttemptState.RUNNING,
-                    "worker": worker,
-                    "pid": pid,
-                    "started_at": at,
-                },
-            )
-            graph.add_event(
-                conn, workflow_id, node_id, None, _N.RUNNING, at, f"attempt {number}"
-            )
-        return Claim.RUN
+                return (Claim.HOLD if moved and pausing else Claim.DROP), 0
+            if node.state not in _CLAIMABLE or not graph.take_over_delivery(
+                conn, workflow_id, node_id, delivery, lease.dead_before, at
+            ):
+                return Claim.DROP, 0
+            number = node.current_attempt + 1
+            graph.start_attempt(conn, workflow_id, node_id, number, delivery, lease, at)
+        return Claim.RUN, number
 
     @retry_transient
     def record_success(
@@ -300,11 +267,18 @@ class Store:
                 )
 
     @retry_transient
-    def record_revoked(self, workflow_id: str, node_id: str, number: int) -> None:
+    def record_revoked(self, workflow_id: str, node_id: str) -> None:
         """Record that Celery revoked a node (cancel, terminate or expiry)."""
         at = now()
         with self._write() as conn:
-            graph.finish_attempt(conn, node_id, number, AttemptState.REVOKED, at)
+            conn.execute(
+                sa.update(attempts)
+                .where(
+                    attempts.c.node_id == node_id,
+                    attempts.c.state == AttemptState.RUNNING,
+                )
+                .values(state=AttemptState.REVOKED, finished_at=at)
+            )
             graph.set_node_state(
                 conn,
                 workflow_id,
@@ -387,6 +361,35 @@ class Store:
         at = now()
         with self._write() as conn:
             return graph.requeue_stale(conn, at - timedelta(seconds=older_than), at)
+
+    @retry_transient
+    def requeue_lost(self, dead_after: float) -> list[Dispatch]:
+        """Nodes RUNNING on workers silent for ``dead_after`` s, to publish again."""
+        at = now()
+        with self._write() as conn:
+            return graph.requeue_lost(conn, at - timedelta(seconds=dead_after), at)
+
+    @retry_transient
+    def heartbeat(self, worker_id: str, hostname: str | None, pid: int) -> None:
+        """Renew a worker process's lease on the attempts it runs."""
+        at = now()
+        with self._write() as conn:
+            renewed = conn.execute(
+                sa.update(workers)
+                .where(workers.c.id == worker_id)
+                .values(heartbeat_at=at)
+            ).rowcount
+            if not renewed:
+                conn.execute(
+                    workers.insert(),
+                    {
+                        "id": worker_id,
+                        "hostname": hostname,
+                        "pid": pid,
+                        "started_at": at,
+                        "heartbeat_at": at,
+                    },
+                )
 
     @retry_transient
     def unsettled_workflows(self) -> list[tuple[str, str, tuple[str, str, str] | None]]:
@@ -472,6 +475,7 @@ class Store:
                 exc_type=row.exc_type,
                 label=row.label,
                 parents=parents.get(row.id, []),
+                progress=progress.node_progress(row),
             )
             for row in node_rows
         ]
@@ -490,3 +494,30 @@ class Store:
             query = query.where(nodes.c.label == label)
         with self._read() as conn:
             return {(kind, state): count for kind, state, count in conn.execute(query)}
+
+    # -- progress reported by task bodies ---------------------------------
+
+    def record_progress(
+        self,
+        node_id: str,
+        number: int,
+        current: float,
+        total: float | None,
+        message: str | None,
+    ) -> bool:
+        """Store attempt ``number``'s progress report; False once it is over.
+
+        Not retried: a report is advisory, and the next one replaces it.
+        """
+        with self._write() as conn:
+            return progress.record(
+                conn, node_id, number, current, total, message, now()
+            )
+
+    @retry_transient
+    def count_task_progress(
+        self, workflow_id: str, label: str | None = None
+    ) -> tuple[dict[str, int], float]:
+        """TASK nodes by state, and how much of the running ones' work is done."""
+        with self._read() as conn:
+            return progress.task_counts(conn, workflow_id, label)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from celery import chain, group
 
 from celeriac import WorkflowState
 from celeriac.engine.compiler import compile_canvas
 from celeriac.engine.handle import Workflow
+from celeriac.records import Lease
+from celeriac.storage.store import Claim
 
 
 def _stored_but_never_published(engine, canvas) -> Workflow:
@@ -47,14 +51,45 @@ def test_recovery_leaves_young_queued_nodes_alone(engine, tasks):
 def test_recovery_settles_a_pause_whose_last_node_finished_unseen(engine, tasks):
     workflow = engine.submit(chain(tasks.add.s(1, 2), tasks.add.s(10)))
     node_id = workflow.nodes()[0].id
-    engine.store.claim_node(workflow.id, node_id, 1, "w", 1)
+    lease = engine.liveness.lease("w")
+    _, number = engine.store.claim_node(workflow.id, node_id, "0.0", lease)
     workflow.pause()
     assert workflow.state == WorkflowState.REQUESTING_PAUSE
     # the worker recorded the result, then died before settling the pause
-    engine.store.record_success(workflow.id, node_id, 1, 3)
+    engine.store.record_success(workflow.id, node_id, number, 3)
     assert workflow.state == WorkflowState.REQUESTING_PAUSE
     engine.recover()
     assert workflow.state == WorkflowState.PAUSED
     with engine.embedded_worker():
         workflow.resume()
         assert workflow.get(timeout=10) == 13
+
+
+def test_workers_recover_the_nodes_of_a_worker_that_died_mid_attempt(
+    app, tasks, database_url
+):
+    from celeriac import Engine
+
+    engine = Engine(
+        app,
+        database_url,
+        worker_timeout=0.3,
+        heartbeat_interval=0.05,
+        recovery_interval=0.1,
+    )
+    engine.migrate()
+    try:
+        workflow = engine.submit(chain(tasks.add.s(1, 2), tasks.add.s(10)))
+        first = workflow.nodes()[0].id
+        # a worker claims the first node, then dies: it never heartbeats again
+        dead = Lease("dead-worker", "dead", 1, datetime.now(UTC))
+        engine.store.heartbeat(dead.worker_id, dead.hostname, dead.pid)
+        claim, _ = engine.store.claim_node(workflow.id, first, "0.0", dead)
+        assert claim is Claim.RUN
+        with engine.embedded_worker():  # its recovery loop starts with it
+            assert workflow.get(timeout=15) == 13
+        attempts_of_first = workflow.nodes()[0].attempts
+        assert [a.state for a in attempts_of_first] == ["LOST", "SUCCEEDED"]
+        assert tasks.ran == [("t.add", (1, 2)), ("t.add", (3, 10))]
+    finally:
+        engine.close()

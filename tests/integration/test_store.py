@@ -8,8 +8,10 @@ node after every leaf, whose completion finishes the workflow.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +19,7 @@ import sqlalchemy as sa
 
 from celeriac.engine.machine import decider
 from celeriac.errors import InvalidTransition, WorkflowNotFound
-from celeriac.records import NewEdge, NewNode, NewWorkflow, Outcome
+from celeriac.records import Lease, NewEdge, NewNode, NewWorkflow, Outcome
 from celeriac.states import NodeKind, NodeState, WorkflowState
 from celeriac.storage import Store, connect, migrate
 from celeriac.storage.schema import attempts, events, nodes, workflows
@@ -151,9 +153,32 @@ def transition(store: Store, flow: Flow, trigger: str) -> Any:
     return store.transition_workflow(flow.id, trigger, decider(flow.id))
 
 
-def run(store: Store, flow: Flow, name: str, result: Any, number: int = 1) -> Outcome:
+def lease(worker: str = "w1", pid: int = 1, alive: bool = True) -> Lease:
+    """A live worker's lease (or a dead one's: its heartbeat is too old)."""
+    timeout = timedelta(seconds=30 if alive else -30)
+    return Lease(f"{worker}-{pid}", worker, pid, datetime.now(UTC) - timeout)
+
+
+def claim(
+    store: Store,
+    workflow_id: str,
+    node_id: str,
+    delivery: str = "0.0",
+    worker: str = "w1",
+    pid: int = 1,
+) -> Claim:
+    """Claim a delivery of a node from a live worker."""
+    store.heartbeat(f"{worker}-{pid}", worker, pid)
+    return store.claim_node(workflow_id, node_id, delivery, lease(worker, pid))[0]
+
+
+def run(
+    store: Store, flow: Flow, name: str, result: Any, delivery: str = "0.0"
+) -> Outcome:
     """Claim node ``name`` and record its success."""
-    assert store.claim_node(flow.id, flow[name], number, "w1", 1) is Claim.RUN
+    store.heartbeat("w1-1", "w1", 1)
+    claimed, number = store.claim_node(flow.id, flow[name], delivery, lease())
+    assert claimed is Claim.RUN
     return store.record_success(flow.id, flow[name], number, result)
 
 
@@ -228,8 +253,8 @@ def test_claim_runs_an_attempt_once_and_drops_its_duplicate(store):
     flow, new = chain_flow()
     store.insert_workflow(new)
 
-    assert store.claim_node(flow.id, flow["a"], 1, "w1", 11) is Claim.RUN
-    assert store.claim_node(flow.id, flow["a"], 1, "w2", 22) is Claim.DROP
+    assert claim(store, flow.id, flow["a"], "0.0", "w1", 11) is Claim.RUN
+    assert claim(store, flow.id, flow["a"], "0.0", "w2", 22) is Claim.DROP
 
     assert states(store, flow)["a"] == N.RUNNING
     (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["a"]]
@@ -242,8 +267,8 @@ def test_claim_of_a_node_that_is_not_queued_is_dropped(store):
     flow, new = chain_flow()
     store.insert_workflow(new)
 
-    assert store.claim_node(flow.id, flow["b"], 1, "w1", 1) is Claim.DROP
-    assert store.claim_node(flow.id, "no-such-node", 1, "w1", 1) is Claim.DROP
+    assert claim(store, flow.id, flow["b"], "0.0", "w1", 1) is Claim.DROP
+    assert claim(store, flow.id, "no-such-node", "0.0", "w1", 1) is Claim.DROP
     assert states(store, flow)["b"] == N.PENDING
 
 
@@ -315,7 +340,7 @@ def test_parents_finishing_at_once_release_their_join_exactly_once(store):
     flow.edge(flow.join("j", *members), flow.task("c"))
     store.insert_workflow(flow.build(result=flow["c"]))
     for i, member in enumerate(members):
-        assert store.claim_node(flow.id, member, 1, "w", i) is Claim.RUN
+        assert claim(store, flow.id, member, "0.0", "w", i) is Claim.RUN
     barrier = threading.Barrier(len(members))
     outcomes: list[Outcome] = []
 
@@ -340,7 +365,7 @@ def test_parents_finishing_at_once_release_their_join_exactly_once(store):
 def test_pause_with_a_running_node_waits_for_it_then_settles(store):
     flow, new = chain_flow()
     store.insert_workflow(new)
-    store.claim_node(flow.id, flow["a"], 1, "w1", 1)
+    claim(store, flow.id, flow["a"], "0.0", "w1", 1)
 
     paused = transition(store, flow, "pause")
     assert (paused.source, paused.dest) == (W.IN_PROGRESS, W.REQUESTING_PAUSE)
@@ -370,10 +395,10 @@ def test_pause_with_nothing_running_pauses_at_once(store):
 def test_a_claim_while_pausing_holds_the_node_back_as_pending(store):
     flow, new = group_flow()
     store.insert_workflow(new)
-    store.claim_node(flow.id, flow["a"], 1, "w1", 1)
+    claim(store, flow.id, flow["a"], "0.0", "w1", 1)
     transition(store, flow, "pause")
 
-    assert store.claim_node(flow.id, flow["b"], 1, "w1", 1) is Claim.HOLD
+    assert claim(store, flow.id, flow["b"], "0.0", "w1", 1) is Claim.HOLD
 
     assert states(store, flow)["b"] == N.PENDING
     assert store.workflow_state(flow.id) == W.REQUESTING_PAUSE
@@ -386,16 +411,16 @@ def test_a_claim_while_paused_holds_the_node_back_as_pending(store):
     store.insert_workflow(new)
     transition(store, flow, "pause")
 
-    assert store.claim_node(flow.id, flow["a"], 1, "w1", 1) is Claim.HOLD
+    assert claim(store, flow.id, flow["a"], "0.0", "w1", 1) is Claim.HOLD
     assert states(store, flow)["a"] == N.PENDING
 
 
 def test_resume_dispatches_every_ready_node_with_its_input(store):
     flow, new = group_flow()
     store.insert_workflow(new)
-    store.claim_node(flow.id, flow["a"], 1, "w1", 1)
+    claim(store, flow.id, flow["a"], "0.0", "w1", 1)
     transition(store, flow, "pause")
-    store.claim_node(flow.id, flow["b"], 1, "w1", 1)
+    claim(store, flow.id, flow["b"], "0.0", "w1", 1)
     store.record_success(flow.id, flow["a"], 1, "A")
     transition(store, flow, "settle")
 
@@ -410,7 +435,7 @@ def test_resume_dispatches_every_ready_node_with_its_input(store):
 def test_resume_dispatches_a_child_released_during_the_pause(store):
     flow, new = chain_flow()
     store.insert_workflow(new)
-    store.claim_node(flow.id, flow["a"], 1, "w1", 1)
+    claim(store, flow.id, flow["a"], "0.0", "w1", 1)
     transition(store, flow, "pause")
     store.record_success(flow.id, flow["a"], 1, {"k": "v"})
     transition(store, flow, "settle")
@@ -425,7 +450,7 @@ def test_resume_dispatches_a_child_released_during_the_pause(store):
 def test_cancel_returns_the_running_nodes_and_cancels_the_pending_ones(store):
     flow, new = group_flow()
     store.insert_workflow(new)
-    store.claim_node(flow.id, flow["a"], 1, "w1", 1)
+    claim(store, flow.id, flow["a"], "0.0", "w1", 1)
 
     cancelled = transition(store, flow, "cancel")
 
@@ -440,14 +465,14 @@ def test_cancel_returns_the_running_nodes_and_cancels_the_pending_ones(store):
         "end": N.CANCELLED,
     }
     assert store.get_workflow(flow.id).finished_at is not None
-    assert store.claim_node(flow.id, flow["b"], 1, "w1", 1) is Claim.DROP
+    assert claim(store, flow.id, flow["b"], "0.0", "w1", 1) is Claim.DROP
 
 
 @pytest.mark.parametrize("trigger", ["resume", "settle", "retry", "no-such-trigger"])
 def test_an_invalid_trigger_raises_and_changes_nothing(store, trigger):
     flow, new = chain_flow()
     store.insert_workflow(new)
-    store.claim_node(flow.id, flow["a"], 1, "w1", 1)
+    claim(store, flow.id, flow["a"], "0.0", "w1", 1)
     before = snapshot(store, flow)
 
     with pytest.raises(InvalidTransition) as raised:
@@ -476,7 +501,7 @@ def test_no_trigger_leaves_a_cancelled_workflow(store, trigger):
 def fail_b(store: Store, flow: Flow) -> None:
     """Run a, then fail b for good and fail the workflow."""
     run(store, flow, "a", 1)
-    store.claim_node(flow.id, flow["b"], 1, "w1", 1)
+    claim(store, flow.id, flow["b"], "0.0", "w1", 1)
     store.record_failure(flow.id, flow["b"], 1, "ValueError", "bad", "Traceback")
     error = (flow["b"], "ValueError", "bad")
     store.transition_workflow(flow.id, "fail", decider(flow.id), error)
@@ -519,8 +544,8 @@ def test_retry_runs_the_failed_node_again_after_its_last_attempt(store):
         None,
         None,
     )
-    assert store.claim_node(flow.id, flow["b"], 1, "w1", 1) is Claim.DROP
-    assert run(store, flow, "b", 3, number=2).finished
+    assert claim(store, flow.id, flow["b"], "0.0", "w1", 1) is Claim.DROP
+    assert run(store, flow, "b", 3, delivery="1.0").finished
 
 
 def test_a_node_that_succeeds_after_a_retry_reports_no_error(store):
@@ -529,7 +554,7 @@ def test_a_node_that_succeeds_after_a_retry_reports_no_error(store):
     fail_b(store, flow)
     transition(store, flow, "retry")
 
-    run(store, flow, "b", 3, number=2)
+    run(store, flow, "b", 3, delivery="1.0")
 
     (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["b"]]
     assert node.state == N.SUCCEEDED
@@ -540,12 +565,12 @@ def test_a_node_that_succeeds_after_a_retry_reports_no_error(store):
 def test_a_celery_retry_is_recorded_and_the_next_attempt_runs(store):
     flow, new = chain_flow()
     store.insert_workflow(new)
-    store.claim_node(flow.id, flow["a"], 1, "w1", 1)
+    claim(store, flow.id, flow["a"], "0.0", "w1", 1)
 
     store.record_retry(flow.id, flow["a"], 1, "OSError", "flaky", None)
     assert states(store, flow)["a"] == N.RETRYING
-    assert store.claim_node(flow.id, flow["a"], 1, "w1", 1) is Claim.DROP
-    assert run(store, flow, "a", "ok", number=2).dispatch[0].inputs == ("ok",)
+    assert claim(store, flow.id, flow["a"], "0.0", "w1", 1) is Claim.DROP
+    assert run(store, flow, "a", "ok", delivery="0.1").dispatch[0].inputs == ("ok",)
 
     (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["a"]]
     assert [(t.number, t.state, t.exc_type) for t in node.attempts] == [
@@ -557,14 +582,50 @@ def test_a_celery_retry_is_recorded_and_the_next_attempt_runs(store):
 def test_a_revoked_running_node_is_cancelled(store):
     flow, new = chain_flow()
     store.insert_workflow(new)
-    store.claim_node(flow.id, flow["a"], 1, "w1", 1)
+    claim(store, flow.id, flow["a"], "0.0", "w1", 1)
     transition(store, flow, "cancel")
 
-    store.record_revoked(flow.id, flow["a"], 1)
+    store.record_revoked(flow.id, flow["a"])
 
     (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["a"]]
     assert node.state == N.CANCELLED
     assert [t.state for t in node.attempts] == ["REVOKED"]
+
+
+def test_a_redelivery_takes_over_only_from_a_dead_worker(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    store.heartbeat("w1-1", "w1", 1)
+    assert store.claim_node(flow.id, flow["a"], "0.0", lease("w1", 1))[0] is Claim.RUN
+    # the same message again while w1 heartbeats: a duplicate
+    assert claim(store, flow.id, flow["a"], "0.0", "w2", 2) is Claim.DROP
+    # w1 falls silent: the broker's redelivery runs the node again
+    claimed, number = store.claim_node(
+        flow.id, flow["a"], "0.0", lease("w2", 2, alive=False)
+    )
+    assert (claimed, number) == (Claim.RUN, 2)
+    (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["a"]]
+    assert [(t.number, t.state) for t in node.attempts] == [
+        (1, "LOST"),
+        (2, "RUNNING"),
+    ]
+    # the lost attempt's late result is not recorded; the new one's is
+    assert not store.record_success(flow.id, flow["a"], 1, "late").recorded
+    assert store.record_success(flow.id, flow["a"], 2, "ok").recorded
+
+
+def test_recovery_requeues_the_running_nodes_of_a_dead_worker(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    assert claim(store, flow.id, flow["a"], "0.0", "w1", 1) is Claim.RUN
+    assert store.requeue_lost(dead_after=30) == []  # w1 just heartbeat
+    time.sleep(0.05)
+    (again,) = store.requeue_lost(dead_after=0.01)
+    assert (again.node_id, again.attempt_base) == (flow["a"], 1)
+    assert states(store, flow)["a"] == N.QUEUED
+    assert run(store, flow, "a", 1, delivery="1.0").recorded
+    (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["a"]]
+    assert [t.state for t in node.attempts] == ["LOST", "SUCCEEDED"]
 
 
 # -- the server going away --------------------------------------------------------

@@ -151,6 +151,8 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=32), nullable=False),
         sa.Column("worker", sa.String(length=255), nullable=True),
         sa.Column("pid", sa.Integer(), nullable=True),
+        sa.Column("worker_id", sa.String(length=64), nullable=True),
+        sa.Column("delivery", sa.String(length=32), nullable=True),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("exc_type", sa.String(length=255), nullable=True),
@@ -175,6 +177,15 @@ def upgrade() -> None:
             unique=False,
         )
 
+    op.create_table(
+        "celeriac_workers",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("hostname", sa.String(length=255), nullable=True),
+        sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_celeriac_workers")),
+    )
     op.create_table(
         "celeriac_edges",
         sa.Column("workflow_id", sa.String(length=64), nullable=False),
@@ -219,6 +230,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_celeriac_edges_child_id"))
 
     op.drop_table("celeriac_edges")
+    op.drop_table("celeriac_workers")
     with op.batch_alter_table("celeriac_attempts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_celeriac_attempts_workflow_id"))
 

@@ -1,0 +1,721 @@
+"""The ``celeriac`` command line, run in a subprocess against a SQLite file.
+
+Workflows are made in this process by an Engine on the same file: submitted
+without a worker they stay stored (IN_PROGRESS, nodes QUEUED); run under
+``engine.embedded_worker()`` they finish. The subprocess finds the app in a
+module written to the test's directory and put on its PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import pytest
+from celery import chain, chord, group
+
+from celeriac import CeleriacError, Engine, Workflow
+from celeriac.storage import migrate
+
+APP_MODULE = textwrap.dedent(
+    """
+    import os
+    import time
+    from pathlib import Path
+
+    from celery import Celery
+
+    from celeriac import Engine
+
+    DATABASE_URL = f"sqlite:///{Path(__file__).with_name('celeriac.db')}"
+
+    app = Celery("cliapp", broker="memory://localhost/", set_as_current=False)
+    app.conf.broker_transport_options = {"polling_interval": 0.005}
+
+
+    @app.task(name="cliapp.add", shared=False)
+    def add(x, y):
+        return x + y
+
+
+    @app.task(name="cliapp.tsum", shared=False)
+    def tsum(values):
+        return sum(values)
+
+
+    @app.task(name="cliapp.sleep", shared=False)
+    def sleep(seconds, value=None):
+        time.sleep(seconds)
+        return value
+
+
+    @app.task(name="cliapp.wait_for_file", shared=False)
+    def wait_for_file(path, value=None):
+        deadline = time.monotonic() + 30
+        while not Path(path).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return value
+
+
+    @app.task(name="cliapp.boom", shared=False)
+    def boom(*args):
+        raise ValueError("boom")
+
+
+    # recover() publishes again nodes QUEUED for longer than this (seconds)
+    RECOVERY_DELAY = float(os.environ.get("CLIAPP_RECOVERY_DELAY", "60"))
+    # as on PostgreSQL, where the schema is not migrated when the engine is built
+    AUTO_MIGRATE = os.environ.get("CLIAPP_AUTO_MIGRATE", "1") == "1"
+    engine = Engine(
+        app, DATABASE_URL, recovery_delay=RECOVERY_DELAY, auto_migrate=AUTO_MIGRATE
+    )
+    """
+)
+
+
+class Project(SimpleNamespace):
+    """A directory with the app module and its database, and a way to run the CLI."""
+
+    directory: Path
+    url: str
+    module: ModuleType
+
+    @property
+    def engine(self) -> Engine:
+        engine: Engine = self.module.engine
+        return engine
+
+    def submit(self, canvas: Any, name: str | None = None) -> Workflow:
+        return self.engine.submit(canvas, name=name)
+
+    def run_to_end(self, *canvases: Any) -> list[Workflow]:
+        """Run workflows on one embedded worker; return them once they finished.
+
+        Each canvas may be a ``(canvas, name)`` pair.
+        """
+        with self.engine.embedded_worker():
+            workflows = [
+                self.engine.submit(item[0], name=item[1])
+                if isinstance(item, tuple)
+                else self.submit(item)
+                for item in canvases
+            ]
+            for workflow in workflows:
+                with contextlib.suppress(CeleriacError):  # some tests want FAILED
+                    workflow.get(timeout=30)
+        return workflows
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CELERIAC_")}
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(self.directory), env.get("PYTHONPATH", "")]
+        ).rstrip(os.pathsep)
+        env.update(extra)
+        return env
+
+    def cli(
+        self,
+        *args: str,
+        app: bool | str = False,
+        url: bool = True,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``celeriac [--app cliapp:app] [--database-url URL] ARGS``."""
+        options = []
+        if app:
+            options += ["--app", "cliapp:app" if app is True else app]
+        if url:
+            options += ["--database-url", self.url]
+        return subprocess.run(
+            [sys.executable, "-m", "celeriac.cli", *options, *args],
+            cwd=self.directory,
+            env=self.env(**(env or {})),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+
+def make_project(directory: Path) -> Project:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cliapp.py").write_text(APP_MODULE)
+    spec = importlib.util.spec_from_file_location(
+        f"cliapp_{uuid.uuid4().hex}", directory / "cliapp.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return Project(directory=directory, url=module.DATABASE_URL, module=module)
+
+
+def canvas(module: ModuleType) -> Any:
+    """A chain into a chord: 3 -> 6 -> [16, 26] -> 42."""
+    return chain(
+        module.add.s(1, 2),
+        module.add.s(3),
+        chord(group(module.add.s(10), module.add.s(20)), module.tsum.s()),
+    )
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    """Exit code 1 and a one-line reason on stderr."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def assert_usage_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    for word in words:
+        assert word in result.stderr
+
+
+@pytest.fixture
+def project(tmp_path):
+    made = make_project(tmp_path / "project")
+    yield made
+    made.engine.db.dispose()
+
+
+@pytest.fixture(scope="module")
+def stocked(tmp_path_factory):
+    """One database with a COMPLETED, a FAILED and a stored (unrun) workflow."""
+    made = make_project(tmp_path_factory.mktemp("stocked"))
+    module = made.module
+    made.completed, made.failed = made.run_to_end(
+        (canvas(module), "nightly"),
+        (chain(module.add.s(1, 1), module.boom.s()), "broken"),
+    )
+    made.stored = made.submit(chain(module.add.s(1, 1), module.add.s(2)), "nightly")
+    assert made.completed.state == "COMPLETED"
+    assert made.failed.state == "FAILED"
+    yield made
+    made.engine.db.dispose()
+
+
+# -- usage ------------------------------------------------------------------------
+
+
+def test_help_lists_every_command(project):
+    result = project.cli("--help", url=False)
+    assert result.returncode == 0
+    for command in (
+        "db",
+        "list",
+        "show",
+        "pause",
+        "resume",
+        "cancel",
+        "retry",
+        "recover",
+        "watch",
+        "graph",
+        "demo",
+    ):
+        assert f"  {command} " in result.stdout
+
+
+def test_unknown_command_is_bad_usage(project):
+    assert_usage_error(project.cli("frobnicate"), "No such command")
+
+
+def test_missing_argument_is_bad_usage(project):
+    assert_usage_error(project.cli("show"), "Missing argument 'ID'")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("list", "--state", "SLEEPING"),
+        ("list", "--limit", "0"),
+        ("graph", "some-id", "--format", "png"),
+        ("watch", "some-id", "--interval", "0"),
+    ],
+)
+def test_bad_option_values_are_bad_usage(project, args):
+    assert_usage_error(project.cli(*args), "Invalid value")
+
+
+def test_unimportable_app_is_bad_usage(project):
+    result = project.cli("resume", "some-id", app="no_such_module:app")
+    assert_usage_error(result, "cannot import 'no_such_module'")
+
+
+def test_app_attribute_that_is_not_an_app_is_bad_usage(project):
+    result = project.cli("resume", "some-id", app="cliapp:DATABASE_URL")
+    assert_usage_error(result, "neither a Celery app nor a celeriac Engine")
+
+
+# -- db upgrade -------------------------------------------------------------------
+
+
+def test_db_upgrade_creates_the_schema_and_is_idempotent(tmp_path):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    head = migrate.head()
+    first = subprocess.run(
+        [sys.executable, "-m", "celeriac.cli", "--database-url", url, "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CELERIAC_")},
+    )
+    assert first.returncode == 0, first.stderr
+    assert f"schema upgraded empty -> {head}" in first.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "celeriac.cli", "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CELERIAC_DATABASE_URL": url},
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"schema already at revision {head}" in again.stdout
+
+
+def test_db_upgrade_defaults_to_celeriac_db_in_the_current_directory(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CELERIAC_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "celeriac.cli", "db", "upgrade"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "celeriac.db").exists()
+
+
+def test_db_upgrade_through_an_app_whose_engine_does_not_migrate(tmp_path):
+    (tmp_path / "cliapp.py").write_text(APP_MODULE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CELERIAC_")}
+    env.update(PYTHONPATH=str(tmp_path), CLIAPP_AUTO_MIGRATE="0")
+
+    def celeriac(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "celeriac.cli", "--app", "cliapp", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env)
+
+    assert_refused(celeriac("list"), "has no celeriac schema", "celeriac db upgrade")
+    result = celeriac("db", "upgrade")
+    assert result.returncode == 0, result.stderr
+    assert f"celeriac.db: schema upgraded empty -> {migrate.head()}" in result.stdout
+    assert celeriac("list").returncode == 0
+
+
+def test_read_commands_refuse_a_database_without_schema(tmp_path):
+    url = f"sqlite:///{tmp_path / 'missing.db'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "celeriac.cli", "--database-url", url, "list"],
+        capture_output=True,
+        text=True,
+    )
+    assert_refused(result, "celeriac db upgrade")
+    assert not (tmp_path / "missing.db").exists()
+
+
+# -- list -------------------------------------------------------------------------
+
+
+def test_list_on_an_empty_database(project):
+    assert project.cli("db", "upgrade").returncode == 0
+    # the project's engine migrated the file already: nothing was stored yet
+    result = project.cli("list")
+    assert result.returncode == 0
+    assert "no workflows" in result.stdout
+    assert json.loads(project.cli("list", "--json").stdout) == []
+
+
+def test_list_shows_workflows_newest_first(stocked):
+    result = stocked.cli("list")
+    assert result.returncode == 0, result.stderr
+    ids = [stocked.stored.id, stocked.failed.id, stocked.completed.id]
+    positions = [result.stdout.index(workflow_id) for workflow_id in ids]
+    assert positions == sorted(positions)
+    assert "COMPLETED" in result.stdout
+    assert "nightly" in result.stdout
+
+
+def test_list_json_shape(stocked):
+    result = stocked.cli("list", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [row["id"] for row in rows] == [
+        stocked.stored.id,
+        stocked.failed.id,
+        stocked.completed.id,
+    ]
+    assert set(rows[0]) >= {"id", "name", "state", "created_at", "finished_at"}
+    by_id = {row["id"]: row for row in rows}
+    assert by_id[stocked.completed.id]["state"] == "COMPLETED"
+    assert by_id[stocked.completed.id]["result"] == 42
+    assert by_id[stocked.failed.id]["exc_type"] == "ValueError"
+    assert by_id[stocked.stored.id]["finished_at"] is None
+
+
+def test_list_filters_by_state_name_and_limit(stocked):
+    def ids(*args: str) -> list[str]:
+        result = stocked.cli("list", "--json", *args)
+        assert result.returncode == 0, result.stderr
+        return [row["id"] for row in json.loads(result.stdout)]
+
+    assert ids("--state", "failed") == [stocked.failed.id]
+    assert ids("--state", "COMPLETED") == [stocked.completed.id]
+    assert ids("--name", "nightly") == [stocked.stored.id, stocked.completed.id]
+    assert ids("--name", "nightly", "--state", "IN_PROGRESS") == [stocked.stored.id]
+    assert ids("--limit", "1") == [stocked.stored.id]
+    assert ids("--name", "nobody") == []
+
+
+def test_database_url_comes_from_the_environment(stocked):
+    result = stocked.cli(
+        "list", "--json", url=False, env={"CELERIAC_DATABASE_URL": stocked.url}
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 3
+
+
+# -- show -------------------------------------------------------------------------
+
+
+def test_show_prints_the_workflow_and_its_nodes(stocked):
+    result = stocked.cli("show", stocked.completed.id)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert stocked.completed.id in out
+    assert "COMPLETED" in out
+    assert "nightly" in out
+    assert "result    42" in out
+    assert "5/5 done" in out
+    assert out.count("cliapp.add") == 4
+    assert out.count("cliapp.tsum") == 1
+    assert out.count("SUCCEEDED") == 5
+    for column in ("TASK", "STATE", "ATTEMPTS", "DURATION"):
+        assert column in out
+
+
+def test_show_json_shape(stocked):
+    result = stocked.cli("show", stocked.completed.id, "--json")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["id"] == stocked.completed.id
+    assert shown["state"] == "COMPLETED"
+    assert shown["result"] == 42
+    expected = {"done": 5, "total": 5, "failed": 0, "running": 0, "fraction": 1.0}
+    assert shown["progress"].items() >= expected.items()
+    assert [node["task"] for node in shown["nodes"]] == [
+        "cliapp.add",
+        "cliapp.add",
+        "cliapp.add",
+        "cliapp.add",
+        "cliapp.tsum",
+    ]
+    first = shown["nodes"][0]
+    assert set(first) >= {"id", "task", "state", "attempts", "result", "error"}
+    assert first["result"] == 3
+    assert first["parents"] == []
+    assert shown["nodes"][1]["parents"] == [first["id"]]
+    assert isinstance(first["duration"], float)
+    (attempt,) = first["attempts"]
+    assert attempt["number"] == 1
+    assert attempt["state"] == "SUCCEEDED"
+    assert attempt["started_at"] <= attempt["finished_at"]
+
+
+def test_show_names_the_error_of_a_failed_workflow(stocked):
+    result = stocked.cli("show", stocked.failed.id)
+    assert result.returncode == 0, result.stderr
+    assert "FAILED" in result.stdout
+    assert "ValueError: boom" in result.stdout
+    shown = json.loads(stocked.cli("show", stocked.failed.id, "--json").stdout)
+    assert shown["exc_type"] == "ValueError"
+    assert shown["progress"]["failed"] == 1
+    assert [node["state"] for node in shown["nodes"]] == ["SUCCEEDED", "FAILED"]
+
+
+def test_show_of_an_unknown_workflow_is_refused(stocked):
+    assert_refused(
+        stocked.cli("show", "no-such-id"), "no workflow with id 'no-such-id'"
+    )
+    assert_refused(stocked.cli("show", "no-such-id", "--json"), "no-such-id")
+
+
+def test_show_works_through_the_app_module(stocked):
+    for app in ("cliapp:app", "cliapp:engine"):
+        result = stocked.cli("show", stocked.completed.id, "--json", app=app, url=False)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["state"] == "COMPLETED"
+
+
+# -- graph ------------------------------------------------------------------------
+
+
+def test_graph_is_graphviz_dot_coloured_by_state(stocked):
+    result = stocked.cli("graph", stocked.failed.id)
+    assert result.returncode == 0, result.stderr
+    dot = result.stdout
+    assert dot.startswith('digraph "broken" {')
+    assert 'label="cliapp.add", fillcolor="#b7e4c7"' in dot
+    assert 'label="cliapp.boom", fillcolor="#f4a3a3"' in dot
+    assert dot.count(" -> ") == 1
+    if shutil.which("dot"):
+        svg = subprocess.run(
+            ["dot", "-Tsvg"], input=dot, capture_output=True, text=True, check=True
+        )
+        assert "cliapp.boom" in svg.stdout
+
+
+def test_graph_as_mermaid(stocked):
+    result = stocked.cli("graph", stocked.completed.id, "--format", "mermaid")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "flowchart TD"
+    assert '  n0["cliapp.add"]:::succeeded' in lines
+    assert "  n0 --> n1" in lines
+
+
+def test_graph_json_shape(stocked):
+    result = stocked.cli("graph", stocked.completed.id, "--json")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["id"] == stocked.completed.id
+    assert [n["task"] for n in shown["nodes"]][-1] == "cliapp.tsum"
+    ids = [n["id"] for n in shown["nodes"]]
+    assert {"parent": ids[0], "child": ids[1]} in shown["edges"]
+    assert set(shown["nodes"][0]) == {"id", "task", "kind", "state"}
+
+
+def test_graph_of_an_unknown_workflow_is_refused(stocked):
+    assert_refused(stocked.cli("graph", "no-such-id"), "no-such-id")
+
+
+# -- watch ------------------------------------------------------------------------
+
+
+def test_watch_of_a_finished_workflow_returns_at_once(stocked):
+    result = stocked.cli("watch", stocked.completed.id)
+    assert result.returncode == 0, result.stderr
+    assert "COMPLETED" in result.stdout
+    assert "5/5" in result.stdout
+
+
+def test_watch_json_prints_one_line_per_change(stocked):
+    result = stocked.cli("watch", stocked.completed.id, "--json")
+    assert result.returncode == 0, result.stderr
+    (line,) = [json.loads(line) for line in result.stdout.splitlines()]
+    expected = {
+        "id": stocked.completed.id,
+        "state": "COMPLETED",
+        "done": 5,
+        "total": 5,
+        "failed": 0,
+        "running": 0,
+        "fraction": 1.0,
+    }
+    assert line.items() >= expected.items()
+
+
+def test_watch_of_a_failed_workflow_exits_1_with_the_error(stocked):
+    result = stocked.cli("watch", stocked.failed.id)
+    assert_refused(result, "failed at node", "ValueError: boom")
+    assert "FAILED" in result.stdout
+
+
+def test_watch_follows_a_running_workflow_to_its_end(project, tmp_path):
+    module = project.module
+    gate = tmp_path / "gate"
+    steps = chain(
+        module.wait_for_file.s(str(gate), 1), module.add.s(1), module.add.s(2)
+    )
+    with project.engine.embedded_worker():
+        workflow = project.submit(steps)
+        command = ["--database-url", project.url, "watch", workflow.id, "--json"]
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "celeriac.cli", *command, "--interval", "0.02"],
+            env=project.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert watcher.stdout is not None
+        line = watcher.stdout.readline()  # printed while the gate is shut
+        assert line, watcher.communicate(timeout=30)[1]
+        first = json.loads(line)
+        gate.touch()
+        out, err = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0, err
+    lines = [first] + [json.loads(line) for line in out.splitlines()]
+    assert first["state"] == "IN_PROGRESS"
+    assert first["done"] == 0
+    assert lines[-1]["state"] == "COMPLETED"
+    assert lines[-1]["done"] == lines[-1]["total"] == 3
+    dones = [line["done"] for line in lines]
+    assert dones == sorted(dones)
+
+
+def test_watch_stops_when_the_workflow_is_paused(project):
+    workflow = project.submit(
+        chain(project.module.add.s(1, 1), project.module.add.s(2))
+    )
+    workflow.pause()
+    result = project.cli("watch", workflow.id)
+    assert result.returncode == 0, result.stderr
+    assert "PAUSED" in result.stdout
+
+
+# -- pause, resume, cancel, retry, recover ----------------------------------------
+
+
+def test_pause_pauses_a_workflow_with_nothing_running(project):
+    workflow = project.submit(
+        chain(project.module.add.s(1, 1), project.module.add.s(2))
+    )
+    result = project.cli("pause", workflow.id)
+    assert result.returncode == 0, result.stderr
+    assert f"workflow {workflow.id}: PAUSED" in result.stdout
+    assert workflow.state == "PAUSED"
+
+
+def test_pause_of_a_paused_workflow_is_refused(project):
+    workflow = project.submit(project.module.add.s(1, 1))
+    workflow.pause()
+    result = project.cli("pause", workflow.id)
+    assert_refused(result, f"cannot pause workflow {workflow.id}: it is PAUSED")
+    assert workflow.state == "PAUSED"
+
+
+def test_pause_of_an_unknown_workflow_is_refused(project):
+    assert_refused(project.cli("pause", "no-such-id"), "no workflow with id")
+
+
+def test_resume_needs_the_app(project):
+    workflow = project.submit(project.module.add.s(1, 1))
+    workflow.pause()
+    assert_usage_error(
+        project.cli("resume", workflow.id), "resume needs the Celery app"
+    )
+    assert workflow.state == "PAUSED"
+
+
+def test_resume_dispatches_a_paused_workflow_again(project):
+    workflow = project.submit(
+        chain(project.module.add.s(1, 1), project.module.add.s(2))
+    )
+    workflow.pause()
+    result = project.cli("resume", workflow.id, app=True)
+    assert result.returncode == 0, result.stderr
+    assert f"workflow {workflow.id}: IN_PROGRESS" in result.stdout
+    assert workflow.state == "IN_PROGRESS"
+    assert [node.state for node in workflow.nodes()] == ["QUEUED", "PENDING"]
+
+
+def test_resume_reads_the_app_from_the_environment(project):
+    workflow = project.submit(project.module.add.s(1, 1))
+    workflow.pause()
+    result = project.cli("resume", workflow.id, env={"CELERIAC_APP": "cliapp"})
+    assert result.returncode == 0, result.stderr
+    assert workflow.state == "IN_PROGRESS"
+
+
+def test_resume_of_a_running_workflow_is_refused(project):
+    workflow = project.submit(project.module.add.s(1, 1))
+    result = project.cli("resume", workflow.id, app=True)
+    assert_refused(result, "cannot resume", "IN_PROGRESS")
+
+
+def test_cancel_cancels_and_a_second_cancel_is_refused(project):
+    workflow = project.submit(
+        chain(project.module.add.s(1, 1), project.module.add.s(2))
+    )
+    result = project.cli("cancel", workflow.id)
+    assert result.returncode == 0, result.stderr
+    assert f"workflow {workflow.id}: CANCELLED" in result.stdout
+    assert workflow.state == "CANCELLED"
+    assert {node.state for node in workflow.nodes()} == {"CANCELLED"}
+    assert_refused(project.cli("cancel", workflow.id), "it is CANCELLED")
+
+
+def test_cancel_terminate_needs_the_app(project):
+    workflow = project.submit(project.module.add.s(1, 1))
+    result = project.cli("cancel", workflow.id, "--terminate")
+    assert_usage_error(result, "cancel --terminate needs the Celery app")
+    assert workflow.state == "IN_PROGRESS"
+
+
+def test_cancel_terminate_through_the_app(project):
+    workflow = project.submit(project.module.add.s(1, 1))
+    result = project.cli("cancel", workflow.id, "--terminate", app=True)
+    assert result.returncode == 0, result.stderr
+    assert workflow.state == "CANCELLED"
+
+
+def test_retry_continues_a_failed_workflow(project):
+    module = project.module
+    (workflow,) = project.run_to_end(chain(module.add.s(1, 1), module.boom.s()))
+    assert workflow.state == "FAILED"
+    assert_usage_error(project.cli("retry", workflow.id), "retry needs the Celery app")
+    result = project.cli("retry", workflow.id, app=True)
+    assert result.returncode == 0, result.stderr
+    assert f"workflow {workflow.id}: IN_PROGRESS" in result.stdout
+    assert [node.state for node in workflow.nodes()] == ["SUCCEEDED", "QUEUED"]
+    assert_refused(project.cli("retry", workflow.id, app=True), "cannot retry")
+
+
+def test_recover_needs_the_app(project):
+    assert_usage_error(project.cli("recover"), "recover needs the Celery app")
+
+
+def test_recover_runs_one_pass(project):
+    workflow = project.submit(project.module.add.s(1, 1))
+    result = project.cli("recover", app=True)
+    assert result.returncode == 0, result.stderr
+    # the node was queued a moment ago: not stale yet, nothing to publish again
+    assert "recovery pass done: 0 node(s) published again" in result.stdout
+    assert workflow.state == "IN_PROGRESS"
+
+
+def test_recover_publishes_a_lost_message_again(project):
+    # submitted here without a worker: to the CLI's process, the message is lost
+    workflow = project.submit(project.module.add.s(1, 1))
+    result = project.cli("recover", app=True, env={"CLIAPP_RECOVERY_DELAY": "0"})
+    assert result.returncode == 0, result.stderr
+    assert "recovery pass done: 1 node(s) published again" in result.stdout
+    assert [node.state for node in workflow.nodes()] == ["QUEUED"]
+
+
+# -- demo -------------------------------------------------------------------------
+
+
+def test_demo_needs_no_app(project):
+    assert_usage_error(project.cli("demo", app=True), "demo builds its own app")
+
+
+@pytest.mark.slow
+def test_demo_pauses_resumes_and_prints_the_result(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CELERIAC_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "celeriac.cli", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "PAUSED:" in out
+    assert "nothing is dispatched while PAUSED" in out
+    assert "result: 224" in out
+    assert out.count("celeriac.demo.crunch") == 8
+    assert "FAILED" not in out
+    assert (tmp_path / "celeriac.db").exists()

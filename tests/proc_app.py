@@ -1,0 +1,185 @@
+"""The app that real ``celery -A tests.proc_app worker`` processes import.
+
+Everything comes from the environment, as in a deployment: the broker
+(``CELERIAC_TEST_BROKER_URL``, a Redis URL), the queue
+(``CELERIAC_TEST_QUEUE``) and celeriac's database (``CELERIAC_DATABASE_URL``).
+The test process imports this module too, with the same environment, to
+submit workflows and to read what the tasks recorded.
+``CELERIAC_TEST_ENGINE_OPTIONS`` (JSON) adds options to the ``Engine``, and
+``CELERIAC_TEST_LOSE_COMMIT_REPLY`` injects a fault (see ``lose_commit_reply``).
+
+Tasks record in Redis (the broker's database, flushed per test), since the
+test runs in another process than they do: each body's start, as
+``[tag, time.time(), worker name, pid]`` for ``p.stamp``, and a run count per
+task name for all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from typing import Any
+
+import psycopg
+import redis
+import sqlalchemy as sa
+from celery import Celery
+
+from celeriac import Engine
+
+BROKER_URL = os.environ["CELERIAC_TEST_BROKER_URL"]
+STAMPS_KEY = "proc:stamps"
+RUNS_KEY = "proc:runs"
+
+# not the current app: the test process imports this module next to others
+app = Celery("proc", broker=BROKER_URL, set_as_current=False)
+app.conf.update(
+    task_default_queue=os.environ.get("CELERIAC_TEST_QUEUE", "proc"),
+    # docs/operations.md's crash-safe settings, with task_reject_on_worker_lost
+    # on: the dead-worker tests count on the broker delivering again
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+
+engine = Engine(
+    app,
+    os.environ["CELERIAC_DATABASE_URL"],
+    **json.loads(os.environ.get("CELERIAC_TEST_ENGINE_OPTIONS") or "{}"),
+)
+
+_clients: dict[int, redis.Redis[bytes]] = {}
+
+
+def client() -> redis.Redis[bytes]:
+    """A Redis client of this process's own: prefork children must not share one."""
+    pid = os.getpid()
+    if pid not in _clients:
+        _clients[pid] = redis.Redis.from_url(BROKER_URL)
+    return _clients[pid]
+
+
+def lose_commit_reply(db: sa.Engine, method: str) -> None:
+    """Fault injection: the first COMMIT made inside Store.``method`` loses its reply.
+
+    The transaction commits, then the connection breaks before the client
+    hears so: what a database or network failure at the wrong moment does.
+    The client cannot tell whether it committed, and its retry replays the
+    transaction. Once in all processes (a Redis flag), so a test is exact.
+    """
+    commit = db.dialect.do_commit
+
+    def do_commit(dbapi_connection: Any) -> None:
+        commit(dbapi_connection)
+        inside = method in {frame.name for frame in traceback.extract_stack()}
+        if inside and client().set("proc:reply-lost", method, nx=True):
+            # the driver's connection, not the pool's proxy around it
+            dbapi_connection.driver_connection.close()
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    db.dialect.do_commit = do_commit  # type: ignore[method-assign]
+
+
+if os.environ.get("CELERIAC_TEST_LOSE_COMMIT_REPLY"):
+    lose_commit_reply(engine.db, os.environ["CELERIAC_TEST_LOSE_COMMIT_REPLY"])
+
+
+def reply_lost() -> str | None:
+    """The Store method whose COMMIT reply ``lose_commit_reply`` lost, if any."""
+    lost = client().get("proc:reply-lost")
+    return lost.decode() if lost is not None else None
+
+
+def _ran(name: str) -> None:
+    client().hincrby(RUNS_KEY, name, 1)
+
+
+@app.task(name="p.add", shared=False)
+def add(x: int, y: int) -> int:
+    """Return ``x + y``."""
+    _ran("p.add")
+    return x + y
+
+
+@app.task(name="p.tsum", shared=False)
+def tsum(values: list[int], *extra: int) -> int:
+    """Return the sum of ``values`` and of ``extra``."""
+    _ran("p.tsum")
+    return sum(values) + sum(extra)
+
+
+@app.task(name="p.echo", shared=False)
+def echo(values: Any) -> Any:
+    """Return what it was given (a chord body that shows its input)."""
+    _ran("p.echo")
+    return values
+
+
+@app.task(name="p.sleep", shared=False)
+def sleep(seconds: float, value: Any = None) -> Any:
+    """Sleep ``seconds``, then return ``value``."""
+    _ran("p.sleep")
+    time.sleep(seconds)
+    return value
+
+
+@app.task(name="p.step", shared=False)
+def step(values: list[int], offset: int, seconds: float = 0.02) -> int:
+    """Sleep ``seconds``, then return ``(sum(values) + offset) % 1009``."""
+    _ran("p.step")
+    time.sleep(seconds)
+    return (sum(values) + offset) % 1009
+
+
+@app.task(name="p.stamp", bind=True, shared=False)
+def stamp(self: Any, tag: str, seconds: float = 0.0) -> str:
+    """Record when this body started (and where), sleep ``seconds``, return ``tag``."""
+    record = [tag, time.time(), self.request.hostname, os.getpid()]
+    client().rpush(STAMPS_KEY, json.dumps(record))
+    _ran("p.stamp")
+    time.sleep(seconds)
+    return tag
+
+
+# -- read by the test process -------------------------------------------------
+
+
+def stamps() -> list[tuple[str, float]]:
+    """``(tag, start time)`` of every ``p.stamp`` body that started, in order."""
+    raw = client().lrange(STAMPS_KEY, 0, -1)
+    return [(str(tag), float(at)) for tag, at, *_ in map(json.loads, raw)]
+
+
+def stamped_by(tag: str) -> tuple[str, int]:
+    """The worker (``-n`` name) and process that first ran ``p.stamp(tag)``."""
+    for item in client().lrange(STAMPS_KEY, 0, -1):
+        found, _, worker, pid = json.loads(item)
+        if found == tag:
+            return str(worker), int(pid)
+    raise LookupError(tag)
+
+
+def stamp_workers() -> set[str]:
+    """The workers (``-n`` names) that ran a ``p.stamp`` body."""
+    raw = client().lrange(STAMPS_KEY, 0, -1)
+    return {str(json.loads(item)[2]) for item in raw}
+
+
+def backlog() -> int:
+    """Messages of this app's queue not yet worked off: queued, or taken unacked.
+
+    The workers ack late (after the body, or after refusing to run it), so
+    zero means every message published so far went all the way through.
+    """
+    queue = str(app.conf.task_default_queue)
+    queued = sum(client().llen(key) for key in client().scan_iter(f"{queue}*"))
+    return int(queued) + int(client().hlen("unacked"))
+
+
+def runs(name: str) -> int:
+    """How many times the body of task ``name`` ran."""
+    return int(client().hget(RUNS_KEY, name) or 0)
