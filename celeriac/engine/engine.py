@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
 import sqlalchemy as sa
 from celery import Celery
+from celery.app.task import Context
 
 from celeriac.engine import scheduler
 from celeriac.engine.compiler import compile_canvas
@@ -95,8 +97,7 @@ class Engine:
             InvalidCanvas: the canvas or its arguments cannot be stored.
         """
         new = compile_canvas(self.app, canvas, tuple(args), kwargs, name, metadata)
-        dispatch = self.store.insert_workflow(new)
-        self._publish(dispatch)
+        self._after(new.id, self.store.insert_workflow(new))
         return Workflow(self, new.id, name)
 
     def workflow(self, workflow_id: str) -> Workflow:
@@ -188,20 +189,9 @@ class Engine:
             str(exc),
             traceback,
         )
-        if not outcome.recorded:
-            return
-        inline = [
-            d for d in outcome.dispatch if takes_request(self.app, d.signature["task"])
-        ]
-        self._publish([d for d in outcome.dispatch if d not in inline])
-        for dispatch in inline:
-            self._run_inline_errback(dispatch, request, exc, einfo)
-        if node.kind != NodeKind.ERRBACK:
-            self._transition_quietly(
-                node.workflow_id, "fail", (node.node_id, type(exc).__name__, str(exc))
-            )
-        elif outcome.settle:
-            self.settle(node.workflow_id)
+        self._after_failure(
+            node.workflow_id, node.node_id, node.kind, outcome, exc, request, einfo
+        )
 
     def settle(self, workflow_id: str) -> None:
         """PAUSED if the workflow is pausing and nothing runs any more."""
@@ -216,13 +206,40 @@ class Engine:
         elif outcome.settle:
             self.settle(workflow_id)
 
+    def _after_failure(
+        self,
+        workflow_id: str,
+        node_id: str,
+        kind: str,
+        outcome: Outcome,
+        exc: BaseException,
+        request: Any,
+        einfo: Any,
+    ) -> None:
+        """Run the errbacks a failure queued, then fail the workflow."""
+        if not outcome.recorded:
+            return
+        inline = [
+            d for d in outcome.dispatch if takes_request(self.app, d.signature["task"])
+        ]
+        self._publish([d for d in outcome.dispatch if d not in inline])
+        for dispatch in inline:
+            self._run_inline_errback(dispatch, request, exc, einfo)
+        if kind != NodeKind.ERRBACK:
+            error = (node_id, type(exc).__name__, str(exc))
+            self._transition_quietly(workflow_id, "fail", error)
+        elif outcome.settle:
+            self.settle(workflow_id)
+
     def _run_inline_errback(
         self, dispatch: Dispatch, request: Any, exc: BaseException, einfo: Any
     ) -> None:
         node_id, workflow_id = dispatch.node_id, dispatch.workflow_id
         lease = self.liveness.lease(getattr(request, "hostname", None))
         delivery = f"{dispatch.attempt_base}.0"
-        claim, number = self.store.claim_node(workflow_id, node_id, delivery, lease)
+        claim, number = self.store.claim_node(
+            workflow_id, node_id, delivery, lease, uuid.uuid4().hex
+        )
         if claim is not Claim.RUN:
             return
         errback = self.app.signature(dispatch.signature)
@@ -262,7 +279,21 @@ class Engine:
             self._transition(workflow_id, trigger, error)
 
     def _publish(self, dispatch: list[Dispatch]) -> None:
-        scheduler.publish(self.app, dispatch)
+        for refused, exc in scheduler.publish(self.app, dispatch):
+            logger.warning("node %s cannot be sent: %s", refused.node_id, exc)
+            outcome = self.store.record_unsendable(
+                refused.workflow_id, refused.node_id, type(exc).__name__, str(exc)
+            )
+            request = Context(id=refused.node_id, task=refused.signature["task"])
+            self._after_failure(
+                refused.workflow_id,
+                refused.node_id,
+                refused.kind,
+                outcome,
+                exc,
+                request,
+                None,
+            )
 
     def _revoke(self, task_ids: list[str], terminate: bool) -> None:
         try:

@@ -9,6 +9,7 @@ celeriac header.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -132,7 +133,7 @@ class WorkerHooks:
             return
         lease = self.engine.liveness.lease(task.request.hostname)
         claim, number = self.engine.store.claim_node(
-            node.workflow_id, node.node_id, node.delivery, lease
+            node.workflow_id, node.node_id, node.delivery, lease, uuid.uuid4().hex
         )
         if claim is Claim.RUN:
             setattr(task.request, _ATTEMPT, number)

@@ -6,6 +6,8 @@ import logging
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import EncodeError
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from celeriac.records import Dispatch
 
@@ -30,13 +32,33 @@ def call_arguments(dispatch: Dispatch) -> tuple[tuple[Any, ...], dict[str, Any]]
     return args, dict(sig.get("kwargs") or {})
 
 
-def publish(app: Celery, dispatches: list[Dispatch]) -> None:
-    """Publish every node in ``dispatches``, in order."""
+def publish(
+    app: Celery, dispatches: list[Dispatch]
+) -> list[tuple[Dispatch, Exception]]:
+    """Publish every node in ``dispatches``, in order.
+
+    Returns the nodes Celery refused to send (bad arguments, a value its
+    serializer cannot encode), with the reason. When the broker itself fails
+    (after Celery's own publish retries), the rest stay QUEUED in the
+    database: a recovery pass publishes them once the broker is back.
+    """
+    refused: list[tuple[Dispatch, Exception]] = []
     if not dispatches:
-        return
-    with app.producer_or_acquire() as producer:
-        for dispatch in dispatches:
-            _send(app, dispatch, producer)
+        return refused
+    try:
+        with app.producer_or_acquire() as producer:
+            for dispatch in dispatches:
+                try:
+                    _send(app, dispatch, producer)
+                except (TypeError, ValueError, EncodeError) as exc:
+                    refused.append((dispatch, exc))
+    except (KombuOperationalError, OSError):
+        logger.warning(
+            "broker unavailable: %d nodes stay QUEUED until recovery publishes them",
+            len(dispatches),
+            exc_info=True,
+        )
+    return refused
 
 
 def _send(app: Celery, dispatch: Dispatch, producer: Any) -> None:

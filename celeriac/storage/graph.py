@@ -13,10 +13,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from celeriac.errors import WorkflowNotFound
-from celeriac.records import Dispatch, Lease
-from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
-from celeriac.storage.rows import aware
-from celeriac.storage.schema import attempts, edges, events, nodes, workers, workflows
+from celeriac.records import Dispatch
+from celeriac.states import NodeKind, NodeState, WorkflowState
+from celeriac.storage.schema import attempts, edges, events, nodes, workflows
 
 _N = NodeState
 _W = WorkflowState
@@ -306,7 +305,7 @@ def redispatch_ready(
 ) -> list[Dispatch]:
     """Queue every task node whose parents all succeeded but that was held back."""
     rows = conn.execute(
-        sa.select(*_DISPATCH_COLUMNS, nodes.c.current_attempt.label("base"))
+        sa.select(*DISPATCH_COLUMNS, nodes.c.current_attempt.label("base"))
         .where(
             nodes.c.workflow_id == workflow_id,
             nodes.c.state == _N.PENDING,
@@ -334,7 +333,7 @@ def requeue_stale(
     running = workflows.c.state == _W.IN_PROGRESS
     errback_allowed = workflows.c.state != _W.CANCELLED
     rows = conn.execute(
-        sa.select(*_DISPATCH_COLUMNS, nodes.c.attempt_base.label("base"))
+        sa.select(*DISPATCH_COLUMNS, nodes.c.attempt_base.label("base"))
         .select_from(nodes.join(workflows, workflows.c.id == nodes.c.workflow_id))
         .where(
             nodes.c.state == _N.QUEUED,
@@ -370,7 +369,7 @@ def requeue_stale(
     return load_dispatches(conn, rows)
 
 
-_DISPATCH_COLUMNS = (
+DISPATCH_COLUMNS = (
     nodes.c.id,
     nodes.c.workflow_id,
     nodes.c.signature,
@@ -496,155 +495,46 @@ def result_of(conn: sa.Connection, workflow_id: str) -> Any:
     return conn.execute(query).scalar_one_or_none()
 
 
-def lock_node(conn: sa.Connection, node_id: str) -> Any:
-    """The node's kind, state and attempt count, locked until commit.
-
-    The lock makes two deliveries of one message claim one after the other,
-    so the second sees the first's attempt.
-    """
-    query = sa.select(nodes.c.kind, nodes.c.state, nodes.c.current_attempt).where(
-        nodes.c.id == node_id
-    )
-    return conn.execute(query.with_for_update()).first()
-
-
-def take_over_delivery(
-    conn: sa.Connection,
-    workflow_id: str,
-    node_id: str,
-    delivery: str,
-    dead_before: datetime,
-    at: datetime,
-) -> bool:
-    """Whether a delivery may start an attempt.
-
-    A new message may. A message that already started an attempt may only
-    if that attempt is still RUNNING on a worker that stopped heartbeating:
-    the attempt is then marked LOST (the broker redelivered after a crash).
-    """
-    previous = conn.execute(
-        sa.select(attempts.c.number, attempts.c.state, workers.c.heartbeat_at)
-        .select_from(attempts.outerjoin(workers, workers.c.id == attempts.c.worker_id))
-        .where(attempts.c.node_id == node_id, attempts.c.delivery == delivery)
-        .order_by(attempts.c.number.desc())
-        .limit(1)
+def finished_by(conn: sa.Connection, node_id: str, number: int, state: str) -> bool:
+    """Whether attempt ``number`` already left the node in ``state``."""
+    row = conn.execute(
+        sa.select(nodes.c.state, nodes.c.current_attempt).where(nodes.c.id == node_id)
     ).first()
-    if previous is None:
-        return True
-    heartbeat = aware(previous.heartbeat_at)
-    alive = heartbeat is not None and heartbeat >= dead_before
-    if previous.state != AttemptState.RUNNING or alive:
-        return False
-    mark_lost(conn, workflow_id, node_id, previous.number, at)
-    return True
+    return row is not None and (row.state, row.current_attempt) == (state, number)
 
 
-def mark_lost(
-    conn: sa.Connection, workflow_id: str, node_id: str, number: int, at: datetime
-) -> None:
-    """Attempt ``number`` died with its worker."""
-    conn.execute(
-        sa.update(attempts)
-        .where(attempts.c.node_id == node_id, attempts.c.number == number)
-        .values(state=AttemptState.LOST, finished_at=at)
-    )
-    add_event(
-        conn, workflow_id, node_id, _N.RUNNING, _N.RUNNING, at, f"attempt {number} lost"
-    )
+def replay_release(
+    conn: sa.Connection, node_id: str, on_error: bool
+) -> tuple[list[Dispatch], bool]:
+    """What a node's committed outcome released, for a replayed transaction.
 
-
-def start_attempt(
-    conn: sa.Connection,
-    workflow_id: str,
-    node_id: str,
-    number: int,
-    delivery: str,
-    lease: Lease,
-    at: datetime,
-) -> None:
-    """Record attempt ``number`` as RUNNING and the node with it."""
-    conn.execute(
-        sa.update(nodes)
-        .where(nodes.c.id == node_id)
-        .values(
-            state=_N.RUNNING,
-            current_attempt=number,
-            celery_task_id=node_id,
-            started_at=sa.func.coalesce(nodes.c.started_at, at),
-        )
-    )
-    # Celery publishes the next attempt before its task_retry signal
-    # reaches us: an older attempt still RUNNING ended in a retry.
-    conn.execute(
-        sa.update(attempts)
-        .where(
-            attempts.c.node_id == node_id,
-            attempts.c.number < number,
-            attempts.c.state == AttemptState.RUNNING,
-        )
-        .values(state=AttemptState.RETRY, finished_at=at)
-    )
-    conn.execute(
-        attempts.insert(),
-        {
-            "node_id": node_id,
-            "workflow_id": workflow_id,
-            "number": number,
-            "state": AttemptState.RUNNING,
-            "worker": lease.hostname,
-            "pid": lease.pid,
-            "worker_id": lease.worker_id,
-            "delivery": delivery,
-            "started_at": at,
-        },
-    )
-    add_event(conn, workflow_id, node_id, None, _N.RUNNING, at, f"attempt {number}")
-
-
-def requeue_lost(
-    conn: sa.Connection, dead_before: datetime, at: datetime
-) -> list[Dispatch]:
-    """RUNNING nodes whose worker stopped heartbeating: their attempt is LOST.
-
-    They are queued again while their workflow runs, held back (PENDING)
-    while it pauses or failed, cancelled with it otherwise.
+    Follows the node's edges (``on_error``: its errbacks) through the joins
+    it completed, to the nodes queued but not started and to a finished
+    END. Publishing one of them a second time is harmless: the second
+    delivery is dropped when it is claimed.
     """
-    current = attempts.alias("current")
-    rows = conn.execute(
-        sa.select(
-            *_DISPATCH_COLUMNS,
-            nodes.c.current_attempt.label("base"),
-            workflows.c.state.label("workflow_state"),
-        )
-        .select_from(
-            nodes.join(workflows, workflows.c.id == nodes.c.workflow_id)
-            .join(
-                current,
-                sa.and_(
-                    current.c.node_id == nodes.c.id,
-                    current.c.number == nodes.c.current_attempt,
-                ),
+    queued: list[Any] = []
+    finished = False
+    frontier = [node_id]
+    while frontier:
+        children = conn.execute(
+            sa.select(
+                *DISPATCH_COLUMNS,
+                nodes.c.state,
+                nodes.c.current_attempt,
+                nodes.c.attempt_base.label("base"),
             )
-            .outerjoin(workers, workers.c.id == current.c.worker_id)
-        )
-        .where(
-            nodes.c.state == _N.RUNNING,
-            current.c.state == AttemptState.RUNNING,
-            sa.or_(
-                workers.c.heartbeat_at.is_(None), workers.c.heartbeat_at < dead_before
-            ),
-        )
-        .with_for_update(of=nodes, skip_locked=True)
-    ).all()
-    requeue = []
-    for row in rows:
-        mark_lost(conn, row.workflow_id, row.id, row.base, at)
-        if row.workflow_state == _W.IN_PROGRESS or (
-            row.kind == NodeKind.ERRBACK and row.workflow_state != _W.CANCELLED
-        ):
-            mark_queued(conn, row.workflow_id, [row.id], _N.RUNNING, at)
-            requeue.append(row)
-        else:
-            back = _N.CANCELLED if row.workflow_state == _W.CANCELLED else _N.PENDING
-            set_node_state(conn, row.workflow_id, [row.id], (_N.RUNNING,), back, at)
-    return load_dispatches(conn, requeue) if requeue else []
+            .select_from(edges.join(nodes, nodes.c.id == edges.c.child_id))
+            .where(edges.c.parent_id.in_(frontier), edges.c.on_error.is_(on_error))
+            .order_by(nodes.c.position)
+        ).all()
+        frontier = []
+        for child in children:
+            if child.kind == NodeKind.JOIN and child.state == _N.SUCCEEDED:
+                frontier.append(child.id)
+            elif child.kind == NodeKind.END and child.state == _N.SUCCEEDED:
+                finished = True
+            elif child.state == _N.QUEUED and child.current_attempt == child.base:
+                queued.append(child)
+        on_error = False  # past the errbacks, only success edges lead on
+    return (load_dispatches(conn, queued) if queued else []), finished

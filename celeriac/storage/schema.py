@@ -129,6 +129,8 @@ attempts = sa.Table(
     sa.Column("worker_id", Id, nullable=True),
     #: which message started it: "<dispatch base>.<Celery retries>"
     sa.Column("delivery", sa.String(32), nullable=True),
+    #: unique per claim: a replayed claim transaction finds its own attempt
+    sa.Column("claim_token", sa.String(32), nullable=True),
     sa.Column("started_at", Timestamp, nullable=False),
     sa.Column("finished_at", Timestamp, nullable=True),
     sa.Column("exc_type", sa.String(255), nullable=True),

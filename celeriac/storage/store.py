@@ -30,7 +30,8 @@ from celeriac.records import (
     WorkflowRecord,
 )
 from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
-from celeriac.storage import graph, progress, rows
+from celeriac.storage import claims, graph, progress, rows
+from celeriac.storage.claims import Admission
 from celeriac.storage.database import retry_transient
 from celeriac.storage.rows import now
 from celeriac.storage.schema import attempts, edges, nodes, workers, workflows
@@ -74,8 +75,12 @@ class Store:
     # -- submission -------------------------------------------------------
 
     @retry_transient
-    def insert_workflow(self, new: NewWorkflow) -> list[Dispatch]:
-        """Store a compiled workflow and mark its first nodes QUEUED."""
+    def insert_workflow(self, new: NewWorkflow) -> Outcome:
+        """Store a compiled workflow and mark its first nodes QUEUED.
+
+        The outcome is ``finished`` for a canvas without any task (an empty
+        group): its END node completes right away.
+        """
         at = now()
         with self._write() as conn:
             conn.execute(
@@ -129,8 +134,10 @@ class Store:
             roots = [
                 n.id for n in new.nodes if n.waiting == 0 and n.kind != NodeKind.ERRBACK
             ]
-            dispatch, _ = graph.release(conn, new.id, _W.IN_PROGRESS, roots, (), at)
-        return dispatch
+            dispatch, finished = graph.release(
+                conn, new.id, _W.IN_PROGRESS, roots, (), at
+            )
+        return Outcome(True, dispatch, _W.IN_PROGRESS, finished)
 
     # -- worker side: the hot path ----------------------------------------
 
@@ -141,18 +148,21 @@ class Store:
         node_id: str,
         delivery: str,
         lease: Lease,
+        token: str,
     ) -> tuple[Claim, int]:
         """Decide whether this delivery of a node may run; record its attempt.
 
         ``delivery`` names the message ("<dispatch base>.<Celery retries>"):
         a second delivery of one message is a duplicate, dropped while the
         first runs or after it finished, taken over when its worker is dead.
-        Returns the claim and the attempt number it recorded.
+        ``token`` is unique to this claim, so that a replay of the
+        transaction (a lost commit reply) finds its own attempt. Returns the
+        claim and the attempt number it recorded.
         """
         at = now()
         with self._write() as conn:
             state = graph.workflow_state(conn, workflow_id, lock="share")
-            node = graph.lock_node(conn, node_id)
+            node = claims.lock_node(conn, node_id)
             if node is None:
                 return Claim.DROP, 0
             runs_now = state == _W.IN_PROGRESS or (
@@ -165,12 +175,17 @@ class Store:
                 )
                 pausing = state in (_W.REQUESTING_PAUSE, _W.PAUSED)
                 return (Claim.HOLD if moved and pausing else Claim.DROP), 0
-            if node.state not in _CLAIMABLE or not graph.take_over_delivery(
-                conn, workflow_id, node_id, delivery, lease.dead_before, at
-            ):
+            admission, number = claims.admit_delivery(
+                conn, workflow_id, node_id, delivery, token, lease.dead_before, at
+            )
+            if admission is Admission.REPLAYED:
+                return Claim.RUN, number
+            if admission is Admission.DUPLICATE or node.state not in _CLAIMABLE:
                 return Claim.DROP, 0
             number = node.current_attempt + 1
-            graph.start_attempt(conn, workflow_id, node_id, number, delivery, lease, at)
+            claims.start_attempt(
+                conn, workflow_id, node_id, number, delivery, token, lease, at
+            )
         return Claim.RUN, number
 
     @retry_transient
@@ -184,7 +199,12 @@ class Store:
             if not graph.finish_node(
                 conn, node_id, number, _N.SUCCEEDED, at, result=result
             ):
-                return Outcome(False, [], state)
+                if not graph.finished_by(conn, node_id, number, _N.SUCCEEDED):
+                    return Outcome(False, [], state)
+                # a replay: this attempt's first commit went through unseen
+                dispatch, finished = graph.replay_release(conn, node_id, False)
+                pausing = state == _W.REQUESTING_PAUSE
+                return Outcome(True, dispatch, state, finished, settle=pausing)
             graph.finish_attempt(conn, node_id, number, AttemptState.SUCCEEDED, at)
             graph.add_event(conn, workflow_id, node_id, _N.RUNNING, _N.SUCCEEDED, at)
             children = graph.decrement_children(conn, node_id)
@@ -212,7 +232,11 @@ class Store:
             if not graph.finish_node(
                 conn, node_id, number, _N.FAILED, at, exc=(exc_type, exc_message)
             ):
-                return Outcome(False, [], state)
+                if not graph.finished_by(conn, node_id, number, _N.FAILED):
+                    return Outcome(False, [], state)
+                errbacks, _ = graph.replay_release(conn, node_id, True)
+                pausing = state == _W.REQUESTING_PAUSE
+                return Outcome(True, errbacks, state, settle=pausing)
             graph.finish_attempt(
                 conn,
                 node_id,
@@ -225,6 +249,36 @@ class Store:
             )
             graph.add_event(
                 conn, workflow_id, node_id, _N.RUNNING, _N.FAILED, at, exc_type
+            )
+            errbacks = graph.queue_errbacks(conn, workflow_id, node_id, at)
+        return Outcome(True, errbacks, state, settle=state == _W.REQUESTING_PAUSE)
+
+    @retry_transient
+    def record_unsendable(
+        self, workflow_id: str, node_id: str, exc_type: str, exc_message: str
+    ) -> Outcome:
+        """A QUEUED node whose message Celery refused to build fails for good.
+
+        (Celery checks a task's arguments when it publishes: a chain step that
+        cannot take its parent's result fails the chain, as it does natively.)
+        """
+        at = now()
+        with self._write() as conn:
+            state = graph.workflow_state(conn, workflow_id, lock="share")
+            failed = conn.execute(
+                sa.update(nodes)
+                .where(nodes.c.id == node_id, nodes.c.state == _N.QUEUED)
+                .values(
+                    state=_N.FAILED,
+                    exc_type=exc_type,
+                    exc_message=exc_message,
+                    finished_at=at,
+                )
+            ).rowcount
+            if not failed:
+                return Outcome(False, [], state)
+            graph.add_event(
+                conn, workflow_id, node_id, _N.QUEUED, _N.FAILED, at, exc_type
             )
             errbacks = graph.queue_errbacks(conn, workflow_id, node_id, at)
         return Outcome(True, errbacks, state, settle=state == _W.REQUESTING_PAUSE)
@@ -367,7 +421,7 @@ class Store:
         """Nodes RUNNING on workers silent for ``dead_after`` s, to publish again."""
         at = now()
         with self._write() as conn:
-            return graph.requeue_lost(conn, at - timedelta(seconds=dead_after), at)
+            return claims.requeue_lost(conn, at - timedelta(seconds=dead_after), at)
 
     @retry_transient
     def heartbeat(self, worker_id: str, hostname: str | None, pid: int) -> None:

@@ -264,21 +264,10 @@ def _errback_chord(errback: str, body: Build) -> Build:
 
 
 #: What celeriac does differently, on purpose or not yet (see each reason).
-_NO_TASK_COMPLETES = (
-    "a workflow without task nodes does not complete on submit: "
-    "Store.insert_workflow drops the `finished` flag of graph.release(), so "
-    "Engine.submit never applies the 'complete' trigger (a recovery pass "
-    "does, up to recovery_interval later)"
-)
 _EMPTY_HEADER_WAITS = (
     "an empty chord header has no task to wait for the chain step before it: "
     "its JOIN node is a root, so the body runs at once (needs an edge that "
     "gates without handing its result on, in the store's join_value)"
-)
-_BAD_ARGUMENTS_HANG = (
-    "Celery's argument check (Task.apply_async with typing) raises in "
-    "scheduler.publish, inside the parent's task_success handler: the node "
-    "stays QUEUED and the workflow hangs, where Celery fails the chain"
 )
 _FAILED_STOPS_ALL = (
     "once a node fails the workflow is FAILED and release() dispatches "
@@ -345,7 +334,6 @@ CASES = [
     Case(
         "empty-group",
         lambda t: group([]),
-        xfail=_NO_TASK_COMPLETES,
         timeout=1.0,
         needs_worker=False,
     ),
@@ -456,8 +444,6 @@ CASES = [
     Case(
         "chain-step-cannot-take-parent-result",
         lambda t: t.add.s(1, 1) | t.add.s(1, 1),
-        xfail=_BAD_ARGUMENTS_HANG,
-        timeout=1.0,
     ),
     Case("group-failure", lambda t: group(_failing_header(t))),
     Case(

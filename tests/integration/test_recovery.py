@@ -16,7 +16,7 @@ from celeriac.storage.store import Claim
 def _stored_but_never_published(engine, canvas) -> Workflow:
     """What a producer that died right after the submit's commit leaves."""
     new = compile_canvas(engine.app, canvas)
-    engine.store.insert_workflow(new)
+    assert engine.store.insert_workflow(new).dispatch
     return engine.workflow(new.id)
 
 
@@ -52,7 +52,7 @@ def test_recovery_settles_a_pause_whose_last_node_finished_unseen(engine, tasks)
     workflow = engine.submit(chain(tasks.add.s(1, 2), tasks.add.s(10)))
     node_id = workflow.nodes()[0].id
     lease = engine.liveness.lease("w")
-    _, number = engine.store.claim_node(workflow.id, node_id, "0.0", lease)
+    _, number = engine.store.claim_node(workflow.id, node_id, "0.0", lease, "t")
     workflow.pause()
     assert workflow.state == WorkflowState.REQUESTING_PAUSE
     # the worker recorded the result, then died before settling the pause
@@ -84,7 +84,7 @@ def test_workers_recover_the_nodes_of_a_worker_that_died_mid_attempt(
         # a worker claims the first node, then dies: it never heartbeats again
         dead = Lease("dead-worker", "dead", 1, datetime.now(UTC))
         engine.store.heartbeat(dead.worker_id, dead.hostname, dead.pid)
-        claim, _ = engine.store.claim_node(workflow.id, first, "0.0", dead)
+        claim, _ = engine.store.claim_node(workflow.id, first, "0.0", dead, "t")
         assert claim is Claim.RUN
         with engine.embedded_worker():  # its recovery loop starts with it
             assert workflow.get(timeout=15) == 13

@@ -169,7 +169,10 @@ def claim(
 ) -> Claim:
     """Claim a delivery of a node from a live worker."""
     store.heartbeat(f"{worker}-{pid}", worker, pid)
-    return store.claim_node(workflow_id, node_id, delivery, lease(worker, pid))[0]
+    token = uuid.uuid4().hex
+    return store.claim_node(workflow_id, node_id, delivery, lease(worker, pid), token)[
+        0
+    ]
 
 
 def run(
@@ -177,7 +180,9 @@ def run(
 ) -> Outcome:
     """Claim node ``name`` and record its success."""
     store.heartbeat("w1-1", "w1", 1)
-    claimed, number = store.claim_node(flow.id, flow[name], delivery, lease())
+    claimed, number = store.claim_node(
+        flow.id, flow[name], delivery, lease(), uuid.uuid4().hex
+    )
     assert claimed is Claim.RUN
     return store.record_success(flow.id, flow[name], number, result)
 
@@ -191,7 +196,7 @@ def dispatched(outcome: Any, flow: Flow) -> list[tuple[str, tuple[Any, ...]]]:
 
 def test_insert_workflow_returns_the_roots_and_marks_them_queued(store):
     flow, new = group_flow()
-    roots = store.insert_workflow(new)
+    roots = store.insert_workflow(new).dispatch
 
     assert [(d.node_id, d.inputs, d.kind) for d in roots] == [
         (flow["a"], (), NodeKind.TASK),
@@ -287,17 +292,33 @@ def test_success_releases_the_child_with_the_parents_result(store):
     assert node_row(store, flow["a"]).result == {"x": [1, 2]}
 
 
-def test_a_second_success_of_the_same_attempt_is_not_recorded(store):
+def test_a_replayed_success_changes_nothing_but_offers_the_successor_again(store):
+    """Only a replay (a lost commit reply) records one attempt's success twice."""
     flow, new = chain_flow()
     store.insert_workflow(new)
     run(store, flow, "a", 1)
 
     again = store.record_success(flow.id, flow["a"], 1, 2)
 
-    assert not again.recorded
-    assert again.dispatch == []
+    assert again.recorded
+    assert dispatched(again, flow) == [("b", (1,))]  # the stored result
     assert node_row(store, flow["a"]).result == 1
     assert states(store, flow)["b"] == N.QUEUED
+    (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["a"]]
+    assert [t.state for t in node.attempts] == ["SUCCEEDED"]
+
+
+def test_a_success_of_an_older_attempt_is_not_recorded(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    assert claim(store, flow.id, flow["a"], "0.0") is Claim.RUN
+    assert claim(store, flow.id, flow["a"], "0.1") is Claim.RUN  # a Celery retry
+
+    late = store.record_success(flow.id, flow["a"], 1, "late")
+
+    assert not late.recorded
+    assert late.dispatch == []
+    assert states(store, flow)["a"] == N.RUNNING
 
 
 def test_join_completes_in_the_database_with_results_in_edge_order(store):
@@ -596,12 +617,14 @@ def test_a_redelivery_takes_over_only_from_a_dead_worker(store):
     flow, new = chain_flow()
     store.insert_workflow(new)
     store.heartbeat("w1-1", "w1", 1)
-    assert store.claim_node(flow.id, flow["a"], "0.0", lease("w1", 1))[0] is Claim.RUN
+    assert store.claim_node(flow.id, flow["a"], "0.0", lease("w1", 1), "t1")[0] is (
+        Claim.RUN
+    )
     # the same message again while w1 heartbeats: a duplicate
     assert claim(store, flow.id, flow["a"], "0.0", "w2", 2) is Claim.DROP
     # w1 falls silent: the broker's redelivery runs the node again
     claimed, number = store.claim_node(
-        flow.id, flow["a"], "0.0", lease("w2", 2, alive=False)
+        flow.id, flow["a"], "0.0", lease("w2", 2, alive=False), "t2"
     )
     assert (claimed, number) == (Claim.RUN, 2)
     (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["a"]]
@@ -612,6 +635,18 @@ def test_a_redelivery_takes_over_only_from_a_dead_worker(store):
     # the lost attempt's late result is not recorded; the new one's is
     assert not store.record_success(flow.id, flow["a"], 1, "late").recorded
     assert store.record_success(flow.id, flow["a"], 2, "ok").recorded
+
+
+def test_a_replayed_claim_finds_its_own_attempt(store):
+    """The retry policy replays a claim whose commit reply was lost."""
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    store.heartbeat("w1-1", "w1", 1)
+    first = store.claim_node(flow.id, flow["a"], "0.0", lease(), "token-1")
+    replayed = store.claim_node(flow.id, flow["a"], "0.0", lease(), "token-1")
+    assert first == replayed == (Claim.RUN, 1)
+    (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["a"]]
+    assert [t.number for t in node.attempts] == [1]
 
 
 def test_recovery_requeues_the_running_nodes_of_a_dead_worker(store):

@@ -9,13 +9,11 @@ The workers' logs are in ``tmp_path`` and are shown when a test fails.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,101 +31,12 @@ from celery import chain, chord, group
 from celeriac import Workflow, WorkflowCancelled, WorkflowState
 from tests.servers import Server
 from tests.waiting import wait_for
+from tests.workers import Workers
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Seconds a worker gets to answer a ping after its process started.
-START_TIMEOUT = 60.0
-#: Seconds a worker gets to finish its tasks after SIGTERM, before SIGKILL.
-STOP_TIMEOUT = 20.0
-LOG_TAIL = 60
 W = WorkflowState
-
-
-class Workers:
-    """``celery worker`` processes of the test's app, and their logs."""
-
-    def __init__(self, proc: ModuleType, env: dict[str, str], logs: Path) -> None:
-        self.proc = proc
-        self.env = env
-        self.logs = logs
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self.started = 0
-
-    def start(self, count: int, **env: str) -> list[str]:
-        """Start ``count`` more workers; return their names once all answer.
-
-        ``env``: more environment variables for these workers only.
-        """
-        names = []
-        for _ in range(count):
-            self.started += 1
-            name = f"w{self.started}@{socket.gethostname()}"
-            self.processes[name] = self._spawn(name, {**self.env, **env})
-            names.append(name)
-        wait_for(
-            lambda: self._answering() >= set(names),
-            timeout=START_TIMEOUT,
-            interval=0.2,
-            what=f"workers {names} to answer a ping\n{self.tails()}",
-        )
-        return names
-
-    def _spawn(self, name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "celery", "-A", "tests.proc_app", "worker"]
-        command += ["--pool", "prefork", "--concurrency", "2", "-n", name]
-        command += ["--without-gossip", "--without-mingle", "--loglevel", "INFO"]
-        with (self.logs / f"{name.partition('@')[0]}.log").open("ab") as log:
-            return subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # a group of its own: the pool's children go with it on SIGKILL
-                start_new_session=True,
-            )
-
-    def _answering(self) -> set[str]:
-        for name, process in self.processes.items():
-            if process.poll() is not None:
-                raise AssertionError(
-                    f"worker {name} exited with code {process.returncode}\n"
-                    + self.tails()
-                )
-        replies = self.proc.app.control.ping(timeout=0.5)
-        return {name for reply in replies for name in reply}
-
-    def stop(self) -> None:
-        """SIGTERM (warm shutdown) to all, then SIGKILL to the stragglers' groups."""
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        for process in self.processes.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            # the whole group: a pool child its parent left behind goes too
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-    def kill(self, name: str) -> None:
-        """SIGKILL a worker and its pool: as if its machine died."""
-        process = self.processes.pop(name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-    def tails(self) -> str:
-        """The last lines of every worker's log."""
-        parts = []
-        for path in sorted(self.logs.glob("w*.log")):
-            lines = path.read_text(errors="replace").splitlines()[-LOG_TAIL:]
-            parts.append(f"--- last lines of {path} ---\n" + "\n".join(lines))
-        return "\n".join(parts)
 
 
 class _LogsOnFailure:
@@ -191,7 +100,7 @@ def workers(
     proc: ModuleType, proc_env: dict[str, str], tmp_path: Path
 ) -> Iterator[Workers]:
     """Starts worker processes on demand (``workers.start(2)``); stops them all."""
-    running = Workers(proc, proc_env, tmp_path)
+    running = Workers(proc.app, proc_env, tmp_path)
     try:
         yield running
     finally:
@@ -391,12 +300,6 @@ def test_a_postgres_restart_in_the_middle_of_a_200_node_workflow(
 # the transaction, which replays a write that already happened.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="the replayed claim finds its own attempt RUNNING and drops the "
-    "message: the node stays RUNNING on a live worker and never runs",
-)
 def test_a_claim_whose_commit_reply_was_lost_still_runs_the_node(
     proc: ModuleType, workers: Workers
 ) -> None:
@@ -407,22 +310,14 @@ def test_a_claim_whose_commit_reply_was_lost_still_runs_the_node(
     assert all(len(node.attempts) == 1 for node in workflow.nodes())
 
 
-def test_an_outcome_whose_commit_reply_was_lost_is_completed_by_recovery(
-    proc: ModuleType, proc_env: dict[str, str], workers: Workers
+def test_an_outcome_whose_commit_reply_was_lost_still_releases_its_successors(
+    proc: ModuleType, workers: Workers
 ) -> None:
     workers.start(1, CELERIAC_TEST_LOSE_COMMIT_REPLY="record_success")
     workflow = proc.engine.submit(chain(proc.add.s(1, 2), proc.add.s(3), proc.add.s(4)))
     wait_for(proc.reply_lost, timeout=20, what="the injected fault")
-    wait_for(
-        lambda: workflow.nodes()[0].state == "SUCCEEDED",
-        timeout=20,
-        what="the first node's success, committed",
-    )
-    # the replay found the node already SUCCEEDED, so it did not learn which
-    # successors the first commit queued: a recovery pass publishes them
-    options = json.dumps({"recovery_delay": 0})
-    recovered = cli({**proc_env, "CELERIAC_TEST_ENGINE_OPTIONS": options}, "recover")
-    assert recovered.returncode == 0, recovered.stderr
+    # the replay finds the node SUCCEEDED by this very attempt, and rebuilds
+    # what its first commit released: no recovery pass is needed
     assert workflow.get(timeout=20) == 10
     assert all(len(node.attempts) == 1 for node in workflow.nodes())
     assert proc.runs("p.add") == 3
@@ -432,13 +327,6 @@ def test_an_outcome_whose_commit_reply_was_lost_is_completed_by_recovery(
 
 #: Quick liveness, for the engine versions that heartbeat (ignored by others).
 FAST_LIVENESS = {"recovery_delay": 1, "heartbeat_interval": 0.5, "worker_timeout": 3}
-#: Pending worker leases (celeriac/engine/liveness.py): strict until they land.
-NO_LIVENESS = importlib.util.find_spec("celeriac.engine.liveness") is None
-DEAD_WORKER = (
-    "RUNNING nodes of a dead worker are not recovered yet: the broker's "
-    "redelivery carries the same attempt number and is dropped as a duplicate, "
-    "and engine.recover() publishes only QUEUED nodes again"
-)
 
 
 def _recover_until_done(proc: ModuleType, workflow: Workflow, timeout: float) -> Any:
@@ -453,7 +341,6 @@ def _recover_until_done(proc: ModuleType, workflow: Workflow, timeout: float) ->
                 raise
 
 
-@pytest.mark.xfail(NO_LIVENESS, strict=True, raises=TimeoutError, reason=DEAD_WORKER)
 @pytest.mark.parametrize(
     "proc_env", [pytest.param(FAST_LIVENESS, id="fast-liveness")], indirect=True
 )

@@ -153,6 +153,7 @@ def upgrade() -> None:
         sa.Column("pid", sa.Integer(), nullable=True),
         sa.Column("worker_id", sa.String(length=64), nullable=True),
         sa.Column("delivery", sa.String(length=32), nullable=True),
+        sa.Column("claim_token", sa.String(length=32), nullable=True),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("exc_type", sa.String(length=255), nullable=True),

@@ -1,0 +1,205 @@
+"""Claims and leases: which delivery of a node runs, on which live worker.
+
+Every function takes the open connection of the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import sqlalchemy as sa
+
+from celeriac.records import Dispatch, Lease
+from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
+from celeriac.storage.graph import (
+    DISPATCH_COLUMNS,
+    add_event,
+    load_dispatches,
+    mark_queued,
+    set_node_state,
+)
+from celeriac.storage.rows import aware
+from celeriac.storage.schema import attempts, nodes, workers, workflows
+
+_N = NodeState
+_W = WorkflowState
+
+
+class Admission(Enum):
+    """What an earlier attempt of the same message means for a delivery."""
+
+    #: no attempt of this message runs: start one
+    NEW = "new"
+    #: our own claim, committed before its reply was lost: go on with it
+    REPLAYED = "replayed"
+    #: the message runs (or ran) elsewhere: drop this delivery
+    DUPLICATE = "duplicate"
+
+
+def lock_node(conn: sa.Connection, node_id: str) -> Any:
+    """The node's kind, state and attempt count, locked until commit.
+
+    The lock makes two deliveries of one message claim one after the other,
+    so the second sees the first's attempt.
+    """
+    query = sa.select(nodes.c.kind, nodes.c.state, nodes.c.current_attempt).where(
+        nodes.c.id == node_id
+    )
+    return conn.execute(query.with_for_update()).first()
+
+
+def admit_delivery(
+    conn: sa.Connection,
+    workflow_id: str,
+    node_id: str,
+    delivery: str,
+    token: str,
+    dead_before: datetime,
+    at: datetime,
+) -> tuple[Admission, int]:
+    """Whether a delivery may start an attempt, and the attempt it resumes.
+
+    A new message may. A claim whose commit went through but whose reply was
+    lost is replayed by the retry policy: its own token finds its attempt.
+    Another delivery of a message that already started an attempt may only
+    take over if that attempt is still RUNNING on a worker that stopped
+    heartbeating: the attempt is then LOST (the broker redelivered after a
+    crash).
+    """
+    previous = conn.execute(
+        sa.select(
+            attempts.c.number,
+            attempts.c.state,
+            attempts.c.claim_token,
+            workers.c.heartbeat_at,
+        )
+        .select_from(attempts.outerjoin(workers, workers.c.id == attempts.c.worker_id))
+        .where(attempts.c.node_id == node_id, attempts.c.delivery == delivery)
+        .order_by(attempts.c.number.desc())
+        .limit(1)
+    ).first()
+    if previous is None:
+        return Admission.NEW, 0
+    if previous.claim_token == token:
+        return Admission.REPLAYED, previous.number
+    heartbeat = aware(previous.heartbeat_at)
+    alive = heartbeat is not None and heartbeat >= dead_before
+    if previous.state != AttemptState.RUNNING or alive:
+        return Admission.DUPLICATE, 0
+    mark_lost(conn, workflow_id, node_id, previous.number, at)
+    return Admission.NEW, 0
+
+
+def mark_lost(
+    conn: sa.Connection, workflow_id: str, node_id: str, number: int, at: datetime
+) -> None:
+    """Attempt ``number`` died with its worker."""
+    conn.execute(
+        sa.update(attempts)
+        .where(attempts.c.node_id == node_id, attempts.c.number == number)
+        .values(state=AttemptState.LOST, finished_at=at)
+    )
+    add_event(
+        conn, workflow_id, node_id, _N.RUNNING, _N.RUNNING, at, f"attempt {number} lost"
+    )
+
+
+def start_attempt(
+    conn: sa.Connection,
+    workflow_id: str,
+    node_id: str,
+    number: int,
+    delivery: str,
+    token: str,
+    lease: Lease,
+    at: datetime,
+) -> None:
+    """Record attempt ``number`` as RUNNING and the node with it."""
+    conn.execute(
+        sa.update(nodes)
+        .where(nodes.c.id == node_id)
+        .values(
+            state=_N.RUNNING,
+            current_attempt=number,
+            celery_task_id=node_id,
+            started_at=sa.func.coalesce(nodes.c.started_at, at),
+        )
+    )
+    # Celery publishes the next attempt before its task_retry signal
+    # reaches us: an older attempt still RUNNING ended in a retry.
+    conn.execute(
+        sa.update(attempts)
+        .where(
+            attempts.c.node_id == node_id,
+            attempts.c.number < number,
+            attempts.c.state == AttemptState.RUNNING,
+        )
+        .values(state=AttemptState.RETRY, finished_at=at)
+    )
+    conn.execute(
+        attempts.insert(),
+        {
+            "node_id": node_id,
+            "workflow_id": workflow_id,
+            "number": number,
+            "state": AttemptState.RUNNING,
+            "worker": lease.hostname,
+            "pid": lease.pid,
+            "worker_id": lease.worker_id,
+            "delivery": delivery,
+            "claim_token": token,
+            "started_at": at,
+        },
+    )
+    add_event(conn, workflow_id, node_id, None, _N.RUNNING, at, f"attempt {number}")
+
+
+def requeue_lost(
+    conn: sa.Connection, dead_before: datetime, at: datetime
+) -> list[Dispatch]:
+    """RUNNING nodes whose worker stopped heartbeating: their attempt is LOST.
+
+    They are queued again while their workflow runs, held back (PENDING)
+    while it pauses or failed, cancelled with it otherwise.
+    """
+    current = attempts.alias("current")
+    rows = conn.execute(
+        sa.select(
+            *DISPATCH_COLUMNS,
+            nodes.c.current_attempt.label("base"),
+            workflows.c.state.label("workflow_state"),
+        )
+        .select_from(
+            nodes.join(workflows, workflows.c.id == nodes.c.workflow_id)
+            .join(
+                current,
+                sa.and_(
+                    current.c.node_id == nodes.c.id,
+                    current.c.number == nodes.c.current_attempt,
+                ),
+            )
+            .outerjoin(workers, workers.c.id == current.c.worker_id)
+        )
+        .where(
+            nodes.c.state == _N.RUNNING,
+            current.c.state == AttemptState.RUNNING,
+            sa.or_(
+                workers.c.heartbeat_at.is_(None), workers.c.heartbeat_at < dead_before
+            ),
+        )
+        .with_for_update(of=nodes, skip_locked=True)
+    ).all()
+    requeue = []
+    for row in rows:
+        mark_lost(conn, row.workflow_id, row.id, row.base, at)
+        if row.workflow_state == _W.IN_PROGRESS or (
+            row.kind == NodeKind.ERRBACK and row.workflow_state != _W.CANCELLED
+        ):
+            mark_queued(conn, row.workflow_id, [row.id], _N.RUNNING, at)
+            requeue.append(row)
+        else:
+            back = _N.CANCELLED if row.workflow_state == _W.CANCELLED else _N.PENDING
+            set_node_state(conn, row.workflow_id, [row.id], (_N.RUNNING,), back, at)
+    return load_dispatches(conn, requeue) if requeue else []
