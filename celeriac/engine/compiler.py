@@ -51,6 +51,9 @@ _WIRING_OPTIONS = frozenset(
 _HEADER_ONLY_OPTIONS = frozenset({"countdown", "eta"})
 #: The signature option users set to name a part of a canvas (progress).
 LABEL_OPTION = "celeriac_label"
+#: A group option: its errbacks run once for the group, not once per failing
+#: member (Celery's behaviour, the default).
+ERRBACK_ONCE_OPTION = "celeriac_errback_once"
 
 #: An errback to add for each task it guards, or the id of an errback node
 #: that several tasks share (it runs once, whichever of them fails first).
@@ -142,6 +145,9 @@ class _Builder:
         label = sig.options.get(LABEL_OPTION, label)
         if isinstance(sig, chord):
             return self._add_chord(sig, parent, call, errbacks, label)
+        if isinstance(sig, group) and sig.options.get(ERRBACK_ONCE_OPTION):
+            sig, shared = self._share_group_errbacks(sig, label)
+            errbacks = _merged(errbacks, shared)
         errbacks = _merged(errbacks, self._errbacks_of(sig))
         if isinstance(sig, _chain):
             return self._add_chain(sig, parent, call, errbacks, label)
@@ -281,6 +287,29 @@ class _Builder:
                 guarded=header_tasks,
             )
         return self._add_guarded(body, join, call, errbacks, header_tasks, label)
+
+    def _share_group_errbacks(
+        self, sig: group, label: str | None
+    ) -> tuple[group, list[Errback]]:
+        """One errback node for the group instead of one per member.
+
+        ``group.link_error`` puts a copy of the errback on every member;
+        with the option, the copies (and the group's own) become one node
+        that every member's tasks share: it runs once, on the first failure.
+        """
+        members = self._group_members(sig)
+        errback_sigs = _merged(
+            self._errbacks_of(sig),
+            [e for member in members for e in self._errbacks_of(member)],
+        )
+        shared: list[Errback] = [
+            self._add_errback(e, label) for e in errback_sigs if not isinstance(e, str)
+        ]
+        options = {k: v for k, v in sig.options.items() if k != "link_error"}
+        stripped = group(
+            [_without_errbacks(member) for member in members], app=self.app, **options
+        )
+        return stripped, shared
 
     def _add_guarded(
         self,
@@ -484,7 +513,7 @@ def _execution_options(options: dict[str, Any]) -> dict[str, Any]:
     return {
         key: value
         for key, value in options.items()
-        if key not in _WIRING_OPTIONS and key != LABEL_OPTION
+        if key not in _WIRING_OPTIONS and key not in (LABEL_OPTION, ERRBACK_ONCE_OPTION)
     }
 
 

@@ -12,9 +12,9 @@ from celeriac.states import NodeState, WorkflowState
 if TYPE_CHECKING:
     from celeriac.engine.engine import Engine
 
-#: a cancelled node never ran: it is not "done" (a cancelled workflow's bar
-#: stops where the work stopped)
-_DONE = (NodeState.SUCCEEDED, NodeState.SKIPPED)
+#: only a node that ran to success is done: a cancelled or skipped one never
+#: ran (a cancelled or failed workflow's bar stops where the work stopped)
+_DONE = (NodeState.SUCCEEDED,)
 
 
 class Workflow:

@@ -214,6 +214,9 @@ def release(
             )
             for row in tasks
         )
+    elif tasks and state == _W.FAILED:
+        ids = [row.id for row in tasks]
+        set_node_state(conn, workflow_id, ids, (_N.PENDING,), _N.SKIPPED, at)
     return dispatch, finished
 
 
@@ -464,9 +467,25 @@ def first_failure(conn: sa.Connection, workflow_id: str) -> tuple[str, str, str]
 
 
 def reset_failed(conn: sa.Connection, workflow_id: str, at: datetime) -> None:
-    """Failed task nodes (and unneeded-yet errbacks) become runnable again."""
+    """Failed task nodes, and those the failure skipped, may run again."""
     set_node_state(
-        conn, workflow_id, None, (_N.FAILED,), _N.PENDING, at, kind=NodeKind.TASK
+        conn,
+        workflow_id,
+        None,
+        (_N.FAILED, _N.SKIPPED),
+        _N.PENDING,
+        at,
+        kind=NodeKind.TASK,
+    )
+
+
+def skip_unrun(conn: sa.Connection, workflow_id: str, at: datetime) -> None:
+    """Task nodes that cannot run once the workflow failed become SKIPPED.
+
+    A retry of the workflow makes them PENDING again.
+    """
+    set_node_state(
+        conn, workflow_id, None, (_N.PENDING,), _N.SKIPPED, at, kind=NodeKind.TASK
     )
 
 

@@ -169,7 +169,9 @@ class Store:
                 node.kind == NodeKind.ERRBACK and state != _W.CANCELLED
             )
             if not runs_now:
-                back = _N.CANCELLED if state == _W.CANCELLED else _N.PENDING
+                back = {_W.CANCELLED: _N.CANCELLED, _W.FAILED: _N.SKIPPED}.get(
+                    state, _N.PENDING
+                )
                 moved = graph.set_node_state(
                     conn, workflow_id, [node_id], graph.UNFINISHED[1:], back, at
                 )
@@ -394,6 +396,7 @@ class Store:
                     kind=NodeKind.ERRBACK,
                 )
             elif trigger == "fail" and error is not None:
+                graph.skip_unrun(conn, workflow_id, at)
                 values.update(
                     failed_node_id=error[0],
                     exc_type=error[1],
