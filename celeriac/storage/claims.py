@@ -115,8 +115,13 @@ def start_attempt(
     token: str,
     lease: Lease,
     at: datetime,
+    still_running: bool,
 ) -> None:
-    """Record attempt ``number`` as RUNNING and the node with it."""
+    """Record attempt ``number`` as RUNNING and the node with it.
+
+    ``still_running``: the node was RUNNING when claimed (a Celery retry that
+    overtook the signal of the attempt before it).
+    """
     conn.execute(
         sa.update(nodes)
         .where(nodes.c.id == node_id)
@@ -127,17 +132,18 @@ def start_attempt(
             started_at=sa.func.coalesce(nodes.c.started_at, at),
         )
     )
-    # Celery publishes the next attempt before its task_retry signal
-    # reaches us: an older attempt still RUNNING ended in a retry.
-    conn.execute(
-        sa.update(attempts)
-        .where(
-            attempts.c.node_id == node_id,
-            attempts.c.number < number,
-            attempts.c.state == AttemptState.RUNNING,
+    if still_running:
+        # Celery publishes the next attempt before its task_retry signal
+        # reaches us: an older attempt still RUNNING ended in a retry.
+        conn.execute(
+            sa.update(attempts)
+            .where(
+                attempts.c.node_id == node_id,
+                attempts.c.number < number,
+                attempts.c.state == AttemptState.RUNNING,
+            )
+            .values(state=AttemptState.RETRY, finished_at=at)
         )
-        .values(state=AttemptState.RETRY, finished_at=at)
-    )
     conn.execute(
         attempts.insert(),
         {

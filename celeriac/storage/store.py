@@ -40,6 +40,8 @@ Decide = Callable[[str, str], str]
 
 _N = NodeState
 _W = WorkflowState
+#: Where a node whose message arrives when it may not run goes.
+_HELD_BACK_AS: dict[str, str] = {_W.CANCELLED: _N.CANCELLED, _W.FAILED: _N.SKIPPED}
 _CLAIMABLE = (_N.QUEUED, _N.RETRYING, _N.RUNNING)
 
 
@@ -169,9 +171,7 @@ class Store:
                 node.kind == NodeKind.ERRBACK and state != _W.CANCELLED
             )
             if not runs_now:
-                back = {_W.CANCELLED: _N.CANCELLED, _W.FAILED: _N.SKIPPED}.get(
-                    state, _N.PENDING
-                )
+                back = _HELD_BACK_AS.get(state, _N.PENDING)
                 moved = graph.set_node_state(
                     conn, workflow_id, [node_id], graph.UNFINISHED[1:], back, at
                 )
@@ -186,7 +186,15 @@ class Store:
                 return Claim.DROP, 0
             number = node.current_attempt + 1
             claims.start_attempt(
-                conn, workflow_id, node_id, number, delivery, token, lease, at
+                conn,
+                workflow_id,
+                node_id,
+                number,
+                delivery,
+                token,
+                lease,
+                at,
+                still_running=node.state == _N.RUNNING,
             )
         return Claim.RUN, number
 
