@@ -11,17 +11,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from celeriac.records import Dispatch, Lease
-from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
+from celeriac.records import Lease
+from celeriac.states import AttemptState, NodeState, WorkflowState
 from celeriac.storage.graph import (
-    DISPATCH_COLUMNS,
     add_event,
-    load_dispatches,
-    mark_queued,
-    set_node_state,
 )
 from celeriac.storage.rows import aware
-from celeriac.storage.schema import attempts, nodes, workers, workflows
+from celeriac.storage.schema import attempts, nodes, workers
 
 _N = NodeState
 _W = WorkflowState
@@ -160,52 +156,3 @@ def start_attempt(
         },
     )
     add_event(conn, workflow_id, node_id, None, _N.RUNNING, at, f"attempt {number}")
-
-
-def requeue_lost(
-    conn: sa.Connection, dead_before: datetime, at: datetime
-) -> list[Dispatch]:
-    """RUNNING nodes whose worker stopped heartbeating: their attempt is LOST.
-
-    They are queued again while their workflow runs, held back (PENDING)
-    while it pauses or failed, cancelled with it otherwise.
-    """
-    current = attempts.alias("current")
-    rows = conn.execute(
-        sa.select(
-            *DISPATCH_COLUMNS,
-            nodes.c.current_attempt.label("base"),
-            workflows.c.state.label("workflow_state"),
-        )
-        .select_from(
-            nodes.join(workflows, workflows.c.id == nodes.c.workflow_id)
-            .join(
-                current,
-                sa.and_(
-                    current.c.node_id == nodes.c.id,
-                    current.c.number == nodes.c.current_attempt,
-                ),
-            )
-            .outerjoin(workers, workers.c.id == current.c.worker_id)
-        )
-        .where(
-            nodes.c.state == _N.RUNNING,
-            current.c.state == AttemptState.RUNNING,
-            sa.or_(
-                workers.c.heartbeat_at.is_(None), workers.c.heartbeat_at < dead_before
-            ),
-        )
-        .with_for_update(of=nodes, skip_locked=True)
-    ).all()
-    requeue = []
-    for row in rows:
-        mark_lost(conn, row.workflow_id, row.id, row.base, at)
-        if row.workflow_state == _W.IN_PROGRESS or (
-            row.kind == NodeKind.ERRBACK and row.workflow_state != _W.CANCELLED
-        ):
-            mark_queued(conn, row.workflow_id, [row.id], _N.RUNNING, at)
-            requeue.append(row)
-        else:
-            back = _N.CANCELLED if row.workflow_state == _W.CANCELLED else _N.PENDING
-            set_node_state(conn, row.workflow_id, [row.id], (_N.RUNNING,), back, at)
-    return load_dispatches(conn, requeue) if requeue else []

@@ -323,55 +323,6 @@ def redispatch_ready(
     return load_dispatches(conn, rows)
 
 
-def requeue_stale(
-    conn: sa.Connection, cutoff: datetime, at: datetime
-) -> list[Dispatch]:
-    """QUEUED nodes whose message never led to a start since ``cutoff``.
-
-    Their message may be lost (a producer died between commit and publish,
-    a broker lost its queues) or just waiting in a long queue: publishing
-    again is safe because a second delivery of the same attempt is dropped
-    when it is claimed.
-    """
-    running = workflows.c.state == _W.IN_PROGRESS
-    errback_allowed = workflows.c.state != _W.CANCELLED
-    rows = conn.execute(
-        sa.select(*DISPATCH_COLUMNS, nodes.c.attempt_base.label("base"))
-        .select_from(nodes.join(workflows, workflows.c.id == nodes.c.workflow_id))
-        .where(
-            nodes.c.state == _N.QUEUED,
-            nodes.c.queued_at < cutoff,
-            sa.or_(
-                sa.and_(nodes.c.kind == NodeKind.TASK, running),
-                sa.and_(nodes.c.kind == NodeKind.ERRBACK, errback_allowed),
-            ),
-        )
-        .order_by(nodes.c.workflow_id, nodes.c.position)
-    ).all()
-    if not rows:
-        return []
-    conn.execute(
-        sa.update(nodes)
-        .where(nodes.c.id.in_([row.id for row in rows]))
-        .values(queued_at=at)
-    )
-    conn.execute(
-        events.insert(),
-        [
-            {
-                "workflow_id": row.workflow_id,
-                "node_id": row.id,
-                "from_state": _N.QUEUED,
-                "to_state": _N.QUEUED,
-                "at": at,
-                "detail": "published again by recovery",
-            }
-            for row in rows
-        ],
-    )
-    return load_dispatches(conn, rows)
-
-
 DISPATCH_COLUMNS = (
     nodes.c.id,
     nodes.c.workflow_id,
@@ -415,55 +366,6 @@ def load_dispatches(conn: sa.Connection, rows: Sequence[Any]) -> list[Dispatch]:
         )
         for row in rows
     ]
-
-
-def unsettled_workflows(conn: sa.Connection) -> list[tuple[str, str]]:
-    """Workflows whose state lags behind their nodes, and the trigger they need.
-
-    A process that died between a node's commit and the follow-up state
-    change leaves these: the END node done but the workflow not COMPLETED,
-    a task FAILED but the workflow not FAILED, a pause with nothing running.
-    """
-    open_states = (_W.IN_PROGRESS, _W.REQUESTING_PAUSE, _W.PAUSED)
-    end_done = sa.exists().where(
-        nodes.c.workflow_id == workflows.c.id,
-        nodes.c.kind == NodeKind.END,
-        nodes.c.state == _N.SUCCEEDED,
-    )
-    task_failed = sa.exists().where(
-        nodes.c.workflow_id == workflows.c.id,
-        nodes.c.kind == NodeKind.TASK,
-        nodes.c.state == _N.FAILED,
-    )
-    running = sa.exists().where(
-        nodes.c.workflow_id == workflows.c.id, nodes.c.state == _N.RUNNING
-    )
-    found: list[tuple[str, str]] = []
-    for trigger, condition in (
-        ("complete", sa.and_(workflows.c.state.in_(open_states), end_done)),
-        ("fail", sa.and_(workflows.c.state.in_(open_states), task_failed)),
-        ("settle", sa.and_(workflows.c.state == _W.REQUESTING_PAUSE, ~running)),
-    ):
-        ids = conn.execute(sa.select(workflows.c.id).where(condition)).scalars()
-        found.extend((workflow_id, trigger) for workflow_id in ids)
-    return found
-
-
-def first_failure(conn: sa.Connection, workflow_id: str) -> tuple[str, str, str] | None:
-    """The earliest failed task node: (node id, exception type, message)."""
-    row = conn.execute(
-        sa.select(nodes.c.id, nodes.c.exc_type, nodes.c.exc_message)
-        .where(
-            nodes.c.workflow_id == workflow_id,
-            nodes.c.kind == NodeKind.TASK,
-            nodes.c.state == _N.FAILED,
-        )
-        .order_by(nodes.c.finished_at)
-        .limit(1)
-    ).first()
-    if row is None:
-        return None
-    return row.id, row.exc_type or "", row.exc_message or ""
 
 
 def reset_failed(conn: sa.Connection, workflow_id: str, at: datetime) -> None:

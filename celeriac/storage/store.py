@@ -30,7 +30,7 @@ from celeriac.records import (
     WorkflowRecord,
 )
 from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
-from celeriac.storage import claims, graph, progress, rows
+from celeriac.storage import claims, graph, progress, recovery, rows
 from celeriac.storage.claims import Admission
 from celeriac.storage.database import retry_transient
 from celeriac.storage.rows import now
@@ -425,14 +425,14 @@ class Store:
         """QUEUED nodes not started for ``older_than`` seconds, to publish again."""
         at = now()
         with self._write() as conn:
-            return graph.requeue_stale(conn, at - timedelta(seconds=older_than), at)
+            return recovery.requeue_stale(conn, at - timedelta(seconds=older_than), at)
 
     @retry_transient
     def requeue_lost(self, dead_after: float) -> list[Dispatch]:
         """Nodes RUNNING on workers silent for ``dead_after`` s, to publish again."""
         at = now()
         with self._write() as conn:
-            return claims.requeue_lost(conn, at - timedelta(seconds=dead_after), at)
+            return recovery.requeue_lost(conn, at - timedelta(seconds=dead_after), at)
 
     @retry_transient
     def heartbeat(self, worker_id: str, hostname: str | None, pid: int) -> None:
@@ -461,8 +461,8 @@ class Store:
         """(workflow id, trigger, failure) for workflows whose state lags behind."""
         with self._read() as conn:
             return [
-                (workflow_id, trigger, graph.first_failure(conn, workflow_id))
-                for workflow_id, trigger in graph.unsettled_workflows(conn)
+                (workflow_id, trigger, recovery.first_failure(conn, workflow_id))
+                for workflow_id, trigger in recovery.unsettled_workflows(conn)
             ]
 
     # -- reads ------------------------------------------------------------

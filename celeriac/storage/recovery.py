@@ -1,0 +1,171 @@
+"""Recovery steps: find what a crash left behind, inside the store's transactions.
+
+Every function takes the open connection of the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from celeriac.records import Dispatch
+from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
+from celeriac.storage.claims import mark_lost
+from celeriac.storage.graph import (
+    DISPATCH_COLUMNS,
+    load_dispatches,
+    mark_queued,
+    set_node_state,
+)
+from celeriac.storage.schema import attempts, events, nodes, workers, workflows
+
+_N = NodeState
+_W = WorkflowState
+
+
+def requeue_stale(
+    conn: sa.Connection, cutoff: datetime, at: datetime
+) -> list[Dispatch]:
+    """QUEUED nodes whose message never led to a start since ``cutoff``.
+
+    Their message may be lost (a producer died between commit and publish,
+    a broker lost its queues) or just waiting in a long queue: publishing
+    again is safe because a second delivery of the same attempt is dropped
+    when it is claimed.
+    """
+    running = workflows.c.state == _W.IN_PROGRESS
+    errback_allowed = workflows.c.state != _W.CANCELLED
+    rows = conn.execute(
+        sa.select(*DISPATCH_COLUMNS, nodes.c.attempt_base.label("base"))
+        .select_from(nodes.join(workflows, workflows.c.id == nodes.c.workflow_id))
+        .where(
+            nodes.c.state == _N.QUEUED,
+            nodes.c.queued_at < cutoff,
+            sa.or_(
+                sa.and_(nodes.c.kind == NodeKind.TASK, running),
+                sa.and_(nodes.c.kind == NodeKind.ERRBACK, errback_allowed),
+            ),
+        )
+        .order_by(nodes.c.workflow_id, nodes.c.position)
+    ).all()
+    if not rows:
+        return []
+    conn.execute(
+        sa.update(nodes)
+        .where(nodes.c.id.in_([row.id for row in rows]))
+        .values(queued_at=at)
+    )
+    conn.execute(
+        events.insert(),
+        [
+            {
+                "workflow_id": row.workflow_id,
+                "node_id": row.id,
+                "from_state": _N.QUEUED,
+                "to_state": _N.QUEUED,
+                "at": at,
+                "detail": "published again by recovery",
+            }
+            for row in rows
+        ],
+    )
+    return load_dispatches(conn, rows)
+
+
+def unsettled_workflows(conn: sa.Connection) -> list[tuple[str, str]]:
+    """Workflows whose state lags behind their nodes, and the trigger they need.
+
+    A process that died between a node's commit and the follow-up state
+    change leaves these: the END node done but the workflow not COMPLETED,
+    a task FAILED but the workflow not FAILED, a pause with nothing running.
+    """
+    open_states = (_W.IN_PROGRESS, _W.REQUESTING_PAUSE, _W.PAUSED)
+    end_done = sa.exists().where(
+        nodes.c.workflow_id == workflows.c.id,
+        nodes.c.kind == NodeKind.END,
+        nodes.c.state == _N.SUCCEEDED,
+    )
+    task_failed = sa.exists().where(
+        nodes.c.workflow_id == workflows.c.id,
+        nodes.c.kind == NodeKind.TASK,
+        nodes.c.state == _N.FAILED,
+    )
+    running = sa.exists().where(
+        nodes.c.workflow_id == workflows.c.id, nodes.c.state == _N.RUNNING
+    )
+    found: list[tuple[str, str]] = []
+    for trigger, condition in (
+        ("complete", sa.and_(workflows.c.state.in_(open_states), end_done)),
+        ("fail", sa.and_(workflows.c.state.in_(open_states), task_failed)),
+        ("settle", sa.and_(workflows.c.state == _W.REQUESTING_PAUSE, ~running)),
+    ):
+        ids = conn.execute(sa.select(workflows.c.id).where(condition)).scalars()
+        found.extend((workflow_id, trigger) for workflow_id in ids)
+    return found
+
+
+def first_failure(conn: sa.Connection, workflow_id: str) -> tuple[str, str, str] | None:
+    """The earliest failed task node: (node id, exception type, message)."""
+    row = conn.execute(
+        sa.select(nodes.c.id, nodes.c.exc_type, nodes.c.exc_message)
+        .where(
+            nodes.c.workflow_id == workflow_id,
+            nodes.c.kind == NodeKind.TASK,
+            nodes.c.state == _N.FAILED,
+        )
+        .order_by(nodes.c.finished_at)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return row.id, row.exc_type or "", row.exc_message or ""
+
+
+def requeue_lost(
+    conn: sa.Connection, dead_before: datetime, at: datetime
+) -> list[Dispatch]:
+    """RUNNING nodes whose worker stopped heartbeating: their attempt is LOST.
+
+    They are queued again while their workflow runs, held back (PENDING)
+    while it pauses or failed, cancelled with it otherwise.
+    """
+    current = attempts.alias("current")
+    rows = conn.execute(
+        sa.select(
+            *DISPATCH_COLUMNS,
+            nodes.c.current_attempt.label("base"),
+            workflows.c.state.label("workflow_state"),
+        )
+        .select_from(
+            nodes.join(workflows, workflows.c.id == nodes.c.workflow_id)
+            .join(
+                current,
+                sa.and_(
+                    current.c.node_id == nodes.c.id,
+                    current.c.number == nodes.c.current_attempt,
+                ),
+            )
+            .outerjoin(workers, workers.c.id == current.c.worker_id)
+        )
+        .where(
+            nodes.c.state == _N.RUNNING,
+            current.c.state == AttemptState.RUNNING,
+            sa.or_(
+                workers.c.heartbeat_at.is_(None), workers.c.heartbeat_at < dead_before
+            ),
+        )
+        .with_for_update(of=nodes, skip_locked=True)
+    ).all()
+    requeue = []
+    for row in rows:
+        mark_lost(conn, row.workflow_id, row.id, row.base, at)
+        if row.workflow_state == _W.IN_PROGRESS or (
+            row.kind == NodeKind.ERRBACK and row.workflow_state != _W.CANCELLED
+        ):
+            mark_queued(conn, row.workflow_id, [row.id], _N.RUNNING, at)
+            requeue.append(row)
+        else:
+            back = _N.CANCELLED if row.workflow_state == _W.CANCELLED else _N.PENDING
+            set_node_state(conn, row.workflow_id, [row.id], (_N.RUNNING,), back, at)
+    return load_dispatches(conn, requeue) if requeue else []
