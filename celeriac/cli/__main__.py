@@ -1,0 +1,5 @@
+"""``python -m celeriac.cli``."""
+
+from celeriac.cli.commands import main
+
+main(prog_name="celeriac")

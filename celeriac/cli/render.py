@@ -1,0 +1,119 @@
+"""How the command line shows things: colours, tables, JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from celeriac import Node
+
+STATE_STYLES = {
+    "IN_PROGRESS": "cyan",
+    "REQUESTING_PAUSE": "yellow",
+    "PAUSED": "yellow",
+    "COMPLETED": "green",
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "CANCELLED": "magenta",
+    "RUNNING": "cyan",
+    "RETRYING": "yellow",
+    "SKIPPED": "dim",
+    "PENDING": "dim",
+}
+
+console = Console(highlight=False)
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    console.width = 160  # piped output: wide rows beat wrapped ones
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_option(fn: F) -> F:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON instead of a table."
+    )(fn)
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=json_default))
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def styled(state: str) -> str:
+    style = STATE_STYLES.get(state)
+    return f"[{style}]{state}[/]" if style else state
+
+
+def when(moment: datetime | None) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+# -- the group ----------------------------------------------------------------
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def node_json(node: Node) -> dict[str, Any]:
+    document = dataclasses.asdict(node)
+    document["duration"] = duration(node)
+    return document
+
+
+def node_table(nodes: list[Node]) -> Table:
+    errors = any(node.error for node in nodes)
+    table = Table("#", "NODE", "TASK", "STATE", "ATTEMPTS", "DURATION")
+    if errors:
+        table.add_column("ERROR")
+    for index, node in enumerate(nodes, 1):
+        row = [
+            str(index),
+            node.id[:8],
+            escape(node.task or node.kind),
+            styled(node.state),
+            str(len(node.attempts)),
+            duration_text(node),
+        ]
+        table.add_row(*row, *([escape(node.error or "")] if errors else []))
+    return table
+
+
+def duration_text(node: Node) -> str:
+    seconds = duration(node)
+    if seconds is not None:
+        return f"{seconds:.2f}s"
+    so_far = elapsed(node) if node.state == "RUNNING" else None
+    return f"{so_far:.1f}s…" if so_far is not None else "-"
+
+
+def duration(node: Node) -> float | None:
+    """Seconds from the first attempt's start to the last one's end."""
+    if not node.attempts:
+        return None
+    first, last = node.attempts[0], node.attempts[-1]
+    if first.started_at is None or last.finished_at is None:
+        return None
+    return (last.finished_at - first.started_at).total_seconds()
+
+
+def elapsed(node: Node) -> float | None:
+    """Seconds a node has been running, for one that has not finished."""
+    if not node.attempts or node.attempts[0].started_at is None:
+        return None
+    return (datetime.now(UTC) - node.attempts[0].started_at).total_seconds()
