@@ -1,0 +1,1 @@
+"""Benchmarks: celeriac side by side with native Celery (see README.md)."""

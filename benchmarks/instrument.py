@@ -1,0 +1,138 @@
+"""Measuring inside worker processes: SQL counts and profiles.
+
+``SqlCounter`` counts the transactions (``begin``, ``commit``, ``rollback``)
+and statements (``before_cursor_execute``) an engine's database sees, in the
+threads that run task bodies only (a prefork child's main thread), so the
+heartbeat and recovery threads are left out. Each count is also kept per
+``Store`` method (the frame of ``celeriac/storage/store.py`` it came from).
+A thread of each process adds its counts to a Redis hash every
+``FLUSH_INTERVAL`` seconds, where the benchmark reads them.
+
+``Profiler`` runs cProfile in each pool process and writes its stats to a
+directory when the process ends (a warm shutdown of the worker).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import os
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+from sqlalchemy import event
+
+FLUSH_INTERVAL = 0.1
+_STORE = os.path.join("celeriac", "storage", "store.py")
+
+
+def store_method(depth: int = 2) -> str:
+    """The ``Store`` method the caller runs inside, or ``other``."""
+    frame: Any = sys._getframe(depth)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_filename.endswith(_STORE) and code.co_name not in (
+            "_write",
+            "_read",
+        ):
+            return str(code.co_name)
+        frame = frame.f_back
+    return "other"
+
+
+class SqlCounter:
+    """Counts one engine's transactions and statements into a Redis hash."""
+
+    def __init__(self, db: sa.Engine, redis_url: str, key: str) -> None:
+        self.db = db
+        self.redis_url = redis_url
+        self.key = key
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._pid = 0
+
+    def install(self) -> None:
+        """Listen to the engine's events (inherited by forked pool processes)."""
+        event.listen(self.db, "begin", self._on_begin)
+        event.listen(self.db, "commit", self._on_commit)
+        event.listen(self.db, "rollback", self._on_rollback)
+        event.listen(self.db, "before_cursor_execute", self._on_statement)
+
+    def _add(self, what: str) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if self._pid != os.getpid():
+            self._start()
+        method = store_method(3)
+        with self._lock:
+            self._counts[what] += 1
+            self._counts[f"{what}:{method}"] += 1
+
+    def _on_begin(self, _conn: Any) -> None:
+        self._add("tx")
+
+    def _on_commit(self, _conn: Any) -> None:
+        self._add("commit")
+
+    def _on_rollback(self, _conn: Any) -> None:
+        self._add("rollback")
+
+    def _on_statement(self, *_: Any) -> None:
+        self._add("stmt")
+
+    def _start(self) -> None:
+        """First count in this process: start its flushing thread."""
+        self._pid = os.getpid()
+        self._counts = Counter()
+        self._lock = threading.Lock()
+        thread = threading.Thread(
+            target=self._flush_forever, name="bench-sql-counter", daemon=True
+        )
+        thread.start()
+
+    def _flush_forever(self) -> None:
+        client = redis.Redis.from_url(self.redis_url)
+        stop = threading.Event()
+        while not stop.wait(FLUSH_INTERVAL):
+            self.flush(client)
+
+    def flush(self, client: redis.Redis[bytes]) -> None:
+        """Add the counts made since the last flush to the Redis hash."""
+        with self._lock:
+            counts, self._counts = self._counts, Counter()
+        if not counts:
+            return
+        pipe = client.pipeline()
+        for field, value in counts.items():
+            pipe.hincrby(self.key, field, value)
+        pipe.execute()
+
+
+def read_counts(client: redis.Redis[bytes], key: str) -> dict[str, int]:
+    """The counts in the Redis hash ``key``."""
+    return {k.decode(): int(v) for k, v in client.hgetall(key).items()}
+
+
+class Profiler:
+    """cProfile in each pool process, written to ``directory/<pid>.prof`` at exit."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+        self.profile: cProfile.Profile | None = None
+
+    def start(self, **_: Any) -> None:
+        """``worker_process_init``: profile this pool process from now on."""
+        self.profile = cProfile.Profile()
+        self.profile.enable()
+
+    def dump(self, **_: Any) -> None:
+        """``worker_process_shutdown``: write what was profiled."""
+        if self.profile is None:
+            return
+        self.profile.disable()
+        self.profile.dump_stats(str(self.directory / f"{os.getpid()}.prof"))
+        self.profile = None

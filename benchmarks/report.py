@@ -1,0 +1,439 @@
+"""What the benchmark prints and writes: the machine, the table, docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from benchmarks.workloads import FAST_RECOVERY
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "benchmarks.md"
+COMMAND = "python benchmarks/run.py --repeat 3"
+
+#: Target of each compared workload: celeriac's time / native Celery's, at most.
+RATIO_TARGETS = {
+    ("chain_short", "celery-redis"): 2.0,
+    ("chain_long", "celery-redis"): 0.7,
+    ("group", "celery-redis"): 1.5,
+    ("chord", "celery-redis"): 1.6,
+    ("chord", "celery-sql"): 0.7,
+}
+SUBMIT_SECONDS = 10.0
+SUBMIT_MB = 500.0
+PAUSE_SECONDS = 0.050
+RECOVERY_SECONDS = FAST_RECOVERY["recovery_delay"] + 1.0
+TX_PER_NODE = 2.0
+BACKENDS = {"celery-redis": "Redis result backend", "celery-sql": "SQL result backend"}
+
+
+# -- the machine ------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _git_revision() -> str:
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    revision = git("rev-parse", "--short", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--", "celeriac"):
+        revision += " with uncommitted changes to celeriac/"
+    return revision
+
+
+def machine(postgres: str, redis: str) -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(_memory_gib(), 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "celery": version("celery"),
+        "kombu": version("kombu"),
+        "sqlalchemy": version("sqlalchemy"),
+        "psycopg": version("psycopg"),
+        "redis_py": version("redis"),
+        "postgresql": postgres,
+        "redis": redis,
+        "celeriac": f"{version('celeriac')} (git {_git_revision()})",
+        "load_before": round(os.getloadavg()[0], 2),
+    }
+
+
+# -- rows ---------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    workload: str
+    native: str
+    celeriac: str
+    ratio: str
+    target: str
+    verdict: str
+
+
+def seconds(value: float) -> str:
+    """A duration for the table."""
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    return f"{value:.2f} s"
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def compared_rows(key: str, title: str, figures: dict[str, Any]) -> list[Row]:
+    """Rows of a workload run on native Celery and on celeriac."""
+    if "error" in figures:
+        return [Row(title, "—", "—", "—", "—", f"ERROR: {figures['error']}")]
+    medians = figures["medians"]
+    rows = []
+    for (workload, native), target in RATIO_TARGETS.items():
+        if workload != key or native not in medians:
+            continue
+        ratio = medians["celeriac"] / medians[native]
+        figures.setdefault("ratios", {})[native] = {
+            "ratio": ratio,
+            "target": target,
+            "pass": ratio <= target,
+        }
+        rows.append(
+            Row(
+                title,
+                f"{seconds(medians[native])} ({BACKENDS[native]})",
+                seconds(medians["celeriac"]),
+                f"{ratio:.2f}",
+                f"ratio ≤ {target}",
+                _verdict(ratio <= target),
+            )
+        )
+    return rows
+
+
+def submit_row(title: str, figures: dict[str, Any]) -> Row:
+    """The row of the big submit."""
+    if "error" in figures:
+        return Row(title, "—", "—", "—", "—", f"ERROR: {figures['error']}")
+    time_, mb = figures["medians"]["seconds"], figures["medians"]["peak_delta_mb"]
+    ok = time_ < SUBMIT_SECONDS and mb < SUBMIT_MB
+    figures["pass"] = ok
+    return Row(
+        title,
+        "—",
+        f"{seconds(time_)}, peak +{mb:.0f} MB",
+        "—",
+        f"< {SUBMIT_SECONDS:.0f} s, < {SUBMIT_MB:.0f} MB",
+        _verdict(ok),
+    )
+
+
+def pause_row(title: str, figures: dict[str, Any]) -> Row:
+    """The row of the pause latency."""
+    if "error" in figures:
+        return Row(title, "—", "—", "—", "—", f"ERROR: {figures['error']}")
+    median, worst = figures["medians"]["latency"], figures["max_latency"]
+    late = figures["started_after_pause"]
+    ok = worst <= PAUSE_SECONDS and late == 0
+    figures["pass"] = ok
+    return Row(
+        title,
+        "—",
+        f"PAUSED {median * 1000:.0f} ms (worst {worst * 1000:.0f} ms) after the "
+        f"last task ended; {late} started after pause()",
+        "—",
+        f"≤ {PAUSE_SECONDS * 1000:.0f} ms; 0 started",
+        _verdict(ok),
+    )
+
+
+def recovery_row(title: str, figures: dict[str, Any]) -> Row:
+    """The row of the recovery after a SIGKILL."""
+    if "error" in figures:
+        return Row(title, "—", "—", "—", "—", f"ERROR: {figures['error']}")
+    median, worst = figures["medians"]["delay"], figures["max_delay"]
+    ok = worst <= RECOVERY_SECONDS
+    figures["pass"] = ok
+    return Row(
+        title,
+        "—",
+        f"continued {seconds(median)} (worst {seconds(worst)}) after a new "
+        "worker was ready",
+        "—",
+        f"≤ {RECOVERY_SECONDS:.0f} s (recovery delay + 1 s)",
+        _verdict(ok),
+    )
+
+
+def titles(sizes: dict[str, int]) -> dict[str, str]:
+    """The table's name of each workload, with its size."""
+    return {
+        "chain_short": f"chain of {sizes['chain_short']:,} no-op tasks, end to end",
+        "chain_long": f"chain of {sizes['chain_long']:,} no-op tasks",
+        "group": f"group of {sizes['group']:,}, until all results are in",
+        "chord": f"chord of {sizes['chord']:,} + body",
+        "submit": f"submit a {sizes['submit']:,}-node canvas (group of chains)",
+        "pause": "pause latency: pause() with 4 running 200 ms tasks",
+        "recovery": "recovery: a worker SIGKILLed mid-workflow",
+    }
+
+
+def rows(results: dict[str, Any]) -> list[Row]:
+    """Every row of the results table, in workload order (and their verdicts)."""
+    names = titles(results["sizes"])
+    found: list[Row] = []
+    for key, figures in results["workloads"].items():
+        if key == "submit":
+            found.append(submit_row(names[key], figures))
+        elif key == "pause":
+            found.append(pause_row(names[key], figures))
+        elif key == "recovery":
+            found.append(recovery_row(names[key], figures))
+        else:
+            found.extend(compared_rows(key, names[key], figures))
+    return found
+
+
+def sql_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(title, per-node counts) of the workloads whose SQL was counted."""
+    names = titles(results["sizes"])
+    return [
+        (names[key], figures["sql_per_node"]["celeriac"])
+        for key, figures in results["workloads"].items()
+        if "celeriac" in figures.get("sql_per_node", {})
+    ]
+
+
+# -- output -------------------------------------------------------------------------
+
+
+def table(found: list[Row]) -> str:
+    """The results as a Markdown table."""
+    lines = [
+        "| workload | native Celery | celeriac | celeriac / native | target | |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {r.workload} | {r.native} | {r.celeriac} | {r.ratio} | {r.target} "
+        f"| {r.verdict} |"
+        for r in found
+    ]
+    return "\n".join(lines)
+
+
+def _tx_verdict(counts: dict[str, Any]) -> str:
+    return _verdict(counts["node_transactions"] <= TX_PER_NODE)
+
+
+def sql_table(results: dict[str, Any]) -> str:
+    """Transactions and statements per node, in all and per Store method."""
+    lines = [
+        "| workload | transactions / node (in the node's own) | statements / node "
+        "| by Store method: transactions / statements per node | target | |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for title, counts in sql_rows(results):
+        methods = ", ".join(
+            f"`{name}` {value.get('tx', 0):g} / {value.get('stmt', 0):g}"
+            for name, value in counts["by_method"].items()
+            if value.get("tx") or value.get("stmt")
+        )
+        lines.append(
+            f"| {title} | {counts['transactions']:g} "
+            f"({counts['node_transactions']:g}) | {counts['statements']:g} "
+            f"| {methods} | ≤ {TX_PER_NODE:g} transactions per node "
+            f"| {_tx_verdict(counts)} |"
+        )
+    return "\n".join(lines)
+
+
+def repetitions(results: dict[str, Any]) -> str:
+    """Every repetition's figure, per workload and system."""
+    names = titles(results["sizes"])
+    lines = ["| workload | system | every repetition |", "| --- | --- | --- |"]
+    for key, figures in results["workloads"].items():
+        if "error" in figures:
+            continue
+        if key in ("submit", "pause", "recovery"):
+            field = {"submit": "seconds", "pause": "latency", "recovery": "delay"}[key]
+            values = ", ".join(seconds(run[field]) for run in figures["runs"])
+            lines.append(f"| {names[key]} | celeriac | {values} |")
+            continue
+        for system, runs in figures["runs"].items():
+            values = ", ".join(seconds(run["seconds"]) for run in runs)
+            lines.append(f"| {names[key]} | {system} | {values} |")
+    return "\n".join(lines)
+
+
+def machine_table(info: dict[str, Any]) -> str:
+    """The machine and the software versions."""
+    entries = [
+        ("date", info["date"]),
+        ("CPU", f"{info['cpu']}, {info['cores']} cores"),
+        ("memory", f"{info['memory_gib']} GiB"),
+        ("OS", info["os"]),
+        ("Python", info["python"]),
+        ("Celery", f"{info['celery']} (kombu {info['kombu']})"),
+        ("PostgreSQL", info["postgresql"]),
+        ("Redis", info["redis"]),
+        (
+            "drivers",
+            f"SQLAlchemy {info['sqlalchemy']}, psycopg {info['psycopg']}, "
+            f"redis-py {info['redis_py']}",
+        ),
+        ("celeriac", info["celeriac"]),
+        (
+            "load average (1 min)",
+            f"{info['load_before']} just before the run (other processes); "
+            f"{info.get('load_after', '?')} at its end (its own processes count)",
+        ),
+    ]
+    lines = ["| | |", "| --- | --- |"]
+    lines += [f"| {name} | {value} |" for name, value in entries]
+    return "\n".join(lines)
+
+
+def console(results: dict[str, Any]) -> str:
+    """What the benchmark prints at the end."""
+    found = rows(results)
+    width = max(len(r.workload) for r in found)
+    lines = []
+    for r in found:
+        lines.append(f"{r.workload:<{width}}  {r.verdict}")
+        if r.native != "—":
+            lines.append(f"    native Celery: {r.native}")
+        lines.append(f"    celeriac:      {r.celeriac}")
+        if r.ratio != "—":
+            lines.append(f"    ratio:         {r.ratio}")
+        lines.append(f"    target:        {r.target}")
+    for title, counts in sql_rows(results):
+        lines.append(
+            f"{title}: {counts['transactions']:g} transactions "
+            f"({counts['node_transactions']:g} in the node's own Store calls) and "
+            f"{counts['statements']:g} statements per node; target ≤ "
+            f"{TX_PER_NODE:g} transactions per node {_tx_verdict(counts)}"
+        )
+    return "\n".join(lines)
+
+
+DOC = """\
+# Benchmarks
+
+celeriac side by side with native Celery, on the same broker, the same worker
+processes and the same concurrency. This page is written by
+`benchmarks/run.py`: to measure again, run
+
+```bash
+{command}
+```
+
+([`benchmarks/README.md`](../benchmarks/README.md) says what each workload
+does and how it is measured.) Measured on {date}, {repeat} repetitions of
+each workload; the figures are medians.
+
+## Machine
+
+{machine}
+
+PostgreSQL and Redis are throwaway servers started by the benchmark, as the
+tests start them: on the same machine as the workers, over loopback, Redis
+without persistence, and PostgreSQL with autovacuum and {durability}.
+
+## Results
+
+{table}
+
+Each system has one `celery worker` process (prefork pool, concurrency 2) on
+its own queue, with the same settings (`task_acks_late=True`,
+`worker_prefetch_multiplier=1`, as [operations](operations.md) recommends).
+Native Celery stores results in Redis (database {results_db} of the same
+server) or in Celery's SQL result backend
+(`db+postgresql+psycopg://…`, on the same PostgreSQL); celeriac has no result
+backend and stores results in its own tables. Times run from handing the
+canvas over (`apply_async()` or `engine.submit()`) until its final result is
+back in the submitting process (`AsyncResult.get()` or `Workflow.get()`).
+
+The pause workload runs two workers (four pool processes). The recovery
+workload runs one worker with quick failure detection
+({recovery_options}), SIGKILLs it (with its pool) while a chain's third
+task runs, starts a new one, and times from the new worker's `worker_ready`
+until the killed task starts again.
+
+## Database work per node
+
+Counted with SQLAlchemy events (`begin`, `commit`, `before_cursor_execute`)
+inside the celeriac worker processes, in the threads that run tasks (the
+heartbeat and recovery threads are left out), over every timed repetition,
+divided by the number of task nodes run. In parentheses: the transactions of
+the Store calls made once per node (`claim_node`, `record_success`); the rest
+is made once per workflow (`transition_workflow` when it completes), which the
+target leaves out.
+
+{sql_table}
+
+## Every repetition
+
+{repetitions}
+"""
+
+
+def write_docs(results: dict[str, Any]) -> Path:
+    """Rewrite docs/benchmarks.md from ``results``."""
+    info = results["machine"]
+    options = ", ".join(f"`{k}={v:g}`" for k, v in FAST_RECOVERY.items())
+    text = DOC.format(
+        command=COMMAND,
+        date=info["date"],
+        repeat=results["repeat"],
+        machine=machine_table(info),
+        table=table(rows(results)),
+        results_db=results.get("results_db", 1),
+        recovery_options=options,
+        durability=(
+            "`fsync` on (`--durable`): each commit waits for the disk"
+            if results.get("durable")
+            else "`fsync=off`, as the tests run it: a commit costs no disk "
+            "flush (on a durable server each of celeriac's two commits per node "
+            "and each of Celery's SQL backend writes costs one; `--durable` "
+            "measures that)"
+        ),
+        sql_table=sql_table(results),
+        repetitions=repetitions(results),
+    )
+    DOCS.write_text(text)
+    return DOCS

@@ -1,0 +1,420 @@
+"""The workloads: each runs on the systems it compares and returns its figures.
+
+Times are wall-clock seconds measured in this (the submitting) process, from
+the call that hands the canvas over (``canvas.apply_async()`` or
+``engine.submit(canvas)``) to the moment the final result is in this
+process's hands (``AsyncResult.get()`` or ``Workflow.get()``). Building the
+canvas object is not timed: it is the same for both.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+from celery import chain, chord, group
+
+from benchmarks.app import READY, Bench, clear_stamps, stamps
+from benchmarks.harness import ROOT, Harness, System
+from benchmarks.instrument import FLUSH_INTERVAL, read_counts
+from celeriac.storage.schema import events
+
+#: Seconds one canvas may take before the run counts as failed.
+TIMEOUT = 600.0
+#: Engine options of the recovery workload: a dead worker is noticed quickly.
+FAST_RECOVERY = {
+    "recovery_delay": 2.0,
+    "worker_timeout": 2.0,
+    "heartbeat_interval": 0.5,
+    "recovery_interval": 0.5,
+}
+
+Canvas = tuple[Any, Any]
+#: Store methods that run once per node (the rest run once per workflow).
+NODE_METHODS = ("claim_node", "record_success", "record_failure", "record_retry")
+
+
+class WrongResult(Exception):
+    """A canvas returned something else than expected."""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each workload is."""
+
+    chain_short: int = 100
+    chain_long: int = 1000
+    group: int = 1000
+    chord: int = 1000
+    submit: int = 100_000
+    #: the 200 ms tasks of the pause workload, run four at a time
+    pause: int = 40
+    #: the chain of 500 ms tasks whose worker is killed
+    recovery: int = 6
+    warmup: int = 10
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        """N = 20 for every size: a smoke test."""
+        return cls(20, 20, 20, 20, 20, 20, 4, 5)
+
+
+# -- canvases -------------------------------------------------------------------
+
+
+def chain_of(bench: Bench, n: int) -> Canvas:
+    """``n`` no-op tasks one after the other; the result is the last one's."""
+    return chain(*[bench.noop.s() for _ in range(n)]), None
+
+
+def group_of(bench: Bench, n: int) -> Canvas:
+    """``n`` no-op tasks side by side; the result is the list of theirs."""
+    return group([bench.noop.s() for _ in range(n)]), [None] * n
+
+
+def chord_of(bench: Bench, n: int) -> Canvas:
+    """``n`` no-op tasks, then a body that counts their results."""
+    return chord([bench.noop.s() for _ in range(n)], bench.count.s()), n
+
+
+# -- one run ----------------------------------------------------------------------
+
+
+def run_once(system: System, canvas: Any, expected: Any) -> dict[str, float]:
+    """Run ``canvas`` to its result on ``system``; the times it took."""
+    engine = system.bench.engine
+    wall = time.time()
+    start = time.perf_counter()
+    if engine is None:
+        result = canvas.apply_async()
+        submitted = time.perf_counter() - start
+        value = result.get(timeout=TIMEOUT)
+        seconds = time.perf_counter() - start
+        times = {"seconds": seconds, "submit": submitted}
+    else:
+        workflow = engine.submit(canvas)
+        submitted = time.perf_counter() - start
+        value = workflow.get(timeout=TIMEOUT)
+        seconds = time.perf_counter() - start
+        record = engine.store.get_workflow(workflow.id)
+        times = {"seconds": seconds, "submit": submitted}
+        if record.finished_at is not None:
+            # when the workflow was COMPLETED in the database, before get() saw it
+            times["settled"] = record.finished_at.timestamp() - wall
+    if value != expected:
+        raise WrongResult(f"{system.name}: expected {expected!r}, got {value!r}")
+    return times
+
+
+def sql_snapshot(harness: Harness, systems: list[System]) -> dict[str, dict[str, int]]:
+    """The SQL counts of each counting system so far, once the workers flushed."""
+    time.sleep(3 * FLUSH_INTERVAL)
+    client = harness.redis_client()
+    return {s.name: read_counts(client, s.sql_key) for s in systems if s.sql_key}
+
+
+def per_node(
+    before: dict[str, int], after: dict[str, int], nodes: int
+) -> dict[str, Any]:
+    """Transactions and statements per node between two snapshots, by method."""
+    delta = {key: after.get(key, 0) - before.get(key, 0) for key in after}
+    methods: dict[str, dict[str, float]] = {}
+    for key, value in delta.items():
+        what, _, method = key.partition(":")
+        if method and value:
+            methods.setdefault(method, {})[what] = round(value / nodes, 2)
+    node_tx = sum(delta.get(f"tx:{method}", 0) for method in NODE_METHODS)
+    return {
+        "transactions": round(delta.get("tx", 0) / nodes, 2),
+        "node_transactions": round(node_tx / nodes, 2),
+        "commits": round(delta.get("commit", 0) / nodes, 2),
+        "statements": round(delta.get("stmt", 0) / nodes, 2),
+        "by_method": dict(sorted(methods.items())),
+    }
+
+
+def compare(
+    harness: Harness,
+    systems: list[System],
+    make: Callable[[Bench, int], Canvas],
+    n: int,
+    task_nodes: int,
+    repeat: int,
+    warmup: int,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Run the same canvas on every system, alternating, ``repeat`` times each.
+
+    The order alternates too (A B, B A, A B, …) so that neither side always
+    runs on a machine the other just warmed or loaded.
+    """
+    for system in systems:  # connections, imports, the first lease
+        run_once(system, *make(system.bench, warmup))
+    before = sql_snapshot(harness, systems)
+    runs: dict[str, list[dict[str, float]]] = {s.name: [] for s in systems}
+    for index in range(repeat):
+        order = systems if index % 2 == 0 else systems[::-1]
+        for system in order:
+            canvas, expected = make(system.bench, n)
+            times = run_once(system, canvas, expected)
+            runs[system.name].append(times)
+            log(f"  {system.name:<14} {times['seconds']:8.3f} s")
+    after = sql_snapshot(harness, systems)
+    sql = {
+        name: per_node(before[name], after[name], repeat * task_nodes) for name in after
+    }
+    medians = {
+        name: statistics.median(t["seconds"] for t in times)
+        for name, times in runs.items()
+    }
+    return {"n": n, "runs": runs, "medians": medians, "sql_per_node": sql}
+
+
+# -- submit a big canvas ----------------------------------------------------------
+
+
+def submit_big(
+    harness: Harness, n: int, repeat: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Submit an ``n``-node group of 10-task chains, in a fresh process each time.
+
+    No worker listens: only storing and starting (publishing the first task
+    of each chain) is measured, with the memory the submitting process needed.
+    """
+    runs = []
+    client = harness.redis_client()
+    for index in range(repeat):
+        url = harness.database(f"submit{index}")
+        queue = f"bench-submit-{harness.run_id}-{index}"
+        try:
+            command = [
+                sys.executable,
+                "-m",
+                "benchmarks.submit",
+                "--broker",
+                harness.broker_url,
+            ]
+            command += ["--database-url", url, "--queue", queue, "--nodes", str(n)]
+            done = subprocess.run(
+                command,
+                cwd=ROOT,
+                env=harness.child_env(),
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(
+                    f"submit failed ({done.returncode}):\n{done.stderr[-3000:]}"
+                )
+            figures = json.loads(done.stdout.strip().splitlines()[-1])
+        finally:
+            client.delete(queue)
+            harness.drop(url)
+        runs.append(figures)
+        log(
+            f"  submit {figures['nodes']} nodes {figures['seconds']:8.3f} s, "
+            f"+{figures['peak_delta_mb']:.0f} MB"
+        )
+    return {
+        "n": n,
+        "runs": runs,
+        "medians": {
+            "seconds": statistics.median(r["seconds"] for r in runs),
+            "peak_delta_mb": statistics.median(r["peak_delta_mb"] for r in runs),
+        },
+    }
+
+
+# -- pause --------------------------------------------------------------------------
+
+
+def _poll(
+    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.002
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def _running(events_: list[tuple[str, str, float, int]]) -> set[str]:
+    started = {tag for event, tag, *_ in events_ if event == "start"}
+    ended = {tag for event, tag, *_ in events_ if event == "end"}
+    return started - ended
+
+
+def pause_once(harness: Harness, system: System, n: int) -> dict[str, Any]:
+    """Pause a group of ``n`` 200 ms tasks while four of them run."""
+    bench, engine = system.bench, system.bench.engine
+    assert engine is not None
+    clear_stamps(bench, harness.broker_url)
+    tags = [f"p{i:03d}" for i in range(n)]
+    workflow = engine.submit(group([bench.stamp.si(tag, 0.2) for tag in tags]))
+    _poll(
+        lambda: len(_running(stamps(bench, harness.broker_url))) >= 4,
+        timeout=30,
+        what="four tasks running",
+    )
+    called = time.time()
+    workflow.pause()
+    returned = time.time()
+    nodes = workflow.nodes()
+    admitted = {tags[i] for i, node in enumerate(nodes) if node.attempts}
+    _poll(lambda: workflow.state == "PAUSED", timeout=30, what="PAUSED")
+    paused = time.time()
+    # deliveries taken after the pause are claimed, held back and acked
+    time.sleep(0.5)
+    recorded = stamps(bench, harness.broker_url)
+    starts = {tag: at for event, tag, at, _ in recorded if event == "start"}
+    ends = {tag: at for event, tag, at, _ in recorded if event == "end"}
+    running = [
+        t for t, at in starts.items() if at <= called and ends.get(t, 1e18) > called
+    ]
+    late = [t for t, at in starts.items() if at > returned and t not in admitted]
+    late_attempts = sum(
+        1
+        for node in workflow.nodes()
+        for attempt in node.attempts
+        if attempt.started_at is not None and attempt.started_at.timestamp() > returned
+    )
+    last_end = max(ends[tag] for tag in starts if tag in ends)
+    with engine.db.connect() as conn:
+        event_at = conn.execute(
+            sa.select(sa.func.max(events.c.at)).where(
+                events.c.workflow_id == workflow.id,
+                events.c.node_id.is_(None),
+                events.c.to_state == "PAUSED",
+            )
+        ).scalar_one()
+    workflow.cancel()
+    _poll(
+        lambda: workflow.progress().running == 0, timeout=30, what="idle", interval=0.05
+    )
+    return {
+        "latency": paused - last_end,
+        "event_latency": event_at.timestamp() - last_end,
+        "pause_call": returned - called,
+        "running_at_pause": len(running),
+        "started_after_pause": len(late) + late_attempts,
+        "ran": len(starts),
+    }
+
+
+def pause_latency(
+    harness: Harness, system: System, n: int, repeat: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """``pause_once`` ``repeat`` times on two workers (four pool processes)."""
+    runs = []
+    for _ in range(repeat):
+        figures = pause_once(harness, system, n)
+        runs.append(figures)
+        log(
+            f"  PAUSED {1000 * figures['latency']:6.1f} ms after the last task "
+            f"({figures['running_at_pause']} running at pause(), "
+            f"{figures['started_after_pause']} started after)"
+        )
+    return {
+        "n": n,
+        "runs": runs,
+        "medians": {"latency": statistics.median(r["latency"] for r in runs)},
+        "max_latency": max(r["latency"] for r in runs),
+        "started_after_pause": sum(r["started_after_pause"] for r in runs),
+    }
+
+
+# -- recovery -------------------------------------------------------------------------
+
+
+def ready_at(client: redis.Redis[bytes], name: str) -> float:
+    """When worker ``name`` sent ``worker_ready`` (benchmarks/worker.py)."""
+    raw = _poll(
+        lambda: client.get(READY.format(name=name)), timeout=10, what=f"{name} ready"
+    )
+    return float(raw)
+
+
+def recovery_once(harness: Harness, system: System, steps: int) -> dict[str, Any]:
+    """SIGKILL the worker while a chain's third task runs; time the way back."""
+    bench, engine = system.bench, system.bench.engine
+    assert engine is not None
+    client = harness.redis_client()
+    clear_stamps(bench, harness.broker_url)
+    tags = [f"r{i}" for i in range(steps)]
+    victim = tags[2]
+    workflow = engine.submit(chain(*[bench.stamp.si(tag, 0.5) for tag in tags]))
+
+    def victim_starts() -> list[float]:
+        recorded = stamps(bench, harness.broker_url)
+        return [
+            at for event, tag, at, _ in recorded if event == "start" and tag == victim
+        ]
+
+    _poll(victim_starts, timeout=30, what="the victim task to start", interval=0.01)
+    killed = time.time()
+    system.kill(system.names[-1])
+    (name,) = system.start(1)
+    back = ready_at(client, name)
+    second = _poll(
+        lambda: victim_starts()[1:],
+        timeout=60,
+        what="the victim to run again",
+        interval=0.01,
+    )[0]
+    value = workflow.get(timeout=60)
+    if value != tags[-1]:
+        raise WrongResult(f"recovery: expected {tags[-1]!r}, got {value!r}")
+    attempts = [len(node.attempts) for node in workflow.nodes()]
+    return {
+        "delay": second - back,
+        "outage": second - killed,
+        "restart": back - killed,
+        "victim_attempts": attempts[2],
+    }
+
+
+def recovery(
+    harness: Harness,
+    system: System,
+    steps: int,
+    repeat: int,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """``recovery_once`` ``repeat`` times on one worker, killed and replaced."""
+    system.start(1)
+    runs = []
+    for _ in range(repeat):
+        figures = recovery_once(harness, system, steps)
+        runs.append(figures)
+        log(
+            f"  continued {figures['delay']:6.2f} s after the new worker was ready "
+            f"({figures['outage']:.2f} s after the kill)"
+        )
+    options = FAST_RECOVERY
+    return {
+        "runs": runs,
+        "options": options,
+        "medians": {
+            "delay": statistics.median(r["delay"] for r in runs),
+            "outage": statistics.median(r["outage"] for r in runs),
+        },
+        "max_delay": max(r["delay"] for r in runs),
+    }
+
+
+def as_dict(sizes: Sizes) -> dict[str, int]:
+    """The sizes, for the JSON."""
+    return asdict(sizes)

@@ -1,0 +1,64 @@
+"""The benchmarks still run: ``benchmarks/run.py --quick`` as a smoke test.
+
+It starts its own PostgreSQL and Redis (as these tests do) and its own worker
+processes, so it needs the servers' binaries; it checks that every workload
+ran and produced figures, never the figures themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKLOADS = {
+    "chain_short",
+    "chain_long",
+    "group",
+    "chord",
+    "submit",
+    "pause",
+    "recovery",
+}
+
+
+def _positive(figures: dict[str, float]) -> bool:
+    return bool(figures) and all(value > 0 for value in figures.values())
+
+
+@pytest.mark.timeout(300)
+def test_the_quick_benchmark_runs_every_workload_on_both_systems(
+    tmp_path: Path,
+) -> None:
+    output = tmp_path / "latest.json"
+    command = [sys.executable, "benchmarks/run.py", "--quick", "--no-docs"]
+    done = subprocess.run(
+        [*command, "--json", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-5000:]
+
+    results = json.loads(output.read_text())
+    workloads = results["workloads"]
+    assert set(workloads) == WORKLOADS
+    for key, figures in workloads.items():
+        assert "error" not in figures, (key, figures)
+        assert _positive(figures["medians"]), (key, figures["medians"])
+    for key in ("chain_short", "chain_long", "group", "chord"):
+        assert {"celery-redis", "celeriac"} <= set(workloads[key]["medians"])
+        counted = workloads[key]["sql_per_node"]["celeriac"]
+        assert counted["transactions"] > 0
+        assert counted["statements"] > 0
+    assert "celery-sql" in workloads["chord"]["medians"]
+    assert workloads["submit"]["runs"][0]["stored_nodes"] >= 20
+    assert results["machine"]["postgresql"]
