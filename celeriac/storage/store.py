@@ -30,7 +30,7 @@ from celeriac.records import (
     WorkflowRecord,
 )
 from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
-from celeriac.storage import claims, graph, progress, recovery, rows
+from celeriac.storage import bulk, claims, graph, progress, recovery, rows
 from celeriac.storage.claims import Admission
 from celeriac.storage.database import retry_transient
 from celeriac.storage.rows import now
@@ -100,8 +100,9 @@ class Store:
                     "updated_at": at,
                 },
             )
-            conn.execute(
-                nodes.insert(),
+            bulk.insert_rows(
+                conn,
+                nodes,
                 [
                     {
                         "id": n.id,
@@ -118,20 +119,20 @@ class Store:
                     for n in new.nodes
                 ],
             )
-            if new.edges:
-                conn.execute(
-                    edges.insert(),
-                    [
-                        {
-                            "workflow_id": new.id,
-                            "parent_id": e.parent_id,
-                            "child_id": e.child_id,
-                            "position": e.position,
-                            "on_error": e.on_error,
-                        }
-                        for e in new.edges
-                    ],
-                )
+            bulk.insert_rows(
+                conn,
+                edges,
+                [
+                    {
+                        "workflow_id": new.id,
+                        "parent_id": e.parent_id,
+                        "child_id": e.child_id,
+                        "position": e.position,
+                        "on_error": e.on_error,
+                    }
+                    for e in new.edges
+                ],
+            )
             graph.add_event(conn, new.id, None, None, _W.IN_PROGRESS, at)
             roots = [
                 n.id for n in new.nodes if n.waiting == 0 and n.kind != NodeKind.ERRBACK
@@ -177,8 +178,13 @@ class Store:
                 )
                 pausing = state in (_W.REQUESTING_PAUSE, _W.PAUSED)
                 return (Claim.HOLD if moved and pausing else Claim.DROP), 0
-            admission, number = claims.admit_delivery(
-                conn, workflow_id, node_id, delivery, token, lease.dead_before, at
+            # no attempt yet (the usual first claim): nothing to look up
+            admission, number = (
+                (Admission.NEW, 0)
+                if node.current_attempt == 0
+                else claims.admit_delivery(
+                    conn, workflow_id, node_id, delivery, token, lease.dead_before, at
+                )
             )
             if admission is Admission.REPLAYED:
                 return Claim.RUN, number
