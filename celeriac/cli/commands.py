@@ -316,6 +316,13 @@ def pause(config: Config, workflow_id: str) -> None:
         console.print(f"workflow {workflow_id}: {styled(state)}")
 
 
+def print_state(engine: Engine, workflow_id: str) -> None:
+    """One line: the workflow's state after an action."""
+    console.print(
+        f"workflow {workflow_id}: {styled(engine.workflow(workflow_id).state)}"
+    )
+
+
 @main.command()
 @click.argument("workflow_id", metavar="ID")
 @click.pass_obj
@@ -323,9 +330,7 @@ def resume(config: Config, workflow_id: str) -> None:
     """Dispatch every ready node of a pausing or paused workflow."""
     engine = config.engine(need_app="resume")
     engine.resume(workflow_id)
-    console.print(
-        f"workflow {workflow_id}: {styled(engine.workflow(workflow_id).state)}"
-    )
+    print_state(engine, workflow_id)
 
 
 @main.command()
@@ -344,9 +349,7 @@ def cancel(config: Config, workflow_id: str, terminate: bool) -> None:
     """
     engine = config.engine(need_app="cancel --terminate" if terminate else None)
     engine.cancel(workflow_id, terminate=terminate)
-    console.print(
-        f"workflow {workflow_id}: {styled(engine.workflow(workflow_id).state)}"
-    )
+    print_state(engine, workflow_id)
 
 
 @main.command()
@@ -356,9 +359,7 @@ def retry(config: Config, workflow_id: str) -> None:
     """Continue a FAILED workflow; succeeded nodes do not run again."""
     engine = config.engine(need_app="retry")
     engine.retry(workflow_id)
-    console.print(
-        f"workflow {workflow_id}: {styled(engine.workflow(workflow_id).state)}"
-    )
+    print_state(engine, workflow_id)
 
 
 @main.command()
