@@ -5,7 +5,8 @@ Everything comes from the environment, as in a deployment: the broker
 (``CELERIAC_TEST_QUEUE``) and celeriac's database (``CELERIAC_DATABASE_URL``).
 The test process imports this module too, with the same environment, to
 submit workflows and to read what the tasks recorded.
-``CELERIAC_TEST_ENGINE_OPTIONS`` (JSON) adds options to the ``Engine``, and
+``CELERIAC_TEST_ENGINE_OPTIONS`` (JSON) adds options to the ``Engine``,
+``CELERIAC_TEST_TRANSPORT_OPTIONS`` (JSON) sets the broker transport options, and
 ``CELERIAC_TEST_LOSE_COMMIT_REPLY`` injects a fault (see ``lose_commit_reply``).
 
 Tasks record in Redis (the broker's database, flushed per test), since the
@@ -45,6 +46,12 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )
+# Broker transport options from the environment (JSON), e.g. a short Redis
+# visibility timeout and a quick sweep of unacknowledged messages
+if os.environ.get("CELERIAC_TEST_TRANSPORT_OPTIONS"):
+    app.conf.broker_transport_options = json.loads(
+        os.environ["CELERIAC_TEST_TRANSPORT_OPTIONS"]
+    )
 
 engine = Engine(
     app,
@@ -145,6 +152,70 @@ def stamp(self: Any, tag: str, seconds: float = 0.0) -> str:
     return tag
 
 
+FLAKY_KEY = "proc:flaky"
+
+
+def _fails(key: str, failures: int) -> bool:
+    """Whether this run of ``key`` is one of its first ``failures`` (all processes)."""
+    return int(client().hincrby(FLAKY_KEY, key, 1)) <= failures
+
+
+@app.task(name="p.slow_add", shared=False)
+def slow_add(x: int, y: int, seconds: float = 0.0) -> int:
+    """Sleep ``seconds``, then return ``x + y``."""
+    _ran("p.slow_add")
+    time.sleep(seconds)
+    return x + y
+
+
+@app.task(name="p.flaky", bind=True, shared=False, max_retries=20)
+def flaky(
+    self: Any, x: int, y: int, key: str, failures: int = 1, countdown: float = 0.1
+) -> int:
+    """``self.retry`` the first ``failures`` runs of ``key``; then return ``x + y``."""
+    _ran("p.flaky")
+    if _fails(key, failures):
+        raise self.retry(exc=ConnectionError(f"flaky {key}"), countdown=countdown)
+    return x + y
+
+
+@app.task(
+    name="p.auto",
+    shared=False,
+    autoretry_for=(ConnectionError,),
+    max_retries=20,
+    default_retry_delay=0.1,
+)
+def auto(x: int, y: int, key: str, failures: int = 1) -> int:
+    """Raise the first ``failures`` runs of ``key`` (``autoretry_for`` retries)."""
+    _ran("p.auto")
+    if _fails(key, failures):
+        raise ConnectionError(f"auto {key}")
+    return x + y
+
+
+@app.task(name="p.fold", shared=False)
+def fold(values: list[int], offset: int, seconds: float = 0.0) -> int:
+    """``p.step`` without touching Redis: for tests that restart Redis under it."""
+    time.sleep(seconds)
+    return (sum(values) + offset) % 1009
+
+
+GATE_KEY = "proc:gate"
+
+
+@app.task(name="p.gate", shared=False)
+def gate(value: Any, limit: float = 120.0) -> Any:
+    """Return ``value`` once the test opened the gate (``open_gate``)."""
+    _ran("p.gate")
+    deadline = time.monotonic() + limit
+    while not client().exists(GATE_KEY):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the gate was never opened")
+        time.sleep(0.05)
+    return value
+
+
 # -- read by the test process -------------------------------------------------
 
 
@@ -183,3 +254,13 @@ def backlog() -> int:
 def runs(name: str) -> int:
     """How many times the body of task ``name`` ran."""
     return int(client().hget(RUNS_KEY, name) or 0)
+
+
+def open_gate() -> None:
+    """Let every ``p.gate`` body return."""
+    client().set(GATE_KEY, 1)
+
+
+def retried(key: str) -> int:
+    """How many times ``p.flaky``/``p.auto`` ran for ``key``."""
+    return int(client().hget(FLAKY_KEY, key) or 0)
