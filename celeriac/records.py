@@ -155,6 +155,9 @@ class Dispatch:
     inputs: tuple[Any, ...]
     attempt_base: int
     kind: str
+    #: Celery's retry count for the message: non-zero when recovery sends
+    #: again a retry whose message was lost
+    retries: int = 0
 
 
 @dataclass(frozen=True)

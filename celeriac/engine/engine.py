@@ -24,6 +24,7 @@ from celeriac.records import Dispatch, Outcome, TransitionResult
 from celeriac.settings import database_url as resolve_database_url
 from celeriac.states import NodeKind
 from celeriac.storage import Store, connect, migrate
+from celeriac.storage.claims import delivery_key
 from celeriac.storage.store import Claim
 
 logger = logging.getLogger("celeriac.engine")
@@ -236,7 +237,7 @@ class Engine:
     ) -> None:
         node_id, workflow_id = dispatch.node_id, dispatch.workflow_id
         lease = self.liveness.lease(getattr(request, "hostname", None))
-        delivery = f"{dispatch.attempt_base}.0"
+        delivery = delivery_key(dispatch.attempt_base, 0)
         claim, number = self.store.claim_node(
             workflow_id, node_id, delivery, lease, uuid.uuid4().hex
         )

@@ -24,6 +24,7 @@ from celeriac.engine.context import RunningNode
 from celeriac.engine.progress import capture_update_state
 from celeriac.engine.scheduler import HEADER
 from celeriac.states import NodeKind
+from celeriac.storage.claims import delivery_key
 from celeriac.storage.store import Claim
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class NodeRequest:
         self.kind: str = header.get("k", NodeKind.TASK)
         self.node_id: str = request.id
         #: which message this is: a dispatch (base) and Celery's retry count
-        self.delivery = f"{int(header.get('b', 0))}.{int(request.retries or 0)}"
+        self.delivery = delivery_key(int(header.get("b", 0)), int(request.retries or 0))
         #: the attempt the claim recorded for this execution (0: none)
         self.number: int = getattr(request, _ATTEMPT, 0)
 

@@ -66,6 +66,8 @@ def _send(app: Celery, dispatch: Dispatch, producer: Any) -> None:
     sig = dispatch.signature
     options = dict(sig.get("options") or {})
     headers = {**(options.pop("headers", None) or {}), HEADER: node_header(dispatch)}
+    if dispatch.retries:  # recovery sends a lost Celery retry again
+        options["retries"] = dispatch.retries
     args, kwargs = call_arguments(dispatch)
     app.tasks[sig["task"]].apply_async(
         args,

@@ -34,21 +34,38 @@ class Admission(Enum):
     DUPLICATE = "duplicate"
 
 
+def delivery_key(base: int, retries: int) -> str:
+    """The name of one message of a node: its dispatch and Celery's retry count.
+
+    ``base`` is the number of attempts the node had when it was dispatched
+    (a resume or a recovery dispatches it anew); Celery's own retries of that
+    dispatch count ``retries`` from 0.
+    """
+    return f"{base}.{retries}"
+
+
+def parse_delivery(key: str | None) -> tuple[int, int]:
+    """``(base, retries)`` of a :func:`delivery_key`."""
+    base, _, retries = (key or "0.0").partition(".")
+    return int(base), int(retries or 0)
+
+
 def lock_node(conn: sa.Connection, node_id: str) -> Any:
-    """The node's kind, state and attempt count, locked until commit.
+    """The node's kind, state, attempt count and dispatch, locked until commit.
 
     The lock makes two deliveries of one message claim one after the other,
     so the second sees the first's attempt.
     """
-    query = sa.select(nodes.c.kind, nodes.c.state, nodes.c.current_attempt).where(
-        nodes.c.id == node_id
-    )
+    query = sa.select(
+        nodes.c.kind, nodes.c.state, nodes.c.current_attempt, nodes.c.attempt_base
+    ).where(nodes.c.id == node_id)
     return conn.execute(query.with_for_update()).first()
 
 
 def admit_delivery(
     conn: sa.Connection,
     workflow_id: str,
+    node: Any,
     node_id: str,
     delivery: str,
     token: str,
@@ -57,13 +74,20 @@ def admit_delivery(
 ) -> tuple[Admission, int]:
     """Whether a delivery may start an attempt, and the attempt it resumes.
 
-    A new message may. A claim whose commit went through but whose reply was
-    lost is replayed by the retry policy: its own token finds its attempt.
-    Another delivery of a message that already started an attempt may only
-    take over if that attempt is still RUNNING on a worker that stopped
-    heartbeating: the attempt is then LOST (the broker redelivered after a
-    crash).
+    ``node`` is the row :func:`lock_node` read. A new message of the node's
+    current dispatch may; a message of a dispatch that a resume or a
+    recovery replaced may not. While an attempt runs, only the Celery retry
+    that follows it may start (Celery publishes a retry before its
+    ``task_retry`` signal is handled). A claim whose commit went through but
+    whose reply was lost is replayed by the retry policy: its own token
+    finds its attempt. Another delivery of a message that already started an
+    attempt may only take over if that attempt is still RUNNING on a worker
+    that stopped heartbeating: the attempt is then LOST (the broker
+    redelivered after a crash).
     """
+    base, retries = parse_delivery(delivery)
+    if base < node.attempt_base:
+        return Admission.DUPLICATE, 0
     previous = conn.execute(
         sa.select(
             attempts.c.number,
@@ -77,6 +101,10 @@ def admit_delivery(
         .limit(1)
     ).first()
     if previous is None:
+        if node.state == _N.RUNNING and not _follows_current(
+            conn, node, node_id, base, retries
+        ):
+            return Admission.DUPLICATE, 0
         return Admission.NEW, 0
     if previous.claim_token == token:
         return Admission.REPLAYED, previous.number
@@ -86,6 +114,19 @@ def admit_delivery(
         return Admission.DUPLICATE, 0
     mark_lost(conn, workflow_id, node_id, previous.number, at)
     return Admission.NEW, 0
+
+
+def _follows_current(
+    conn: sa.Connection, node: Any, node_id: str, base: int, retries: int
+) -> bool:
+    """Whether message ``base.retries`` is Celery's retry of the running attempt."""
+    current = conn.execute(
+        sa.select(attempts.c.delivery).where(
+            attempts.c.node_id == node_id, attempts.c.number == node.current_attempt
+        )
+    ).scalar_one_or_none()
+    running_base, running_retries = parse_delivery(current)
+    return (base, retries) == (running_base, running_retries + 1)
 
 
 def mark_lost(

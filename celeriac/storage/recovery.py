@@ -5,13 +5,16 @@ Every function takes the open connection of the caller's transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from celeriac.records import Dispatch
 from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
-from celeriac.storage.claims import mark_lost
+from celeriac.storage.claims import mark_lost, parse_delivery
 from celeriac.storage.graph import (
     DISPATCH_COLUMNS,
     load_dispatches,
@@ -24,6 +27,14 @@ _N = NodeState
 _W = WorkflowState
 
 
+def _may_run() -> sa.ColumnElement[bool]:
+    """A task runs while its workflow is IN_PROGRESS; an errback unless cancelled."""
+    return sa.or_(
+        sa.and_(nodes.c.kind == NodeKind.TASK, workflows.c.state == _W.IN_PROGRESS),
+        sa.and_(nodes.c.kind == NodeKind.ERRBACK, workflows.c.state != _W.CANCELLED),
+    )
+
+
 def requeue_stale(
     conn: sa.Connection, cutoff: datetime, at: datetime
 ) -> list[Dispatch]:
@@ -34,21 +45,62 @@ def requeue_stale(
     again is safe because a second delivery of the same attempt is dropped
     when it is claimed.
     """
-    running = workflows.c.state == _W.IN_PROGRESS
-    errback_allowed = workflows.c.state != _W.CANCELLED
     rows = conn.execute(
         sa.select(*DISPATCH_COLUMNS, nodes.c.attempt_base.label("base"))
         .select_from(nodes.join(workflows, workflows.c.id == nodes.c.workflow_id))
+        .where(nodes.c.state == _N.QUEUED, nodes.c.queued_at < cutoff, _may_run())
+        .order_by(nodes.c.workflow_id, nodes.c.position)
+    ).all()
+    return _publish_again(conn, rows, _N.QUEUED, at)
+
+
+def requeue_retrying(
+    conn: sa.Connection, cutoff: datetime, at: datetime
+) -> list[Dispatch]:
+    """RETRYING nodes whose Celery retry was due before ``cutoff`` but never came.
+
+    The retry's message can be lost: a worker that held it until its ETA was
+    killed (Redis gives it back only after the visibility timeout), or the
+    broker lost its queues. The same message is sent again: the node's
+    dispatch with Celery's next retry count, so ``max_retries`` keeps
+    counting, and the original, should it turn up, is a duplicate.
+    """
+    current = attempts.alias("current")
+    rows = conn.execute(
+        sa.select(
+            *DISPATCH_COLUMNS,
+            nodes.c.attempt_base.label("base"),
+            current.c.delivery,
+        )
+        .select_from(
+            nodes.join(workflows, workflows.c.id == nodes.c.workflow_id).join(
+                current,
+                sa.and_(
+                    current.c.node_id == nodes.c.id,
+                    current.c.number == nodes.c.current_attempt,
+                ),
+            )
+        )
         .where(
-            nodes.c.state == _N.QUEUED,
+            nodes.c.state == _N.RETRYING,
+            current.c.state == AttemptState.RETRY,
+            sa.func.coalesce(current.c.retry_eta, current.c.finished_at) < cutoff,
             nodes.c.queued_at < cutoff,
-            sa.or_(
-                sa.and_(nodes.c.kind == NodeKind.TASK, running),
-                sa.and_(nodes.c.kind == NodeKind.ERRBACK, errback_allowed),
-            ),
+            _may_run(),
         )
         .order_by(nodes.c.workflow_id, nodes.c.position)
     ).all()
+    dispatches = _publish_again(conn, rows, _N.RETRYING, at)
+    return [
+        replace(dispatch, retries=parse_delivery(row.delivery)[1] + 1)
+        for dispatch, row in zip(dispatches, rows, strict=True)
+    ]
+
+
+def _publish_again(
+    conn: sa.Connection, rows: Sequence[Any], state: str, at: datetime
+) -> list[Dispatch]:
+    """Record that recovery publishes ``rows`` again, and what to publish."""
     if not rows:
         return []
     conn.execute(
@@ -62,8 +114,8 @@ def requeue_stale(
             {
                 "workflow_id": row.workflow_id,
                 "node_id": row.id,
-                "from_state": _N.QUEUED,
-                "to_state": _N.QUEUED,
+                "from_state": state,
+                "to_state": state,
                 "at": at,
                 "detail": "published again by recovery",
             }

@@ -183,7 +183,14 @@ class Store:
                 (Admission.NEW, 0)
                 if node.current_attempt == 0
                 else claims.admit_delivery(
-                    conn, workflow_id, node_id, delivery, token, lease.dead_before, at
+                    conn,
+                    workflow_id,
+                    node,
+                    node_id,
+                    delivery,
+                    token,
+                    lease.dead_before,
+                    at,
                 )
             )
             if admission is Admission.REPLAYED:
@@ -428,10 +435,16 @@ class Store:
 
     @retry_transient
     def requeue_stale(self, older_than: float) -> list[Dispatch]:
-        """QUEUED nodes not started for ``older_than`` seconds, to publish again."""
+        """Nodes whose message is ``older_than`` seconds overdue, to publish again.
+
+        QUEUED nodes not started since they were queued, and RETRYING nodes
+        whose Celery retry was due that long ago.
+        """
         at = now()
+        cutoff = at - timedelta(seconds=older_than)
         with self._write() as conn:
-            return recovery.requeue_stale(conn, at - timedelta(seconds=older_than), at)
+            stale = recovery.requeue_stale(conn, cutoff, at)
+            return stale + recovery.requeue_retrying(conn, cutoff, at)
 
     @retry_transient
     def requeue_lost(self, dead_after: float) -> list[Dispatch]:

@@ -663,6 +663,69 @@ def test_recovery_requeues_the_running_nodes_of_a_dead_worker(store):
     assert [t.state for t in node.attempts] == ["LOST", "SUCCEEDED"]
 
 
+def test_a_message_of_a_replaced_dispatch_is_dropped(store):
+    """Recovery dispatched the node anew: the old message may not run it."""
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    assert claim(store, flow.id, flow["a"], "0.0", "w1", 1) is Claim.RUN
+    time.sleep(0.05)
+    (again,) = store.requeue_lost(dead_after=0.01)
+    assert again.attempt_base == 1
+    # a Celery retry the lost attempt published, then its first message again
+    assert claim(store, flow.id, flow["a"], "0.1", "w2", 2) is Claim.DROP
+    assert claim(store, flow.id, flow["a"], "0.0", "w2", 2) is Claim.DROP
+    assert states(store, flow)["a"] == N.QUEUED
+    assert run(store, flow, "a", 1, delivery="1.0").recorded
+
+
+def test_while_an_attempt_runs_only_its_celery_retry_may_start(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    assert claim(store, flow.id, flow["a"], "0.0", "w1", 1) is Claim.RUN
+    # a retry that skips a count is no retry of the running attempt
+    assert claim(store, flow.id, flow["a"], "0.2", "w2", 2) is Claim.DROP
+    # Celery's retry overtook its task_retry signal: the running one retried
+    assert claim(store, flow.id, flow["a"], "0.1", "w2", 2) is Claim.RUN
+    (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["a"]]
+    assert [(t.number, t.state) for t in node.attempts] == [
+        (1, "RETRY"),
+        (2, "RUNNING"),
+    ]
+
+
+def test_recovery_sends_again_a_celery_retry_that_never_came(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    assert claim(store, flow.id, flow["a"], "0.0", "w1", 1) is Claim.RUN
+    due = datetime.now(UTC) + timedelta(seconds=0.2)
+    store.record_retry(flow.id, flow["a"], 1, "OSError", "flaky", due)
+    assert store.requeue_stale(older_than=0) == []  # the retry is not due yet
+    time.sleep(0.3)
+    (again,) = store.requeue_stale(older_than=0.05)
+    # the same message as Celery's retry: first dispatch, first retry
+    assert (again.node_id, again.attempt_base, again.retries) == (flow["a"], 0, 1)
+    assert states(store, flow)["a"] == N.RETRYING
+    assert store.requeue_stale(older_than=0.05) == []  # sent again just now
+    assert run(store, flow, "a", "ok", delivery="0.1").recorded
+    # the original turns up after all: a duplicate
+    assert claim(store, flow.id, flow["a"], "0.1", "w2", 2) is Claim.DROP
+    (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["a"]]
+    assert [t.state for t in node.attempts] == ["RETRY", "SUCCEEDED"]
+
+
+def test_recovery_leaves_the_retry_of_a_paused_workflow_alone(store):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    assert claim(store, flow.id, flow["a"], "0.0", "w1", 1) is Claim.RUN
+    store.record_retry(flow.id, flow["a"], 1, "OSError", "flaky", None)
+    transition(store, flow, "pause")
+    time.sleep(0.05)
+    assert store.requeue_stale(older_than=0.01) == []
+    transition(store, flow, "resume")
+    (again,) = store.requeue_stale(older_than=0.01)
+    assert again.node_id == flow["a"]
+
+
 # -- the server going away --------------------------------------------------------
 
 
