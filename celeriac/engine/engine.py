@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from celery import Celery
 from celery.app.task import Context
+from celery.exceptions import TaskRevokedError
 
 from celeriac.engine import scheduler
 from celeriac.engine.compiler import compile_canvas
@@ -192,6 +193,14 @@ class Engine:
         )
         self._after_failure(
             node.workflow_id, node.node_id, node.kind, outcome, exc, request, einfo
+        )
+
+    def node_revoked(self, node: NodeRequest, reason: str) -> None:
+        """Record a revoke; outside a cancel, the node's workflow fails."""
+        outcome = self.store.record_revoked(node.workflow_id, node.node_id, reason)
+        exc = TaskRevokedError(reason)
+        self._after_failure(
+            node.workflow_id, node.node_id, node.kind, outcome, exc, None, None
         )
 
     def settle(self, workflow_id: str) -> None:

@@ -193,12 +193,29 @@ class WorkerHooks:
             _retry_eta(getattr(reason, "when", None)),
         )
 
-    def _on_revoked(self, sender: Any = None, request: Any = None, **_: Any) -> None:
+    def _on_revoked(
+        self,
+        sender: Any = None,
+        request: Any = None,
+        terminated: bool = False,
+        signum: Any = None,
+        expired: bool = False,
+        **_: Any,
+    ) -> None:
         if getattr(sender, "app", None) is not self.app or request is None:
             return
         node = NodeRequest(request)
         if node.is_node:
-            self.engine.store.record_revoked(node.workflow_id, node.node_id)
+            self.engine.node_revoked(node, revoke_reason(terminated, signum, expired))
+
+
+def revoke_reason(terminated: bool, signum: Any, expired: bool) -> str:
+    """Why Celery revoked a task, in the words of ``celery events``."""
+    if expired:
+        return "expired"
+    if terminated:
+        return f"terminated by signal {signum}"
+    return "revoked"
 
 
 def _retry_eta(when: Any) -> datetime | None:

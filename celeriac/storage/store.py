@@ -29,7 +29,13 @@ from celeriac.records import (
     TransitionResult,
     WorkflowRecord,
 )
-from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
+from celeriac.states import (
+    TERMINAL_WORKFLOW_STATES,
+    AttemptState,
+    NodeKind,
+    NodeState,
+    WorkflowState,
+)
 from celeriac.storage import bulk, claims, graph, progress, recovery, rows
 from celeriac.storage.claims import Admission
 from celeriac.storage.database import retry_transient
@@ -344,10 +350,18 @@ class Store:
                 )
 
     @retry_transient
-    def record_revoked(self, workflow_id: str, node_id: str) -> None:
-        """Record that Celery revoked a node (cancel, terminate or expiry)."""
+    def record_revoked(self, workflow_id: str, node_id: str, reason: str) -> Outcome:
+        """Record that Celery revoked a node: by cancel, terminate or expiry.
+
+        A node revoked while its workflow runs (an ``expires`` that ran out,
+        an operator's ``celery control revoke``) can never finish: it fails
+        for good with ``TaskRevokedError`` and ``reason``, and the outcome is
+        recorded. Errbacks do not run, as in Celery. Otherwise (a cancelled
+        or finished workflow) the node just stops where it is.
+        """
         at = now()
         with self._write() as conn:
+            state = graph.workflow_state(conn, workflow_id, lock="share")
             conn.execute(
                 sa.update(attempts)
                 .where(
@@ -356,14 +370,26 @@ class Store:
                 )
                 .values(state=AttemptState.REVOKED, finished_at=at)
             )
-            graph.set_node_state(
-                conn,
-                workflow_id,
-                [node_id],
-                (*graph.UNFINISHED, _N.RUNNING),
-                _N.CANCELLED,
-                at,
-            )
+            unfinished = (*graph.UNFINISHED, _N.RUNNING)
+            if state in TERMINAL_WORKFLOW_STATES:
+                back = _HELD_BACK_AS.get(state, _N.CANCELLED)
+                graph.set_node_state(conn, workflow_id, [node_id], unfinished, back, at)
+                return Outcome(False, [], state)
+            failed = conn.execute(
+                sa.update(nodes)
+                .where(nodes.c.id == node_id, nodes.c.state.in_(unfinished))
+                .values(
+                    state=_N.FAILED,
+                    exc_type="TaskRevokedError",
+                    exc_message=reason,
+                    finished_at=at,
+                )
+            ).rowcount
+            if failed:
+                graph.add_event(
+                    conn, workflow_id, node_id, None, _N.FAILED, at, "TaskRevokedError"
+                )
+        return Outcome(bool(failed), [], state)
 
     # -- workflow state changes -------------------------------------------
 

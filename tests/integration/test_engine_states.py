@@ -6,6 +6,7 @@ import itertools
 import random
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -14,6 +15,7 @@ from celery import chain, group
 from celeriac import (
     InvalidTransition,
     WorkflowCancelled,
+    WorkflowFailed,
     WorkflowNotFound,
     WorkflowState,
 )
@@ -105,6 +107,31 @@ def test_cancel_of_a_paused_workflow(engine, tasks):
     engine.cancel(workflow.id)
     assert workflow.state == W.CANCELLED
     assert [n.state for n in workflow.nodes()] == ["CANCELLED"]
+
+
+def test_a_node_whose_expires_runs_out_fails_the_workflow(engine, tasks, worker):
+    """Native Celery never sends the rest of such a chain and its get() hangs."""
+    expires = datetime.now(UTC) + timedelta(seconds=0.3)
+    late = tasks.add.si(1, 2).set(expires=expires)
+    workflow = engine.submit(chain(tasks.sleep.si(0.6), late, tasks.add.s(3)))
+
+    with pytest.raises(WorkflowFailed) as raised:
+        workflow.get(timeout=10)
+
+    first, expired, after = workflow.nodes()
+    assert (raised.value.node_id, raised.value.exc_type) == (
+        expired.id,
+        "TaskRevokedError",
+    )
+    assert raised.value.exc_message == "expired"
+    assert workflow.state == W.FAILED
+    assert [first.state, expired.state, after.state] == [
+        "SUCCEEDED",
+        "FAILED",
+        "SKIPPED",
+    ]
+    assert expired.attempts == []  # its body never ran
+    assert [name for name, _ in tasks.ran] == ["t.sleep"]
 
 
 @pytest.mark.parametrize(

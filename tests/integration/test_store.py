@@ -606,11 +606,35 @@ def test_a_revoked_running_node_is_cancelled(store):
     claim(store, flow.id, flow["a"], "0.0", "w1", 1)
     transition(store, flow, "cancel")
 
-    store.record_revoked(flow.id, flow["a"])
+    assert not store.record_revoked(flow.id, flow["a"], "revoked").recorded
 
     (node,) = [n for n in store.list_nodes(flow.id) if n.id == flow["a"]]
     assert node.state == N.CANCELLED
     assert [t.state for t in node.attempts] == ["REVOKED"]
+    assert store.get_workflow(flow.id).state == W.CANCELLED
+
+
+@pytest.mark.parametrize("running", [True, False], ids=["running", "queued"])
+def test_a_node_revoked_while_its_workflow_runs_fails_for_good(store, running):
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    if running:
+        claim(store, flow.id, flow["a"], "0.0", "w1", 1)
+
+    outcome = store.record_revoked(flow.id, flow["a"], "expired")
+
+    assert outcome.recorded
+    assert outcome.dispatch == []
+    (node, after) = store.list_nodes(flow.id)
+    assert (node.state, node.exc_type, node.error) == (
+        N.FAILED,
+        "TaskRevokedError",
+        "TaskRevokedError: expired",
+    )
+    assert [t.state for t in node.attempts] == (["REVOKED"] if running else [])
+    assert after.state == N.PENDING
+    # a second revoke of the same node (another delivery) changes nothing
+    assert not store.record_revoked(flow.id, flow["a"], "expired").recorded
 
 
 def test_a_redelivery_takes_over_only_from_a_dead_worker(store):
