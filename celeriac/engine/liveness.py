@@ -35,10 +35,14 @@ class Liveness:
         self._stop = threading.Event()
         self._pid = 0
         self._worker_id = ""
+        self._thread: threading.Thread | None = None
 
     def stop(self) -> None:
-        """Stop heartbeating (the engine is closing)."""
+        """Stop heartbeating (the engine is closing), after the beat in progress."""
         self._stop.set()
+        thread = self._thread
+        if thread is not None and self._pid == os.getpid():
+            thread.join()
 
     def lease(self, hostname: str | None) -> Lease:
         """This process's lease, starting its heartbeat on first use (per pid)."""
@@ -49,13 +53,13 @@ class Liveness:
                     f"{socket.gethostname()}-{self._pid}-{uuid.uuid4().hex[:8]}"
                 )
                 self.store.heartbeat(self._worker_id, hostname, self._pid)
-                thread = threading.Thread(
+                self._thread = threading.Thread(
                     target=self._beat,
                     args=(self._worker_id, hostname, self._pid),
                     name="celeriac-heartbeat",
                     daemon=True,
                 )
-                thread.start()
+                self._thread.start()
             worker_id = self._worker_id
         return Lease(worker_id, hostname, os.getpid(), self.dead_before())
 

@@ -36,8 +36,11 @@ class RecoveryLoop:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop after the pass in progress, if any."""
+        """Stop, and wait for the pass in progress, if any."""
         self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
 
     def _run(self) -> None:
         while not self._stop.is_set():

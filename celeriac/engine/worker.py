@@ -24,17 +24,36 @@ def embedded_worker(app: Celery, concurrency: int = 2, **options: Any) -> Iterat
         transport_options.setdefault("polling_interval", 0.005)
     options.setdefault("loglevel", "WARNING")
     options.setdefault("shutdown_timeout", 30.0)
-    with start_worker(
-        app,
-        concurrency=concurrency,
-        pool="threads",
-        perform_ping_check=False,
-        **options,
-    ) as worker:
-        try:
-            yield worker
-        finally:
-            _wake_while_stopping(app, worker)
+    worker = None
+    try:
+        with start_worker(
+            app,
+            concurrency=concurrency,
+            pool="threads",
+            perform_ping_check=False,
+            **options,
+        ) as worker:
+            try:
+                yield worker
+            finally:
+                _wake_while_stopping(app, worker)
+    finally:
+        if worker is not None:
+            _wait_for_running_tasks(worker)
+
+
+def _wait_for_running_tasks(worker: Any) -> None:
+    """Let the tasks still running finish before the context exits.
+
+    Celery's test worker stops cold, and its threads pool does not wait on a
+    cold stop: a task would go on running (and recording) after the worker
+    is gone. Waiting for them makes leaving the context a warm shutdown;
+    tasks not started yet are cancelled (their nodes stay QUEUED for the
+    next worker or a recovery pass).
+    """
+    executor = getattr(worker.pool, "executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _wake_while_stopping(app: Celery, worker: Any) -> None:

@@ -109,6 +109,19 @@ def test_cancel_of_a_paused_workflow(engine, tasks):
     assert [n.state for n in workflow.nodes()] == ["CANCELLED"]
 
 
+def test_leaving_the_embedded_worker_lets_running_nodes_finish(engine, tasks):
+    workflow = engine.submit(chain(tasks.stamp.si("a", 0.5), tasks.stamp.si("b")))
+    with engine.embedded_worker():
+        wait_for(lambda: "a" in tasks.started, what="the first node to start")
+    # a warm shutdown: "a" finished and was recorded before the context left,
+    # and the worker took nothing new ("b" waits for the next worker)
+    assert [n.state for n in workflow.nodes()] == ["SUCCEEDED", "QUEUED"]
+    assert "b" not in tasks.started
+    ran = list(tasks.ran)
+    time.sleep(0.3)  # nothing goes on behind our back
+    assert tasks.ran == ran
+
+
 def test_a_node_whose_expires_runs_out_fails_the_workflow(engine, tasks, worker):
     """Native Celery never sends the rest of such a chain and its get() hangs."""
     expires = datetime.now(UTC) + timedelta(seconds=0.3)
