@@ -79,11 +79,19 @@ def _summary(payload: dict[str, Any]) -> str:
     )
 
 
+def running_early_in_a_step(op: dict[str, Any]) -> bool:
+    """A step after the second runs and has done at most half of its work."""
+    step_done = op["fraction"] * op["total"] - op["done"]
+    return op["done"] >= 2 and op["running"] == 1 and step_done <= 0.5
+
+
 def drive(client: Client) -> bool:
     """The scenario; returns whether everything behaved as promised."""
     _, operation = client.call("POST", "/operations", {"size": 12})
     operation_id = operation["id"]
-    client.wait(operation_id, lambda op: op["done"] >= 2)
+    # pause in the first half of a running step (the third or later), so
+    # that the pause has to wait for it: REQUESTING_PAUSE, then PAUSED
+    client.wait(operation_id, running_early_in_a_step)
 
     client.call("POST", f"/operations/{operation_id}/pause")
     paused = client.wait(operation_id, lambda op: op["state"] == "PAUSED")
