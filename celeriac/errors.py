@@ -78,3 +78,14 @@ class WorkflowCancelled(CeleriacError):
 
 class StorageError(CeleriacError):
     """Raised when the database keeps failing after retries; the cause is chained."""
+
+    def __init__(
+        self, operation: str, attempts: int, seconds: float, reason: str
+    ) -> None:
+        self.operation = operation
+        self.attempts = attempts
+        self.seconds = seconds
+        super().__init__(
+            f"the database kept failing in {operation}: {attempts} tries in "
+            f"{seconds:.1f} s; last error: {reason}"
+        )

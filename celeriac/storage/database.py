@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, NoReturn, ParamSpec, Protocol, TypeVar
 
 import sqlalchemy as sa
 import tenacity
 from kombu.utils.json import dumps, loads
 from sqlalchemy import event
 
+from celeriac.errors import StorageError
+
 logger = logging.getLogger("celeriac.storage")
+
+#: How long a transaction is tried again after a transient fault (seconds;
+#: ``connect(retry_seconds=...)`` changes it), and at most how many tries.
+RETRY_SECONDS = 60.0
+RETRY_ATTEMPTS = 30
+#: Seconds a new PostgreSQL connection may take. psycopg's default, 130 s,
+#: would let one try against an unreachable host outlast the whole retry bound.
+CONNECT_TIMEOUT = 10
+#: The engine-level execution option that carries ``retry_seconds``.
+_RETRY_SECONDS_OPTION = "celeriac_retry_seconds"
 
 #: PostgreSQL SQLSTATEs worth another try: serialization failure, deadlock,
 #: and the connection-level classes (08: connection exception, 57P: shutdown).
@@ -19,6 +31,15 @@ _TRANSIENT_SQLSTATES = ("40001", "40P01", "08", "57P01", "57P02", "57P03")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class _HasDatabase(Protocol):
+    """What a retried method is bound to: the Store, with its engine."""
+
+    db: sa.Engine
+
+
+S = TypeVar("S", bound=_HasDatabase)
 
 
 def normalize_url(url: str) -> str:
@@ -29,17 +50,26 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def connect(url: str) -> sa.Engine:
-    """Create the pooled SQLAlchemy engine celeriac uses for ``url``."""
+def connect(url: str, retry_seconds: float = RETRY_SECONDS) -> sa.Engine:
+    """Create the pooled SQLAlchemy engine celeriac uses for ``url``.
+
+    ``retry_seconds`` bounds how long a ``Store`` method on this engine
+    retries a transient fault before it raises ``StorageError``.
+    """
     url = normalize_url(url)
     options: dict[str, Any] = {
         "json_serializer": dumps,
         "json_deserializer": loads,
+        "execution_options": {_RETRY_SECONDS_OPTION: retry_seconds},
     }
     if url.startswith("sqlite"):
         options["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:
         options.update(pool_size=10, max_overflow=20, pool_recycle=1800)
+        parsed = sa.make_url(url)
+        libpq = parsed.get_driver_name() in ("psycopg", "psycopg2")
+        if libpq and "connect_timeout" not in parsed.query:
+            options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
     db = sa.create_engine(url, **options)
     if db.dialect.name == "sqlite":
         _configure_sqlite(db)
@@ -88,28 +118,65 @@ def is_transient(exc: BaseException) -> bool:
     return True  # a driver error without SQLSTATE: the connection failed
 
 
+def _first_line(error: BaseException | None) -> str:
+    """An error's message without SQLAlchemy's SQL and background lines."""
+    return str(error).strip().partition("\n")[0]
+
+
+def _operation(state: tenacity.RetryCallState) -> str:
+    return str(getattr(state.fn, "__qualname__", state.fn))
+
+
 def _log_retry(state: tenacity.RetryCallState) -> None:
     outcome = state.outcome
-    error = outcome.exception() if outcome is not None else None
     logger.warning(
-        "database error in %s, try %d: %s; retrying",
-        getattr(state.fn, "__qualname__", state.fn),
+        "database error in %s, try %d: %s; retrying in %.2f s",
+        _operation(state),
         state.attempt_number,
-        error,
+        _first_line(outcome.exception() if outcome is not None else None),
+        state.upcoming_sleep,
     )
 
 
-def retry_transient(fn: Callable[P, R]) -> Callable[P, R]:
+def _bound_reached(state: tenacity.RetryCallState) -> bool:
+    """Whether the next try would start after the engine's retry bound."""
+    store: _HasDatabase = state.args[0]
+    options = store.db.get_execution_options()
+    seconds = float(options.get(_RETRY_SECONDS_OPTION, RETRY_SECONDS))
+    elapsed = state.seconds_since_start or 0.0
+    return (
+        state.attempt_number >= RETRY_ATTEMPTS
+        or elapsed + state.upcoming_sleep >= seconds
+    )
+
+
+def _give_up(state: tenacity.RetryCallState) -> NoReturn:
+    """The fault outlasted the retries: say which operation, keep the cause."""
+    outcome = state.outcome
+    error = outcome.exception() if outcome is not None else None
+    raise StorageError(
+        _operation(state),
+        state.attempt_number,
+        state.seconds_since_start or 0.0,
+        _first_line(error),
+    ) from error
+
+
+def retry_transient(
+    fn: Callable[Concatenate[S, P], R],
+) -> Callable[Concatenate[S, P], R]:
     """Run a whole transaction again when it failed for a transient reason.
 
     Every decorated method is one transaction, so a retry replays it from the
-    start; each is written to be safe to replay (conditional updates).
+    start; each is written to be safe to replay (conditional updates). Any
+    other error is raised at once, unchanged; a transient one that outlasts
+    the bound becomes ``StorageError``.
     """
     retrying = tenacity.retry(
         retry=tenacity.retry_if_exception(is_transient),
-        stop=tenacity.stop_after_delay(60) | tenacity.stop_after_attempt(30),
+        stop=_bound_reached,
         wait=tenacity.wait_random_exponential(multiplier=0.05, max=5),
         before_sleep=_log_retry,
-        reraise=True,
+        retry_error_callback=_give_up,
     )
     return retrying(fn)

@@ -1,0 +1,244 @@
+"""Transient faults, made by real servers (docs/operations.md, "Transient faults").
+
+First which database errors count as transient, each produced for real:
+PostgreSQL's serialization failure, deadlock and a terminated backend, and
+SQLite's "database is locked", against errors that must surface at once.
+Then the Store riding out a real fault or giving up on a stopped server.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from celeriac import Engine, StorageError, WorkflowState
+from celeriac.storage import Store, connect
+from celeriac.storage.database import CONNECT_TIMEOUT, is_transient
+from tests.servers import Server, admin_engine
+from tests.tasks import make_app
+
+# -- which errors are transient ----------------------------------------------------
+
+
+@pytest.fixture
+def rows(empty_postgres_url: str) -> Iterator[sa.Engine]:
+    """A PostgreSQL database with a table ``t`` of two rows, ids 1 and 2."""
+    db = connect(empty_postgres_url)
+    with db.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1, 0), (2, 0)")
+    yield db
+    db.dispose()
+
+
+def raised(action: Callable[[], object]) -> sa.exc.DBAPIError:
+    """The database error ``action`` raises."""
+    with pytest.raises(sa.exc.DBAPIError) as caught:
+        action()
+    return caught.value
+
+
+def test_a_serialization_failure_is_transient(rows):
+    # write skew: each transaction reads both rows and writes one of them
+    first, second = (
+        rows.connect().execution_options(isolation_level="SERIALIZABLE")
+        for _ in range(2)
+    )
+    with first, second:
+        for conn in (first, second):
+            conn.exec_driver_sql("SELECT sum(v) FROM t").scalar()
+        first.exec_driver_sql("UPDATE t SET v = 1 WHERE id = 1")
+        second.exec_driver_sql("UPDATE t SET v = 1 WHERE id = 2")
+        first.commit()
+        error = raised(second.commit)
+    assert error.orig.sqlstate == "40001"
+    assert is_transient(error)
+
+
+def test_a_deadlock_is_transient(rows):
+    errors: list[sa.exc.DBAPIError] = []
+
+    def update(conn: sa.Connection, row: int) -> None:
+        try:
+            conn.exec_driver_sql(f"UPDATE t SET v = v + 1 WHERE id = {row}")
+        except sa.exc.DBAPIError as exc:
+            errors.append(exc)
+            conn.rollback()  # releases its locks: the other one goes on
+
+    with rows.connect() as first, rows.connect() as second:
+        update(first, 1)
+        update(second, 2)
+        # each now waits for the row the other holds
+        crossing = threading.Thread(target=update, args=(first, 2))
+        crossing.start()
+        update(second, 1)
+        crossing.join(timeout=30)
+    (error,) = errors
+    assert error.orig.sqlstate == "40P01"
+    assert is_transient(error)
+
+
+def test_a_terminated_connection_is_transient(rows):
+    with rows.connect() as victim, rows.connect() as admin:
+        pid = victim.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        # the second argument waits until the backend is gone
+        admin.exec_driver_sql(f"SELECT pg_terminate_backend({pid}, 10000)")
+        error = raised(lambda: victim.exec_driver_sql("SELECT 1"))
+    assert error.connection_invalidated
+    assert is_transient(error)
+
+
+def test_database_is_locked_on_sqlite_is_transient(tmp_path):
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    holder.execute("BEGIN IMMEDIATE")
+    # busy_timeout 0: fail at once instead of waiting for the holder
+    impatient = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+
+    def begin_writing() -> None:
+        with impatient.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    try:
+        error = raised(begin_writing)
+    finally:
+        impatient.dispose()
+        holder.close()
+    assert "database is locked" in str(error.orig)
+    assert is_transient(error)
+
+
+@pytest.mark.parametrize(
+    ("statement", "kind"),
+    [
+        ("INSERT INTO t VALUES (1, 0)", sa.exc.IntegrityError),
+        ("SELEC v FROM t", sa.exc.ProgrammingError),
+    ],
+    ids=["unique-violation", "syntax-error"],
+)
+def test_a_constraint_or_syntax_error_on_postgres_is_not_transient(
+    rows, statement, kind
+):
+    with rows.connect() as conn:
+        error = raised(lambda: conn.exec_driver_sql(statement))
+    assert isinstance(error, kind)
+    assert not is_transient(error)
+
+
+@pytest.mark.parametrize(
+    ("statement", "kind"),
+    [
+        ("INSERT INTO t VALUES (1)", sa.exc.IntegrityError),
+        # SQLite reports a syntax error as an OperationalError, like a lock
+        ("SELEC id FROM t", sa.exc.OperationalError),
+    ],
+    ids=["unique-violation", "syntax-error"],
+)
+def test_a_constraint_or_syntax_error_on_sqlite_is_not_transient(
+    sqlite_url, statement, kind
+):
+    db = connect(sqlite_url)
+    try:
+        with db.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        with db.connect() as conn:
+            error = raised(lambda: conn.exec_driver_sql(statement))
+    finally:
+        db.dispose()
+    assert isinstance(error, kind)
+    assert not is_transient(error)
+
+
+# -- the Store through real faults ---------------------------------------------------
+
+
+def retries_logged(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == logger and "retrying" in r.getMessage()
+    ]
+
+
+def test_a_store_read_is_retried_through_a_terminated_connection(postgres_url, caplog):
+    app = make_app()
+    engine = Engine(app, postgres_url)
+    try:
+        submitted = engine.submit(app.test_tasks.add.s(1, 2), name="survivor")
+        admin = admin_engine(postgres_url)
+        try:
+            with admin.connect() as conn:
+                # every connection in the engine's pool, dead without its knowing
+                terminated = conn.exec_driver_sql(
+                    "SELECT count(pg_terminate_backend(pid, 10000))"
+                    " FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).scalar()
+        finally:
+            admin.dispose()
+        assert terminated >= 1
+        with caplog.at_level(logging.WARNING, "celeriac.storage"):
+            found = engine.workflow(submitted.id)
+        assert (found.id, found.name) == (submitted.id, "survivor")
+        assert found.state == WorkflowState.IN_PROGRESS
+        (retry,) = retries_logged(caplog, "celeriac.storage")
+        assert retry.startswith("database error in Store.get_workflow, try 1: ")
+    finally:
+        engine.close()
+
+
+def test_a_store_call_raises_storage_error_when_postgres_stays_down(
+    postgres_server: Server, postgres_url, caplog
+):
+    db = connect(postgres_url, retry_seconds=2.0)
+    store = Store(db)
+    postgres_server.stop()
+    try:
+        started = time.monotonic()
+        with (
+            caplog.at_level(logging.WARNING, "celeriac.storage"),
+            pytest.raises(StorageError) as caught,
+        ):
+            store.workflow_state("any")
+        elapsed = time.monotonic() - started
+    finally:
+        postgres_server.start()
+        db.dispose()
+    error = caught.value
+    # refused connections fail fast: the bound is what ends it, before the
+    # wait that would cross it
+    assert elapsed < 2.0 + 1.0
+    assert error.operation == "Store.workflow_state"
+    assert "Store.workflow_state" in str(error)
+    assert isinstance(error.__cause__, sa.exc.OperationalError)
+    assert is_transient(error.__cause__)
+    assert error.attempts == len(retries_logged(caplog, "celeriac.storage")) + 1 > 1
+
+
+@pytest.mark.slow
+def test_a_connection_to_a_server_that_never_answers_gives_up_in_time():
+    # a listener that accepts nothing: the connection hangs as on a black hole
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        db = connect(f"postgresql+psycopg://x@127.0.0.1:{port}/x", retry_seconds=1.0)
+        started = time.monotonic()
+        try:
+            with pytest.raises(StorageError) as caught:
+                Store(db).workflow_state("any")
+        finally:
+            db.dispose()
+    elapsed = time.monotonic() - started
+    # one try, cut short by connect_timeout (psycopg alone would wait 130 s)
+    assert caught.value.attempts == 1
+    assert CONNECT_TIMEOUT - 1 < elapsed < CONNECT_TIMEOUT + 5

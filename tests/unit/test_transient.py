@@ -1,0 +1,99 @@
+"""The database retry policy on its own, on a Store-like method.
+
+The errors are built here, as SQLAlchemy wraps them. Errors produced by real
+servers, and the real Store, are in tests/integration/test_transient.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from celeriac import StorageError
+from celeriac.storage.database import RETRY_SECONDS, connect, retry_transient
+
+
+@pytest.fixture
+def db() -> sa.Engine:
+    """An engine that never connects: the retry only reads its bound."""
+    return connect("sqlite://", retry_seconds=0.5)
+
+
+@pytest.fixture
+def locked() -> sa.exc.OperationalError:
+    return sa.exc.OperationalError(
+        "INSERT", None, sqlite3.OperationalError("database is locked")
+    )
+
+
+@pytest.fixture
+def duplicate() -> sa.exc.IntegrityError:
+    return sa.exc.IntegrityError(
+        "INSERT", None, sqlite3.IntegrityError("UNIQUE constraint failed: t.id")
+    )
+
+
+class Flaky:
+    """A stand-in for Store: one method that fails with the errors it is given."""
+
+    def __init__(self, db: sa.Engine, errors: list[Exception]) -> None:
+        self.db = db
+        self.errors = errors
+        self.calls = 0
+
+    @retry_transient
+    def read(self) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "read"
+
+
+def test_a_transient_error_is_retried_with_a_log_line_per_retry(db, locked, caplog):
+    flaky = Flaky(db, [locked, locked])
+    with caplog.at_level(logging.WARNING, "celeriac.storage"):
+        assert flaky.read() == "read"
+    assert flaky.calls == 3
+    retries = [r.getMessage() for r in caplog.records]
+    assert len(retries) == 2
+    assert retries[0].startswith("database error in Flaky.read, try 1: ")
+    assert "database is locked" in retries[0]
+
+
+def test_a_transient_error_that_persists_raises_storage_error_with_the_cause(
+    db, locked
+):
+    flaky = Flaky(db, [locked] * 1000)
+    started = time.monotonic()
+    with pytest.raises(StorageError) as caught:
+        flaky.read()
+    assert time.monotonic() - started < 0.5 + 0.2
+    error = caught.value
+    assert error.__cause__ is locked
+    assert error.operation == "Flaky.read"
+    assert error.attempts == flaky.calls > 1
+    assert str(error).startswith("the database kept failing in Flaky.read: ")
+    assert "database is locked" in str(error)
+
+
+def test_any_other_error_is_raised_at_once_unchanged(db, duplicate, caplog):
+    flaky = Flaky(db, [duplicate])
+    with (
+        caplog.at_level(logging.WARNING, "celeriac.storage"),
+        pytest.raises(sa.exc.IntegrityError) as caught,
+    ):
+        flaky.read()
+    assert caught.value is duplicate
+    assert flaky.calls == 1
+    assert not caplog.records
+
+
+def test_the_default_bound_is_a_minute():
+    # what docs/operations.md promises, read where the retry reads it
+    default = connect("sqlite://")
+    assert default.get_execution_options()["celeriac_retry_seconds"] == 60
+    assert RETRY_SECONDS == 60
