@@ -60,6 +60,11 @@ class NodeKind(StrEnum):
     ERRBACK = "ERRBACK"
 
 
+#: The key of a JOIN's signature that marks an empty group's join: it waits
+#: for the step before the group, and its value is ``[]``, not that step's.
+EMPTY_GROUP_KEY = "empty_group"
+
+
 class AttemptState(StrEnum):
     """The outcome of one run of a node's body."""
 

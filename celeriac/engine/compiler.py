@@ -27,7 +27,7 @@ from kombu.utils.json import dumps
 
 from celeriac.errors import InvalidCanvas, UnknownTask
 from celeriac.records import NewEdge, NewNode, NewWorkflow
-from celeriac.states import NodeKind
+from celeriac.states import EMPTY_GROUP_KEY, NodeKind
 
 #: Options that describe Celery's own wiring of a canvas; celeriac replaces
 #: that wiring with edges, so these never reach a node's message.
@@ -215,10 +215,12 @@ class _Builder:
             )
             for member in self._group_members(sig)
         ]
-        # An empty group (or chord header) has no member to wait for: its
-        # join is ready at once, even after a parent. Waiting for the parent
-        # needs an edge that does not hand its result on, which the store
-        # lacks (the differential case chord-empty-header-waits-for-chain).
+        if not members and parent is not None:
+            # An empty group (or chord header) after a step still waits for
+            # it, as Celery does, but collects nothing: its value is [].
+            join = self._node(NodeKind.JOIN, None, {EMPTY_GROUP_KEY: True}, label)
+            self._edge(parent, join, 0)
+            return join
         join = self._node(NodeKind.JOIN, None, None, label)
         for position, member in enumerate(members):
             self._edge(member, join, position)

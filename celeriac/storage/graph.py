@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from celeriac.errors import WorkflowNotFound
 from celeriac.records import Dispatch
-from celeriac.states import NodeKind, NodeState, WorkflowState
+from celeriac.states import EMPTY_GROUP_KEY, NodeKind, NodeState, WorkflowState
 from celeriac.storage.schema import attempts, edges, events, nodes, workflows
 
 _N = NodeState
@@ -187,7 +187,10 @@ def release(
         if row.kind == NodeKind.TASK:
             tasks.append(row)
             continue
-        joined = join_value(conn, row.id) if row.kind == NodeKind.JOIN else None
+        joined = None
+        if row.kind == NodeKind.JOIN:
+            empty = (row.signature or {}).get(EMPTY_GROUP_KEY)
+            joined = [] if empty else join_value(conn, row.id)
         conn.execute(
             sa.update(nodes)
             .where(nodes.c.id == row.id)
