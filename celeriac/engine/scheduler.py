@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from typing import Any
 
+import tenacity
 from celery import Celery
 from kombu.exceptions import EncodeError
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -12,6 +15,14 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from celeriac.records import Dispatch
 
 logger = logging.getLogger("celeriac.scheduler")
+
+#: How long a publish keeps trying to reach the broker, in seconds, before it
+#: leaves the nodes not yet sent QUEUED for the recovery pass.
+PUBLISH_RETRY_SECONDS = 5.0
+#: What a publish fails with when the broker cannot be reached: kombu's
+#: OperationalError (Celery and kombu re-raise connection errors as it), or a
+#: socket error raised outside their wrappers.
+_BROKER_FAULTS = (KombuOperationalError, OSError)
 
 #: The message header that marks a celeriac node: workflow id, the number of
 #: attempts before this dispatch (Celery's retry count restarts at 0), kind.
@@ -38,27 +49,85 @@ def publish(
     """Publish every node in ``dispatches``, in order.
 
     Returns the nodes Celery refused to send (bad arguments, a value its
-    serializer cannot encode), with the reason. When the broker itself fails
-    (after Celery's own publish retries), the rest stay QUEUED in the
-    database: a recovery pass publishes them once the broker is back.
+    serializer cannot encode), with the reason; those are not retried. When
+    the broker cannot be reached, publishing is retried for up to
+    ``PUBLISH_RETRY_SECONDS``; then the nodes not yet sent stay QUEUED in the
+    database, and a recovery pass publishes them once the broker is back.
     """
     refused: list[tuple[Dispatch, Exception]] = []
-    if not dispatches:
+    pending = deque(dispatches)
+    if not pending:
         return refused
+    started = time.monotonic()
     try:
-        with app.producer_or_acquire() as producer:
-            for dispatch in dispatches:
-                try:
-                    _send(app, dispatch, producer)
-                except (TypeError, ValueError, EncodeError) as exc:
-                    refused.append((dispatch, exc))
-    except (KombuOperationalError, OSError):
+        _send_pending(app, pending, refused)
+    except _BROKER_FAULTS as exc:
         logger.warning(
-            "broker unavailable: %d nodes stay QUEUED until recovery publishes them",
-            len(dispatches),
-            exc_info=True,
+            "broker unavailable for %.1f s (%s): %d nodes stay QUEUED until "
+            "recovery publishes them",
+            time.monotonic() - started,
+            exc,
+            len(pending),
         )
     return refused
+
+
+def is_broker_fault(exc: BaseException) -> bool:
+    """Whether a publish failed because the broker could not be reached."""
+    return isinstance(exc, _BROKER_FAULTS)
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    outcome = state.outcome
+    pending: deque[Dispatch] = state.args[1]
+    logger.warning(
+        "broker error publishing %d nodes, try %d: %s; retrying in %.2f s",
+        len(pending),
+        state.attempt_number,
+        outcome.exception() if outcome is not None else None,
+        state.upcoming_sleep,
+    )
+
+
+# celeriac's one publish retry replaces Celery's own (``task_publish_retry``)
+# for node messages: Celery's default gives up after about 0.6 s, too soon to
+# ride out a broker restart; a ``max_retries: None`` in the app's policy
+# retries forever, hanging a producer or a worker's signal handler; and it
+# logs nothing per retry. Stacking tenacity on top would multiply the two
+# policies. Each node is committed QUEUED before it is published, so giving
+# up after a few seconds loses nothing: the recovery pass sends it later.
+# One budget covers the whole batch, so the bound holds for any number of
+# nodes; a retry resumes at the first node not yet sent. A message the broker
+# took just before its connection broke is sent again: the duplicate is
+# dropped when it is claimed.
+@tenacity.retry(
+    retry=tenacity.retry_if_exception(is_broker_fault),
+    stop=tenacity.stop_before_delay(PUBLISH_RETRY_SECONDS),
+    wait=tenacity.wait_random_exponential(multiplier=0.1, max=1.0),
+    before_sleep=_log_retry,
+    reraise=True,
+)
+def _send_pending(
+    app: Celery, pending: deque[Dispatch], refused: list[tuple[Dispatch, Exception]]
+) -> None:
+    """One try: send the nodes in ``pending``, removing each once it is out."""
+    with app.producer_or_acquire() as producer:
+        connection = producer.connection
+        try:
+            # One connection attempt per try: kombu's own loop would otherwise
+            # go on for broker_connection_timeout inside each of ours.
+            connection.ensure_connection(max_retries=0)
+            while pending:
+                try:
+                    _send(app, pending[0], producer)
+                except (TypeError, ValueError, EncodeError) as exc:
+                    refused.append((pending[0], exc))
+                pending.popleft()
+        except _BROKER_FAULTS:
+            # what kombu's retry would do: the next try uses the next
+            # failover URL, if the broker URL names several
+            connection.maybe_switch_next()
+            raise
 
 
 def _send(app: Celery, dispatch: Dispatch, producer: Any) -> None:
@@ -68,6 +137,10 @@ def _send(app: Celery, dispatch: Dispatch, producer: Any) -> None:
     headers = {**(options.pop("headers", None) or {}), HEADER: node_header(dispatch)}
     if dispatch.retries:  # recovery sends a lost Celery retry again
         options["retries"] = dispatch.retries
+    # _send_pending retries instead of Celery: a node's own publish retry
+    # options would stack a second policy on it
+    options.pop("retry", None)
+    options.pop("retry_policy", None)
     args, kwargs = call_arguments(dispatch)
     app.tasks[sig["task"]].apply_async(
         args,
@@ -75,5 +148,6 @@ def _send(app: Celery, dispatch: Dispatch, producer: Any) -> None:
         task_id=dispatch.node_id,
         headers=headers,
         producer=producer,
+        retry=False,
         **options,
     )

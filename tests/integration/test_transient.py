@@ -3,25 +3,32 @@
 First which database errors count as transient, each produced for real:
 PostgreSQL's serialization failure, deadlock and a terminated backend, and
 SQLite's "database is locked", against errors that must surface at once.
-Then the Store riding out a real fault or giving up on a stopped server.
+Then the Store riding out a real fault or giving up on a stopped server, and
+publishing riding out a Redis restart or leaving its nodes QUEUED.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
+import kombu.pools
 import pytest
+import redis
 import sqlalchemy as sa
+from celery import group
 
-from celeriac import Engine, StorageError, WorkflowState
+from celeriac import Engine, Node, StorageError, Workflow, WorkflowState
+from celeriac.engine.scheduler import PUBLISH_RETRY_SECONDS
 from celeriac.storage import Store, connect
 from celeriac.storage.database import CONNECT_TIMEOUT, is_transient
-from tests.servers import Server, admin_engine
+from tests.servers import Server, admin_engine, free_port
 from tests.tasks import make_app
 
 # -- which errors are transient ----------------------------------------------------
@@ -242,3 +249,118 @@ def test_a_connection_to_a_server_that_never_answers_gives_up_in_time():
     # one try, cut short by connect_timeout (psycopg alone would wait 130 s)
     assert caught.value.attempts == 1
     assert CONNECT_TIMEOUT - 1 < elapsed < CONNECT_TIMEOUT + 5
+
+
+# -- publishing through a broker outage ----------------------------------------------
+
+
+@pytest.fixture
+def broker(redis_url: str) -> Iterator[str]:
+    """The test's Redis URL, with no pooled broker connection from before.
+
+    kombu pools broker connections per URL for the whole process: a test
+    starts with none, and leaves none behind that a restart made stale.
+    """
+    kombu.pools.reset()
+    yield redis_url
+    kombu.pools.reset()
+
+
+def queued_ids(url: str, queue: str) -> list[str]:
+    """The task ids of the messages waiting in a Redis queue, oldest first."""
+    client = redis.Redis.from_url(url)
+    try:
+        raw = client.lrange(queue, 0, -1)
+    finally:
+        client.close()
+    return [json.loads(message)["headers"]["id"] for message in reversed(raw)]
+
+
+def adds(engine: Engine, count: int) -> tuple[Any, list[int]]:
+    tasks = engine.app.test_tasks
+    return group(tasks.add.s(i, i) for i in range(count)), [2 * i for i in range(count)]
+
+
+def task_nodes(workflow: Workflow) -> list[Node]:
+    return [node for node in workflow.nodes() if node.task == "t.add"]
+
+
+def node_ids(workflow: Workflow) -> list[str]:
+    return sorted(node.id for node in task_nodes(workflow))
+
+
+def gave_up(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What publish logged when it left nodes QUEUED."""
+    return [r.getMessage() for r in caplog.records if "stay QUEUED" in r.getMessage()]
+
+
+def test_publishing_rides_out_a_redis_restart(
+    redis_server: Server, broker, sqlite_url, caplog
+):
+    engine = Engine(make_app(broker=broker), sqlite_url)
+    canvas, expected = adds(engine, 5)
+    try:
+        redis_server.stop()
+        back = threading.Timer(1.0, redis_server.start)
+        back.start()
+        with caplog.at_level(logging.WARNING, "celeriac.scheduler"):
+            workflow = engine.submit(canvas)
+        back.join()
+        queue = engine.app.conf.task_default_queue
+        assert sorted(queued_ids(broker, queue)) == node_ids(workflow)
+        assert not gave_up(caplog)
+        retries = retries_logged(caplog, "celeriac.scheduler")
+        assert retries, "Redis came back before the publish tried"
+        assert retries[0].startswith("broker error publishing 5 nodes, try 1: ")
+        with engine.embedded_worker():
+            assert workflow.get(timeout=30) == expected
+    finally:
+        engine.close()
+
+
+def test_publishing_gives_up_in_time_and_the_nodes_stay_queued(
+    redis_server: Server, broker, sqlite_url, caplog
+):
+    engine = Engine(make_app(broker=broker), sqlite_url, recovery_delay=0)
+    add = engine.app.test_tasks.add
+    # a node's own publish retry options change nothing: with Celery's, this
+    # one would retry forever
+    forever = {"retry": True, "retry_policy": {"max_retries": None}}
+    canvas = group(add.s(0, 0), add.s(1, 1).set(**forever), add.s(2, 2))
+    try:
+        redis_server.stop()
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, "celeriac.scheduler"):
+            workflow = engine.submit(canvas)
+        elapsed = time.monotonic() - started
+        # it kept trying until (but not past) the bound
+        assert PUBLISH_RETRY_SECONDS - 1.5 < elapsed < PUBLISH_RETRY_SECONDS + 1.5
+        assert len(retries_logged(caplog, "celeriac.scheduler")) >= 2
+        (last_word,) = gave_up(caplog)
+        assert "3 nodes stay QUEUED" in last_word
+        assert workflow.state == WorkflowState.IN_PROGRESS
+        assert [node.state for node in task_nodes(workflow)] == ["QUEUED"] * 3
+
+        redis_server.start()
+        assert engine.recover() == 3
+        queue = engine.app.conf.task_default_queue
+        assert sorted(queued_ids(broker, queue)) == node_ids(workflow)
+    finally:
+        redis_server.ensure_running()
+        engine.close()
+
+
+def test_publishing_moves_on_to_the_next_failover_broker(broker, sqlite_url, caplog):
+    # Celery's own publish retry would switch URLs; the one replacing it must too
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    engine = Engine(make_app(broker=f"{dead};{broker}"), sqlite_url)
+    canvas, _ = adds(engine, 2)
+    try:
+        with caplog.at_level(logging.WARNING, "celeriac.scheduler"):
+            workflow = engine.submit(canvas)
+        (retry,) = retries_logged(caplog, "celeriac.scheduler")
+        assert retry.startswith("broker error publishing 2 nodes, try 1: ")
+        queue = engine.app.conf.task_default_queue
+        assert sorted(queued_ids(broker, queue)) == node_ids(workflow)
+    finally:
+        engine.close()

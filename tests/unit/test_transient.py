@@ -1,7 +1,8 @@
-"""The database retry policy on its own, on a Store-like method.
+"""The two retry policies on their own: a Store-like method, and a publish.
 
-The errors are built here, as SQLAlchemy wraps them. Errors produced by real
-servers, and the real Store, are in tests/integration/test_transient.py.
+The database errors are built here, as SQLAlchemy wraps them; the broker is
+kombu's in-memory transport. Errors produced by real servers, the real Store
+and a real Redis are in tests/integration/test_transient.py.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from celery import Celery
 
 from celeriac import StorageError
+from celeriac.engine import scheduler
+from celeriac.records import Dispatch
 from celeriac.storage.database import RETRY_SECONDS, connect, retry_transient
+from tests.tasks import make_app
 
 
 @pytest.fixture
@@ -97,3 +102,31 @@ def test_the_default_bound_is_a_minute():
     default = connect("sqlite://")
     assert default.get_execution_options()["celeriac_retry_seconds"] == 60
     assert RETRY_SECONDS == 60
+
+
+def dispatch(
+    app: Celery, node_id: str, inputs: tuple[object, ...] = (), **options: object
+) -> Dispatch:
+    signature = dict(app.signature("t.identity", options=options))
+    return Dispatch(node_id, "w1", signature, inputs, 0, "task")
+
+
+def test_a_message_celery_refuses_is_not_retried_and_the_rest_are_sent(caplog):
+    app = make_app()
+    batch = [
+        dispatch(app, "bad-countdown", countdown="soon"),
+        dispatch(app, "good", ("ok",)),
+        dispatch(app, "bad-value", ({1, 2},)),  # JSON has no sets
+    ]
+    with caplog.at_level(logging.WARNING, "celeriac.scheduler"):
+        refused = scheduler.publish(app, batch)
+    assert [(d.node_id, type(exc).__name__) for d, exc in refused] == [
+        ("bad-countdown", "TypeError"),
+        ("bad-value", "EncodeError"),
+    ]
+    assert not caplog.records  # no retry, and nothing left QUEUED
+    queue_name = app.conf.task_default_queue
+    with app.connection_for_read() as conn, conn.SimpleQueue(queue_name) as queue:
+        message = queue.get(timeout=1)
+        assert message.headers["id"] == "good"
+        assert queue.qsize() == 0
