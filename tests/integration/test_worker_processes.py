@@ -267,6 +267,31 @@ def test_cancel_from_another_process_while_two_workers_are_busy(
     assert workflow.state == W.CANCELLED
 
 
+def test_cancel_with_terminate_kills_the_running_tasks(
+    proc: ModuleType, proc_env: dict[str, str], workers: Workers
+) -> None:
+    names = workers.start(2)
+    workflow = proc.engine.submit(_stamps_group(proc, 8, 60))
+    _busy(proc, names)
+
+    cancelled = cli(proc_env, "cancel", "--terminate", workflow.id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    admitted = attempted(workflow)
+    # bodies that sleep a minute end within seconds: their processes were killed
+    wait_for(
+        lambda: workflow.progress().running == 0, timeout=15, what="tasks terminated"
+    )
+
+    nodes = workflow.nodes()
+    assert len(admitted) >= 2
+    assert proc.runs("p.stamp") == len(admitted)
+    for node in nodes:
+        assert node.state == "CANCELLED"
+        expected = ["REVOKED"] if node.id in admitted else []
+        assert [a.state for a in node.attempts] == expected
+    assert workflow.state == W.CANCELLED
+
+
 @pytest.mark.parametrize("immediate", [False, True], ids=["fast", "immediate"])
 def test_a_postgres_restart_in_the_middle_of_a_200_node_workflow(
     proc: ModuleType, postgres_server: Server, workers: Workers, immediate: bool
