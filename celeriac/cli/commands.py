@@ -18,16 +18,14 @@ import time
 from typing import Any
 
 import click
+from click.core import ParameterSource
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from celeriac import Engine, Workflow, WorkflowState
-from celeriac.cli.config import (
-    Config,
-    Group,
-    safe_url,
-)
+from celeriac.cli.config import Config, Group
+from celeriac.cli.connection import safe_url
 from celeriac.cli.render import (
     console,
     echo_json,
@@ -74,7 +72,11 @@ _STOPS = frozenset(
 @click.pass_context
 def main(ctx: click.Context, app: str | None, database_url: str | None) -> None:
     """Celeriac: persistent, pausable Celery workflows."""
-    ctx.obj = Config(app, database_url)
+    from_environment = (
+        ctx.get_parameter_source("database_url") == ParameterSource.ENVIRONMENT
+    )
+    hint = f"${DATABASE_URL_VARIABLE}" if from_environment else "'--database-url'"
+    ctx.obj = Config(app, database_url, hint)
 
 
 @main.group("db")
@@ -380,4 +382,4 @@ def demo(config: Config) -> None:
     """Run a demo workflow on an embedded worker: pause, resume, result."""
     if config.app:
         raise click.UsageError("demo builds its own app: do not pass --app")
-    sys.exit(run_demo(console, config.database_url))
+    sys.exit(run_demo(console, config.reachable_url()))

@@ -5,29 +5,47 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 import sqlalchemy as sa
 from celery import Celery
 
 from celeriac import CeleriacError, Engine
+from celeriac.cli.connection import parse_url, reach, reason, safe_url
 from celeriac.settings import database_url
 from celeriac.storage import migrate
 
 
 class Config:
-    """The group's options; builds the engine once, when a command needs it."""
+    """The group's options; builds the engine once, when a command needs it.
 
-    def __init__(self, app: str | None, url: str | None) -> None:
+    ``url_hint`` names where the URL came from, for the usage error of a bad one.
+    """
+
+    def __init__(
+        self, app: str | None, url: str | None, url_hint: str = "'--database-url'"
+    ) -> None:
         self.app = app
         self.url = url
+        self.url_hint = url_hint
         self._engine: Engine | None = None
 
     @property
     def database_url(self) -> str:
-        return database_url(self.url)
+        """The URL of the option, the environment or the default; checked."""
+        url = database_url(self.url)
+        parse_url(url, self.url_hint)
+        return url
+
+    def reachable_url(self) -> str:
+        """:attr:`database_url`, once a connection to it worked."""
+        url = database_url(self.url)
+        reach(parse_url(url, self.url_hint))
+        return url
 
     def engine(self, need_app: str | None = None, migrated: bool = True) -> Engine:
         """The app's engine, or one on a bare app when ``need_app`` is not set.
@@ -37,28 +55,81 @@ class Config:
         """
         if self._engine is None:
             if self.app:
-                self._engine = load_engine(self.app, self.url)
+                target = load_target(self.app)
+                engine = (
+                    target
+                    if isinstance(target, Engine)
+                    else Engine(target, self.database_url)
+                )
             elif need_app:
                 raise click.UsageError(f"{need_app} needs the Celery app: pass --app")
             else:
-                self._engine = bare_engine(self.database_url, migrated)
+                engine = bare_engine(self.database_url, migrated)
+            reach(engine.db.url)
+            self._engine = engine
         if migrated:
             check_schema(self._engine)
         return self._engine
 
+    def failure(self, exc: sa.exc.DBAPIError) -> str:
+        """One line for a database error that outlasted the store's retries."""
+        url = self._engine.db.url if self._engine else None
+        where = f" at {safe_url(url)}" if url else ""
+        return f"the database{where} failed: {reason(exc, url)}"
+
 
 class Group(click.Group):
-    """Turns a refusal by celeriac into exit code 1 and one line on stderr."""
+    """Shows every error on one line of stderr.
+
+    A refusal by celeriac, or a database that fails mid-command, exits 1;
+    bad usage exits 2, with the command whose ``--help`` explains it.
+    """
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with one_line_usage():
+            return super().make_context(info_name, args, parent, **extra)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with one_line_usage():
+                return super().invoke(ctx)
         except CeleriacError as exc:
             raise click.ClickException(str(exc)) from exc
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            config = ctx.find_object(Config)
+            message = config.failure(exc) if config else str(exc).splitlines()[0]
+            raise click.ClickException(message) from exc
 
 
-def load_engine(spec: str, url: str | None) -> Engine:
-    """The engine for ``--app module:attribute`` (attribute: ``app`` if omitted)."""
+class UsageLine(click.UsageError):
+    """A usage error on one line: the message, then where help is."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx else ""
+        click.echo(f"Error: {self.format_message()}{hint}", file=file, err=True)
+
+
+@contextmanager
+def one_line_usage() -> Iterator[None]:
+    try:
+        yield
+    except UsageLine:
+        raise
+    except click.UsageError as exc:
+        raise UsageLine(exc.format_message(), exc.ctx) from exc
+
+
+def load_target(spec: str) -> Engine | Celery:
+    """The Engine for ``--app module:attribute``, or the Celery app if it has none.
+
+    The attribute is ``app`` if omitted; a module's Engine bound to the app wins.
+    """
     module_name, _, attribute = spec.partition(":")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as `celery -A` does
@@ -79,7 +150,7 @@ def load_engine(spec: str, url: str | None) -> Engine:
     for value in vars(module).values():
         if isinstance(value, Engine) and value.app is target:
             return value
-    return Engine(target, url)
+    return target
 
 
 def bare_engine(url: str, migrated: bool) -> Engine:
@@ -105,7 +176,3 @@ def check_schema(engine: Engine) -> None:
             f"the database {safe_url(engine.database_url)} has no celeriac schema; "
             "run `celeriac db upgrade`"
         )
-
-
-def safe_url(url: str) -> str:
-    return sa.engine.make_url(url).render_as_string(hide_password=True)

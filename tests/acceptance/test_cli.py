@@ -16,12 +16,14 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from celery import chain, chord, group
 
 from celeriac import CeleriacError, Engine, Workflow
@@ -179,9 +181,37 @@ def assert_refused(result: subprocess.CompletedProcess[str], *words: str) -> Non
 
 
 def assert_usage_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    """Exit code 2 and one line on stderr: what was wrong, where help is."""
     assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "--help" in lines[0]
     for word in words:
-        assert word in result.stderr
+        assert word in lines[0]
+
+
+def celeriac(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``celeriac ARGS`` in a subprocess, without the caller's CELERIAC_* settings."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CELERIAC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "celeriac.cli", *args],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def table_rows(out: str) -> list[list[str]]:
+    """The body rows of the table in ``out``, each cell without rich's padding."""
+    return [
+        [cell[1:].rstrip() for cell in line.split("│")[1:-1]]
+        for line in out.splitlines()
+        if line.startswith("│")
+    ]
 
 
 @pytest.fixture
@@ -250,6 +280,94 @@ def test_bad_option_values_are_bad_usage(project, args):
     assert_usage_error(project.cli(*args), "Invalid value")
 
 
+#: Nothing listens on port 1; the password must never be printed.
+UNREACHABLE = "postgresql+psycopg://celeriac:s3cret-pw@127.0.0.1:1/x"
+COMMANDS_ON_A_DATABASE = [
+    ("list",),
+    ("list", "--json"),
+    ("show", "some-id"),
+    ("show", "some-id", "--json"),
+    ("graph", "some-id"),
+    ("watch", "some-id"),
+    ("pause", "some-id"),
+    ("cancel", "some-id"),
+    ("db", "upgrade"),
+    ("demo",),
+]
+
+
+@pytest.mark.parametrize("args", COMMANDS_ON_A_DATABASE)
+def test_an_unreachable_database_is_one_line_and_quick(tmp_path, args):
+    started = time.monotonic()
+    result = celeriac("--database-url", UNREACHABLE, *args, cwd=tmp_path)
+    assert_refused(
+        result,
+        "cannot connect to the database at "
+        "postgresql+psycopg://celeriac:***@127.0.0.1:1/x: Connection refused",
+    )
+    # the store's retries would take a minute; the command line tries once
+    assert time.monotonic() - started < 20
+    assert "s3cret-pw" not in result.stdout + result.stderr
+
+
+def test_an_unreachable_database_from_the_environment(tmp_path):
+    result = celeriac("list", cwd=tmp_path, env={"CELERIAC_DATABASE_URL": UNREACHABLE})
+    assert_refused(result, "cannot connect", "celeriac:***@127.0.0.1:1/x")
+    assert "s3cret-pw" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("not a url", ["not a database URL"]),
+        ("nosuchdb://x", ["nosuchdb://x", "no database dialect 'nosuchdb'"]),
+        ("postgresql://u:s3cret-pw@db:port/x", ["not a database URL"]),
+        ("sqlite+nodriver:///x.db", ["no database dialect 'sqlite+nodriver'"]),
+    ],
+)
+@pytest.mark.parametrize(
+    "args", [("list",), ("show", "x"), ("db", "upgrade"), ("demo",)]
+)
+def test_a_malformed_database_url_is_bad_usage(tmp_path, url, words, args):
+    result = celeriac("--database-url", url, *args, cwd=tmp_path)
+    assert_usage_error(result, "Invalid value for '--database-url'", *words)
+    assert "s3cret-pw" not in result.stdout + result.stderr
+    assert list(tmp_path.iterdir()) == []  # no database file made on the way
+
+
+def test_a_malformed_database_url_from_the_environment_names_the_variable(tmp_path):
+    result = celeriac("list", cwd=tmp_path, env={"CELERIAC_DATABASE_URL": "nope"})
+    assert_usage_error(result, "Invalid value for $CELERIAC_DATABASE_URL")
+
+
+def test_a_database_url_without_its_driver_installed_is_bad_usage(tmp_path):
+    if importlib.util.find_spec("MySQLdb") is not None:
+        pytest.skip("mysqlclient is installed here")
+    result = celeriac("--database-url", "mysql://u:s3cret-pw@db/x", "list")
+    assert_usage_error(result, "mysql://u:***@db/x", "driver for 'mysql'")
+    assert "s3cret-pw" not in result.stderr
+
+
+def test_a_database_failing_mid_command_is_one_line(tmp_path):
+    # the schema's revision is recorded, its tables are gone: the first
+    # query fails for good (not a transient error), after the checks passed
+    url = f"sqlite:///{tmp_path / 'broken.db'}"
+    db = sa.create_engine(url)
+    with db.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE alembic_version (version_num TEXT)"))
+        conn.execute(
+            sa.text("INSERT INTO alembic_version VALUES (:head)"),
+            {"head": migrate.head()},
+        )
+    db.dispose()
+    result = celeriac("--database-url", url, "list")
+    assert_refused(
+        result,
+        f"the database at {url} failed",
+        "no such table: celeriac_workflows",
+    )
+
+
 def test_unimportable_app_is_bad_usage(project):
     result = project.cli("resume", "some-id", app="no_such_module:app")
     assert_usage_error(result, "cannot import 'no_such_module'")
@@ -311,6 +429,44 @@ def test_db_upgrade_through_an_app_whose_engine_does_not_migrate(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"celeriac.db: schema upgraded empty -> {migrate.head()}" in result.stdout
     assert celeriac("list").returncode == 0
+
+
+def test_db_upgrade_with_an_extra_argument_is_bad_usage(tmp_path):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    result = celeriac("--database-url", url, "db", "upgrade", "head")
+    assert_usage_error(result, "unexpected extra argument", "celeriac db upgrade")
+    assert not (tmp_path / "fresh.db").exists()
+
+
+def test_db_upgrade_of_a_file_it_cannot_create_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'no-such-directory' / 'celeriac.db'}"
+    result = celeriac("--database-url", url, "db", "upgrade")
+    assert_refused(result, f"cannot connect to the database at {url}")
+
+
+@pytest.mark.postgres
+def test_db_upgrade_and_list_on_postgresql(empty_postgres_url):
+    url = empty_postgres_url
+    assert_refused(celeriac("--database-url", url, "list"), "has no celeriac schema")
+    result = celeriac("--database-url", url, "db", "upgrade")
+    assert result.returncode == 0, result.stderr
+    assert f"schema upgraded empty -> {migrate.head()}" in result.stdout
+    result = celeriac("--database-url", url, "list")
+    assert result.returncode == 0, result.stderr
+    assert "no workflows" in result.stdout
+
+
+@pytest.mark.postgres
+def test_a_missing_postgresql_database_is_refused(empty_postgres_url):
+    missing = sa.make_url(empty_postgres_url).set(database="celeriac_no_such_db")
+    url = missing.render_as_string(hide_password=False)
+    for args in (("list",), ("db", "upgrade")):
+        result = celeriac("--database-url", url, *args)
+        assert_refused(
+            result,
+            f"cannot connect to the database at {missing}: "
+            'database "celeriac_no_such_db" does not exist',
+        )
 
 
 def test_read_commands_refuse_a_database_without_schema(tmp_path):
@@ -598,6 +754,12 @@ def test_pause_of_an_unknown_workflow_is_refused(project):
     assert_refused(project.cli("pause", "no-such-id"), "no workflow with id")
 
 
+@pytest.mark.parametrize("args", [(), ("one-id", "another-id"), ("--terminate", "x")])
+def test_pause_with_bad_arguments_is_bad_usage(project, args):
+    result = project.cli("pause", *args)
+    assert_usage_error(result, "celeriac pause --help")
+
+
 def test_resume_needs_the_app(project):
     workflow = project.submit(project.module.add.s(1, 1))
     workflow.pause()
@@ -673,6 +835,13 @@ def test_retry_continues_a_failed_workflow(project):
 
 def test_recover_needs_the_app(project):
     assert_usage_error(project.cli("recover"), "recover needs the Celery app")
+
+
+def test_recover_on_a_database_without_schema_is_refused(tmp_path):
+    (tmp_path / "cliapp.py").write_text(APP_MODULE)
+    env = {"PYTHONPATH": str(tmp_path), "CLIAPP_AUTO_MIGRATE": "0"}
+    result = celeriac("--app", "cliapp", "recover", cwd=tmp_path, env=env)
+    assert_refused(result, "has no celeriac schema", "celeriac db upgrade")
 
 
 def test_recover_runs_one_pass(project):
