@@ -15,6 +15,7 @@ import dataclasses
 import json
 import sys
 import time
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -26,6 +27,7 @@ from rich.table import Table
 from celeriac import Engine, Workflow, WorkflowState
 from celeriac.cli.config import Config, Group
 from celeriac.cli.connection import safe_url
+from celeriac.cli.durations import Duration, ago
 from celeriac.cli.render import (
     console,
     echo_json,
@@ -110,6 +112,13 @@ def db_upgrade(config: Config) -> None:
 )
 @click.option("--name", help="Only workflows with this name.")
 @click.option(
+    "--since",
+    type=Duration(),
+    metavar="DURATION",
+    help="Only workflows created in the last DURATION: a number and a unit "
+    "s, m, h, d or w (90s, 30m, 2h, 7d, 1w, 1h30m).",
+)
+@click.option(
     "--limit",
     type=click.IntRange(min=1),
     default=20,
@@ -119,10 +128,20 @@ def db_upgrade(config: Config) -> None:
 @json_option
 @click.pass_obj
 def list_command(
-    config: Config, state: str | None, name: str | None, limit: int, as_json: bool
+    config: Config,
+    state: str | None,
+    name: str | None,
+    since: timedelta | None,
+    limit: int,
+    as_json: bool,
 ) -> None:
     """List workflows, newest first."""
     records = config.engine().store.list_workflows(state=state, name=name, limit=limit)
+    if since is not None:
+        # Newest first: the ones created since a moment come first, so the
+        # newest `limit` of all, cut there, are the newest `limit` of those.
+        cutoff = ago(since)
+        records = [record for record in records if record.created_at >= cutoff]
     if as_json:
         echo_json([dataclasses.asdict(record) for record in records])
         return

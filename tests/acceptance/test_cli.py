@@ -18,6 +18,7 @@ import sys
 import textwrap
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -28,6 +29,7 @@ from celery import chain, chord, group
 
 from celeriac import CeleriacError, Engine, Workflow
 from celeriac.storage import migrate
+from celeriac.storage.schema import workflows
 
 APP_MODULE = textwrap.dedent(
     """
@@ -280,6 +282,12 @@ def test_bad_option_values_are_bad_usage(project, args):
     assert_usage_error(project.cli(*args), "Invalid value")
 
 
+@pytest.mark.parametrize("age", ["2x", "30", "-5m", "1.5h", "2H", "0m", "h", "2 h"])
+def test_a_bad_duration_is_bad_usage(project, age):
+    result = project.cli("list", "--since", age)
+    assert_usage_error(result, "Invalid value for '--since'", repr(age))
+
+
 #: Nothing listens on port 1; the password must never be printed.
 UNREACHABLE = "postgresql+psycopg://celeriac:s3cret-pw@127.0.0.1:1/x"
 COMMANDS_ON_A_DATABASE = [
@@ -451,7 +459,7 @@ def test_db_upgrade_and_list_on_postgresql(empty_postgres_url):
     result = celeriac("--database-url", url, "db", "upgrade")
     assert result.returncode == 0, result.stderr
     assert f"schema upgraded empty -> {migrate.head()}" in result.stdout
-    result = celeriac("--database-url", url, "list")
+    result = celeriac("--database-url", url, "list", "--since", "1d")
     assert result.returncode == 0, result.stderr
     assert "no workflows" in result.stdout
 
@@ -531,6 +539,69 @@ def test_list_filters_by_state_name_and_limit(stocked):
     assert ids("--name", "nightly", "--state", "IN_PROGRESS") == [stocked.stored.id]
     assert ids("--limit", "1") == [stocked.stored.id]
     assert ids("--name", "nobody") == []
+
+
+def backdate(project: Project, workflow: Workflow, age: timedelta) -> None:
+    """Make ``workflow`` as old as ``age``, in the database the CLI reads."""
+    with project.engine.db.begin() as conn:
+        conn.execute(
+            sa.update(workflows)
+            .where(workflows.c.id == workflow.id)
+            .values(created_at=datetime.now(UTC) - age)
+        )
+
+
+@pytest.fixture
+def aged(project):
+    """Workflows created now, 5 hours ago and 3 days ago (that one PAUSED)."""
+    add = project.module.add
+    project.old = project.submit(add.s(1, 1), "report")
+    project.old.pause()
+    project.hours = project.submit(add.s(1, 2), "report")
+    project.new = project.submit(add.s(1, 3), "other")
+    backdate(project, project.old, timedelta(days=3))
+    backdate(project, project.hours, timedelta(hours=5))
+    return project
+
+
+def test_list_filters_by_age(aged):
+    def ids(*args: str) -> list[str]:
+        result = aged.cli("list", "--json", *args)
+        assert result.returncode == 0, result.stderr
+        return [row["id"] for row in json.loads(result.stdout)]
+
+    new, hours, old = aged.new.id, aged.hours.id, aged.old.id
+    assert ids() == [new, hours, old]
+    assert ids("--since", "1h") == [new]
+    assert ids("--since", "4h59m") == [new]
+    assert ids("--since", "5h1m") == [new, hours]
+    assert ids("--since", "1d") == [new, hours]
+    assert ids("--since", "2w") == [new, hours, old]
+    assert ids("--since", "90s") == [new]
+
+
+def test_list_age_filter_with_state_name_and_limit(aged):
+    def ids(*args: str) -> list[str]:
+        result = aged.cli("list", "--json", *args)
+        assert result.returncode == 0, result.stderr
+        return [row["id"] for row in json.loads(result.stdout)]
+
+    assert ids("--since", "1w", "--limit", "2") == [aged.new.id, aged.hours.id]
+    assert ids("--since", "1d", "--limit", "1") == [aged.new.id]
+    assert ids("--since", "1w", "--state", "PAUSED") == [aged.old.id]
+    assert ids("--since", "1d", "--state", "PAUSED") == []
+    assert ids("--since", "1d", "--name", "report") == [aged.hours.id]
+
+
+def test_list_age_filter_in_the_table(aged):
+    result = aged.cli("list", "--since", "1d")
+    assert result.returncode == 0, result.stderr
+    assert aged.new.id in result.stdout
+    assert aged.hours.id in result.stdout
+    assert aged.old.id not in result.stdout
+    result = aged.cli("list", "--since", "1m", "--name", "report")
+    assert result.returncode == 0, result.stderr
+    assert "no workflows" in result.stdout
 
 
 def test_database_url_comes_from_the_environment(stocked):
