@@ -33,11 +33,11 @@ from celeriac.cli.render import (
     echo_json,
     json_option,
     node_json,
-    node_table,
     shorten,
     styled,
     when,
 )
+from celeriac.cli.tree import node_tree
 from celeriac.demo import run_demo
 from celeriac.engine.dot import to_dot, to_mermaid
 from celeriac.settings import APP_VARIABLE, DATABASE_URL_VARIABLE
@@ -198,7 +198,7 @@ def show(config: Config, workflow_id: str, as_json: bool) -> None:
         )
     if record.state == WorkflowState.COMPLETED:
         console.print(f"result    {shorten(repr(record.result))}", markup=False)
-    console.print(node_table(nodes))
+    console.print(node_tree(nodes))
 
 
 @main.command()

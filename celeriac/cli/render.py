@@ -11,8 +11,6 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from celeriac import Node
 
@@ -63,9 +61,6 @@ def when(moment: datetime | None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
-# -- the group ----------------------------------------------------------------
-
-
 def shorten(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -74,24 +69,6 @@ def node_json(node: Node) -> dict[str, Any]:
     document = dataclasses.asdict(node)
     document["duration"] = duration(node)
     return document
-
-
-def node_table(nodes: list[Node]) -> Table:
-    errors = any(node.error for node in nodes)
-    table = Table("#", "NODE", "TASK", "STATE", "ATTEMPTS", "DURATION")
-    if errors:
-        table.add_column("ERROR")
-    for index, node in enumerate(nodes, 1):
-        row = [
-            str(index),
-            node.id[:8],
-            escape(node.task or node.kind),
-            styled(node.state),
-            str(len(node.attempts)),
-            duration_text(node),
-        ]
-        table.add_row(*row, *([escape(node.error or "")] if errors else []))
-    return table
 
 
 def duration_text(node: Node) -> str:

@@ -631,6 +631,71 @@ def test_show_prints_the_workflow_and_its_nodes(stocked):
         assert column in out
 
 
+def test_show_draws_the_nodes_as_a_tree(project):
+    module = project.module
+    steps = chain(
+        module.add.s(1, 1).on_error(module.boom.s()),
+        group(module.add.s(10), module.add.s(20)),
+        module.tsum.s(),
+    )
+    workflow = project.submit(steps)
+    result = project.cli("show", workflow.id)
+    assert result.returncode == 0, result.stderr
+    nodes = workflow.nodes()
+    join = nodes[-1].parents[0]  # where the group's results are collected
+    rows = [
+        (number, node, task) for number, node, task, *_ in table_rows(result.stdout)
+    ]
+    assert rows == [
+        ("1", nodes[0].id[:8], "cliapp.add"),
+        ("2", nodes[1].id[:8], "├─ cliapp.boom (on error)"),
+        ("3", nodes[2].id[:8], "├─ cliapp.add"),
+        ("4", nodes[3].id[:8], "└─ cliapp.add"),
+        ("", join[:8], "group results"),
+        ("5", nodes[4].id[:8], "└─ cliapp.tsum"),
+    ]
+    states = [row[3] for row in table_rows(result.stdout)]
+    assert states == ["QUEUED", "PENDING", "PENDING", "PENDING", "", "PENDING"]
+
+
+def test_show_puts_a_node_with_several_parents_beside_them(project):
+    module = project.module
+    # one errback for the whole group: it hangs from both of the group's tasks
+    shared = (
+        group(module.add.s(10), module.add.s(20))
+        .set(celeriac_errback_once=True)
+        .on_error(module.boom.s())
+    )
+    workflow = project.submit(chain(module.add.s(1, 1), shared))
+    result = project.cli("show", workflow.id)
+    assert result.returncode == 0, result.stderr
+    assert [node.task for node in workflow.nodes()] == [
+        "cliapp.add",
+        "cliapp.boom",
+        "cliapp.add",
+        "cliapp.add",
+    ]
+    rows = [(number, task) for number, _, task, *_ in table_rows(result.stdout)]
+    assert rows == [
+        ("1", "cliapp.add"),
+        ("3", "├─ cliapp.add"),
+        ("4", "├─ cliapp.add"),
+        ("2", "└─ cliapp.boom (on error of #3, #4)"),
+    ]
+
+
+def test_show_of_a_finished_workflow_has_attempts_and_durations(stocked):
+    result = stocked.cli("show", stocked.failed.id)
+    assert result.returncode == 0, result.stderr
+    first, second = table_rows(result.stdout)
+    assert first[2:5] == ["cliapp.add", "SUCCEEDED", "1"]
+    assert second[2:5] == ["└─ cliapp.boom", "FAILED", "1"]
+    for row in (first, second):
+        assert row[5].endswith("s")
+        assert float(row[5][:-1]) >= 0
+    assert second[6] == "ValueError: boom"
+
+
 def test_show_json_shape(stocked):
     result = stocked.cli("show", stocked.completed.id, "--json")
     assert result.returncode == 0, result.stderr
