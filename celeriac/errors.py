@@ -85,7 +85,13 @@ class StorageError(CeleriacError):
         self.operation = operation
         self.attempts = attempts
         self.seconds = seconds
+        self.reason = reason
         super().__init__(
             f"the database kept failing in {operation}: {attempts} tries in "
             f"{seconds:.1f} s; last error: {reason}"
         )
+
+    def __reduce__(self) -> tuple[type[StorageError], tuple[str, int, float, str]]:
+        # A prefork pool child pickles the error for the worker's main
+        # process; the default would call __init__ with the message alone.
+        return type(self), (self.operation, self.attempts, self.seconds, self.reason)

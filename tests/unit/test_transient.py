@@ -8,6 +8,7 @@ and a real Redis are in tests/integration/test_transient.py.
 from __future__ import annotations
 
 import logging
+import pickle
 import sqlite3
 import time
 
@@ -83,6 +84,15 @@ def test_a_transient_error_that_persists_raises_storage_error_with_the_cause(
     assert error.attempts == flaky.calls > 1
     assert str(error).startswith("the database kept failing in Flaky.read: ")
     assert "database is locked" in str(error)
+
+
+def test_storage_error_survives_pickling_between_pool_processes(db, locked):
+    with pytest.raises(StorageError) as caught:
+        Flaky(db, [locked] * 1000).read()
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert type(copy) is StorageError
+    assert str(copy) == str(caught.value)
+    assert (copy.operation, copy.attempts) == ("Flaky.read", caught.value.attempts)
 
 
 def test_any_other_error_is_raised_at_once_unchanged(db, duplicate, caplog):
