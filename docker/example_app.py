@@ -24,8 +24,9 @@ app = Celery(
     "example", broker=os.environ.get("CELERY_BROKER_URL", "redis://localhost:6379/0")
 )
 app.conf.update(
-    # crash-safe settings, explained in docs/operations.md (which also says why
-    # task_reject_on_worker_lost stays at its default for now)
+    # crash-safe settings, explained in docs/operations.md, which also says why
+    # task_reject_on_worker_lost stays at its default: celeriac gains nothing
+    # from it (a dead pool process's node runs again after worker_timeout)
     task_acks_late=True,
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
