@@ -12,12 +12,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from celeriac.records import Lease
-from celeriac.states import AttemptState, NodeState, WorkflowState
+from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
 from celeriac.storage.graph import (
     add_event,
 )
 from celeriac.storage.rows import aware
-from celeriac.storage.schema import attempts, nodes, workers
+from celeriac.storage.schema import attempts, nodes, workers, workflows
 
 _N = NodeState
 _W = WorkflowState
@@ -143,6 +143,41 @@ def mark_lost(
     )
 
 
+def claim_first(
+    conn: sa.Connection,
+    workflow_id: str,
+    node_id: str,
+    delivery: str,
+    token: str,
+    lease: Lease,
+    at: datetime,
+) -> bool:
+    """The usual claim, in one statement: a task's first delivery, while it runs.
+
+    The node must be QUEUED with no attempt yet and its workflow
+    IN_PROGRESS, read under a share lock as the general claim reads it;
+    every other case is left to the general claim (False).
+    """
+    running = (
+        sa.select(workflows.c.id)
+        .where(workflows.c.id == workflow_id, workflows.c.state == _W.IN_PROGRESS)
+        .with_for_update(read=True)
+    )
+    started = conn.execute(
+        _running(node_id, 1, at).where(
+            nodes.c.state == _N.QUEUED,
+            nodes.c.current_attempt == 0,
+            nodes.c.kind == NodeKind.TASK,
+            sa.exists(running),
+        )
+    ).rowcount
+    if started:
+        _record_attempt(
+            conn, workflow_id, node_id, 1, delivery, token, lease, at, _N.QUEUED
+        )
+    return bool(started)
+
+
 def start_attempt(
     conn: sa.Connection,
     workflow_id: str,
@@ -152,24 +187,15 @@ def start_attempt(
     token: str,
     lease: Lease,
     at: datetime,
-    still_running: bool,
+    node_state: str,
 ) -> None:
     """Record attempt ``number`` as RUNNING and the node with it.
 
-    ``still_running``: the node was RUNNING when claimed (a Celery retry that
-    overtook the signal of the attempt before it).
+    ``node_state`` is the node's state when claimed: RUNNING when a Celery
+    retry overtook the signal of the attempt before it.
     """
-    conn.execute(
-        sa.update(nodes)
-        .where(nodes.c.id == node_id)
-        .values(
-            state=_N.RUNNING,
-            current_attempt=number,
-            celery_task_id=node_id,
-            started_at=sa.func.coalesce(nodes.c.started_at, at),
-        )
-    )
-    if still_running:
+    conn.execute(_running(node_id, number, at))
+    if node_state == _N.RUNNING:
         # Celery publishes the next attempt before its task_retry signal
         # reaches us: an older attempt still RUNNING ended in a retry.
         conn.execute(
@@ -181,6 +207,36 @@ def start_attempt(
             )
             .values(state=AttemptState.RETRY, finished_at=at)
         )
+    _record_attempt(
+        conn, workflow_id, node_id, number, delivery, token, lease, at, node_state
+    )
+
+
+def _running(node_id: str, number: int, at: datetime) -> sa.Update:
+    """The node runs attempt ``number``."""
+    return (
+        sa.update(nodes)
+        .where(nodes.c.id == node_id)
+        .values(
+            state=_N.RUNNING,
+            current_attempt=number,
+            celery_task_id=node_id,
+            started_at=sa.func.coalesce(nodes.c.started_at, at),
+        )
+    )
+
+
+def _record_attempt(
+    conn: sa.Connection,
+    workflow_id: str,
+    node_id: str,
+    number: int,
+    delivery: str,
+    token: str,
+    lease: Lease,
+    at: datetime,
+    from_state: str,
+) -> None:
     conn.execute(
         attempts.insert(),
         {
@@ -196,4 +252,6 @@ def start_attempt(
             "started_at": at,
         },
     )
-    add_event(conn, workflow_id, node_id, None, _N.RUNNING, at, f"attempt {number}")
+    add_event(
+        conn, workflow_id, node_id, from_state, _N.RUNNING, at, f"attempt {number}"
+    )

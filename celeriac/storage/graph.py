@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -144,7 +144,17 @@ def finish_attempt(
     )
 
 
-def decrement_children(conn: sa.Connection, parent_id: str) -> list[str]:
+#: What release() needs of a node whose parents all finished.
+READY_COLUMNS = (
+    nodes.c.id,
+    nodes.c.kind,
+    nodes.c.signature,
+    nodes.c.current_attempt,
+    nodes.c.position,
+)
+
+
+def decrement_children(conn: sa.Connection, parent_id: str) -> list[Any]:
     """Count one more finished parent for each child; return those now ready."""
     children = sa.select(edges.c.child_id).where(
         edges.c.parent_id == parent_id, edges.c.on_error.is_(False)
@@ -153,20 +163,30 @@ def decrement_children(conn: sa.Connection, parent_id: str) -> list[str]:
         sa.update(nodes)
         .where(nodes.c.id.in_(children))
         .values(waiting=nodes.c.waiting - 1)
-        .returning(nodes.c.id, nodes.c.waiting, nodes.c.state)
+        .returning(*READY_COLUMNS, nodes.c.waiting, nodes.c.state)
     ).all()
-    return [row.id for row in rows if row.waiting == 0 and row.state == _N.PENDING]
+    return [row for row in rows if row.waiting == 0 and row.state == _N.PENDING]
+
+
+class Ready(NamedTuple):
+    """A node release() acts on, known to be ready without reading it."""
+
+    id: str
+    kind: str
+    signature: dict[str, Any] | None
+    current_attempt: int
+    position: int
 
 
 def release(
     conn: sa.Connection,
     workflow_id: str,
     state: str,
-    ready: list[str],
+    ready: Sequence[Any],
     inputs: tuple[Any, ...],
     at: datetime,
 ) -> tuple[list[Dispatch], bool]:
-    """Act on nodes whose parents all finished.
+    """Act on nodes whose parents all finished (``READY_COLUMNS`` or ``Ready``).
 
     Joins and END complete here, in the database; task nodes are marked
     QUEUED for dispatch, only while the workflow is IN_PROGRESS. ``inputs``
@@ -175,11 +195,7 @@ def release(
     """
     if not ready:
         return [], False
-    rows = conn.execute(
-        sa.select(nodes.c.id, nodes.c.kind, nodes.c.signature, nodes.c.current_attempt)
-        .where(nodes.c.id.in_(ready))
-        .order_by(nodes.c.position)
-    ).all()
+    rows = sorted(ready, key=lambda row: row.position)
     dispatch: list[Dispatch] = []
     finished = False
     tasks = []

@@ -141,7 +141,9 @@ class Store:
             )
             graph.add_event(conn, new.id, None, None, _W.IN_PROGRESS, at)
             roots = [
-                n.id for n in new.nodes if n.waiting == 0 and n.kind != NodeKind.ERRBACK
+                graph.Ready(n.id, n.kind, n.signature, 0, n.position)
+                for n in new.nodes
+                if n.waiting == 0 and n.kind != NodeKind.ERRBACK
             ]
             dispatch, finished = graph.release(
                 conn, new.id, _W.IN_PROGRESS, roots, (), at
@@ -170,6 +172,10 @@ class Store:
         """
         at = now()
         with self._write() as conn:
+            if claims.claim_first(
+                conn, workflow_id, node_id, delivery, token, lease, at
+            ):
+                return Claim.RUN, 1
             state = graph.workflow_state(conn, workflow_id, lock="share")
             node = claims.lock_node(conn, node_id)
             if node is None:
@@ -184,7 +190,7 @@ class Store:
                 )
                 pausing = state in (_W.REQUESTING_PAUSE, _W.PAUSED)
                 return (Claim.HOLD if moved and pausing else Claim.DROP), 0
-            # no attempt yet (the usual first claim): nothing to look up
+            # no attempt yet (an errback's first claim): nothing to look up
             admission, number = (
                 (Admission.NEW, 0)
                 if node.current_attempt == 0
@@ -213,7 +219,7 @@ class Store:
                 token,
                 lease,
                 at,
-                still_running=node.state == _N.RUNNING,
+                node.state,
             )
         return Claim.RUN, number
 
