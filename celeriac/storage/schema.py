@@ -36,7 +36,7 @@ workflows = sa.Table(
     sa.Column("failed_node_id", Id, nullable=True),
     sa.Column("exc_type", sa.String(255), nullable=True),
     sa.Column("exc_message", sa.Text, nullable=True),
-    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False, index=True),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Column("finished_at", Timestamp, nullable=True),
 )

@@ -537,9 +537,18 @@ class Store:
 
     @retry_transient
     def list_workflows(
-        self, state: str | None = None, name: str | None = None, limit: int = 50
+        self,
+        state: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[WorkflowRecord]:
-        """Workflows, newest first, optionally filtered."""
+        """Workflows, newest first, optionally filtered.
+
+        ``created_after`` keeps those created at or after it,
+        ``created_before`` those created before it.
+        """
         query = (
             sa.select(workflows).order_by(workflows.c.created_at.desc()).limit(limit)
         )
@@ -547,19 +556,27 @@ class Store:
             query = query.where(workflows.c.state == state)
         if name:
             query = query.where(workflows.c.name == name)
+        if created_after is not None:
+            query = query.where(workflows.c.created_at >= created_after)
+        if created_before is not None:
+            query = query.where(workflows.c.created_at < created_before)
         with self._read() as conn:
             return [rows.workflow_record(row) for row in conn.execute(query)]
 
     @retry_transient
-    def list_nodes(self, workflow_id: str) -> list[Node]:
-        """The workflow's task and errback nodes in canvas order, with attempts."""
+    def list_nodes(self, workflow_id: str, bookkeeping: bool = False) -> list[Node]:
+        """The workflow's task and errback nodes in canvas order, with attempts.
+
+        ``bookkeeping`` adds the JOIN and END nodes the database completes,
+        for drawing the whole graph.
+        """
+        kinds = [NodeKind.TASK, NodeKind.ERRBACK]
+        if bookkeeping:
+            kinds += [NodeKind.JOIN, NodeKind.END]
         with self._read() as conn:
             node_rows = conn.execute(
                 sa.select(nodes)
-                .where(
-                    nodes.c.workflow_id == workflow_id,
-                    nodes.c.kind.in_((NodeKind.TASK, NodeKind.ERRBACK)),
-                )
+                .where(nodes.c.workflow_id == workflow_id, nodes.c.kind.in_(kinds))
                 .order_by(nodes.c.position)
             ).all()
             attempt_rows = conn.execute(

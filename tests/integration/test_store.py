@@ -750,6 +750,52 @@ def test_recovery_leaves_the_retry_of_a_paused_workflow_alone(store):
     assert again.node_id == flow["a"]
 
 
+def test_list_workflows_filters_by_creation_time(store):
+    made = []
+    for age in (3, 2, 1):  # days old
+        flow, new = chain_flow()
+        store.insert_workflow(new)
+        created = datetime.now(UTC) - timedelta(days=age)
+        with store.db.begin() as conn:
+            conn.execute(
+                sa.update(workflows)
+                .where(workflows.c.id == flow.id)
+                .values(created_at=created)
+            )
+        made.append(flow.id)
+    cutoff = datetime.now(UTC) - timedelta(days=2, hours=12)
+
+    after = store.list_workflows(created_after=cutoff)
+    before = store.list_workflows(created_before=cutoff)
+
+    assert [w.id for w in after] == [made[2], made[1]]  # newest first
+    assert [w.id for w in before] == [made[0]]
+    assert [w.id for w in store.list_workflows(created_after=cutoff, limit=1)] == [
+        made[2]
+    ]
+
+
+def test_list_nodes_with_bookkeeping_adds_joins_and_the_end(store):
+    flow, new = group_flow()
+    store.insert_workflow(new)
+
+    plain = [flow.name_of(n.id) for n in store.list_nodes(flow.id)]
+    full = store.list_nodes(flow.id, bookkeeping=True)
+
+    assert plain == ["a", "b", "c"]
+    assert [(flow.name_of(n.id), n.kind) for n in full] == [
+        ("a", "TASK"),
+        ("b", "TASK"),
+        ("c", "TASK"),
+        ("j", "JOIN"),
+        ("end", "END"),
+    ]
+    parents = {flow.name_of(n.id): sorted(map(flow.name_of, n.parents)) for n in full}
+    assert parents["j"] == ["a", "b"]
+    assert parents["c"] == ["j"]
+    assert parents["end"] == ["c"]
+
+
 # -- the server going away --------------------------------------------------------
 
 
