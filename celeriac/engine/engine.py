@@ -23,9 +23,10 @@ from celeriac.engine.recovery import RecoveryLoop
 from celeriac.errors import InvalidTransition
 from celeriac.records import Dispatch, Outcome, TransitionResult
 from celeriac.settings import database_url as resolve_database_url
-from celeriac.states import NodeKind
+from celeriac.states import TERMINAL_WORKFLOW_STATES, NodeKind
 from celeriac.storage import Store, connect, migrate
 from celeriac.storage.claims import delivery_key
+from celeriac.storage.finishes import Finishes
 from celeriac.storage.store import Claim
 
 logger = logging.getLogger("celeriac.engine")
@@ -57,6 +58,7 @@ class Engine:
         self.database_url = resolve_database_url(database_url)
         self.db: sa.Engine = connect(self.database_url)
         self.store = Store(self.db)
+        self.finishes = Finishes(self.db)
         self.options = options
         auto_migrate = options.get("auto_migrate", self.db.dialect.name == "sqlite")
         if auto_migrate:
@@ -78,6 +80,7 @@ class Engine:
         """Stop this engine's background threads and close its connections."""
         self.recovery.stop()
         self.liveness.stop()
+        self.finishes.close()
         self.db.dispose()
 
     def migrate(self) -> None:
@@ -275,6 +278,8 @@ class Engine:
             workflow_id, trigger, decider(workflow_id), error
         )
         if result is not None:
+            if result.dest in TERMINAL_WORKFLOW_STATES:
+                self.finishes.announce()
             self._publish(result.dispatch)
         return result
 

@@ -43,7 +43,9 @@ class Workflow:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.002
+        finishes = self._engine.finishes
         while True:
+            mark = finishes.mark()
             record = self._engine.store.get_workflow(self.id)
             if record.state == WorkflowState.COMPLETED:
                 return record.result
@@ -61,8 +63,10 @@ class Workflow:
                     f"workflow {self.id} still {record.state} after {timeout} s"
                 )
             remaining = None if deadline is None else deadline - time.monotonic()
-            time.sleep(
-                max(0.0, min(delay, remaining if remaining is not None else delay))
+            # a notice of a finish wakes it early; polling covers lost notices
+            finishes.wait(
+                mark,
+                max(0.0, min(delay, remaining if remaining is not None else delay)),
             )
             delay = min(delay * 1.5, 0.1)
 

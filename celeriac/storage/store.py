@@ -36,7 +36,7 @@ from celeriac.states import (
     NodeState,
     WorkflowState,
 )
-from celeriac.storage import bulk, claims, graph, progress, recovery, rows
+from celeriac.storage import bulk, claims, finishes, graph, progress, recovery, rows
 from celeriac.storage.claims import Admission
 from celeriac.storage.database import retry_transient
 from celeriac.storage.rows import now
@@ -461,6 +461,8 @@ class Store:
                 .where(workflows.c.id == workflow_id)
                 .values(**values)
             )
+            if dest in TERMINAL_WORKFLOW_STATES:
+                finishes.notify_finished(conn, workflow_id)
         return TransitionResult(source, dest, dispatch, revoke)
 
     # -- recovery ---------------------------------------------------------

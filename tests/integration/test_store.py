@@ -22,6 +22,7 @@ from celeriac.errors import InvalidTransition, WorkflowNotFound
 from celeriac.records import Lease, NewEdge, NewNode, NewWorkflow, Outcome
 from celeriac.states import NodeKind, NodeState, WorkflowState
 from celeriac.storage import Store, connect, migrate
+from celeriac.storage.finishes import Finishes
 from celeriac.storage.schema import attempts, events, nodes, workflows
 from celeriac.storage.store import Claim
 
@@ -813,3 +814,31 @@ def test_the_store_carries_on_after_postgres_restarts(postgres_url, postgres_ser
         assert states(store, flow)["end"] == N.SUCCEEDED
     finally:
         db.dispose()
+
+
+def test_a_finish_wakes_a_waiter_from_another_connection(store, database_url):
+    """On PostgreSQL the notice comes through LISTEN/NOTIFY; on SQLite only an
+    engine's own announce() wakes a waiter, and its poll covers the rest."""
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    finishes = Finishes(connect(database_url))
+    mark = finishes.mark()
+    woke = threading.Event()
+
+    def wait() -> None:
+        finishes.wait(mark, timeout=30)
+        woke.set()
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    try:
+        if store.db.dialect.name != "postgresql":
+            finishes.announce()
+        else:
+            finishes.wait(finishes.mark(), timeout=1.0)  # the listener is up
+            transition(store, flow, "cancel")
+        assert woke.wait(timeout=20), "no notice of the finish reached the waiter"
+        assert finishes.mark() != mark
+    finally:
+        finishes.close()
+        waiter.join()
