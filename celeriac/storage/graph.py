@@ -248,6 +248,7 @@ def mark_queued(
         .values(
             state=_N.QUEUED,
             queued_at=at,
+            republished=0,
             attempt_base=nodes.c.current_attempt,
             celery_task_id=nodes.c.id,
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,29 +35,51 @@ def _may_run() -> sa.ColumnElement[bool]:
     )
 
 
+#: A node published again k times waits delay * 2**k before the next time,
+#: k at most this: a message only waiting in a long queue is not sent over
+#: and over (each copy would cost a claim to drop).
+BACKOFF_STEPS = 7
+
+
+def _overdue(delay: timedelta, at: datetime) -> sa.ColumnElement[bool]:
+    """Queued longer than ``delay`` times 2 to the power of its republish count."""
+
+    def older(steps: int) -> sa.ColumnElement[bool]:
+        return nodes.c.queued_at < at - delay * (1 << steps)
+
+    return sa.or_(
+        *(
+            sa.and_(nodes.c.republished == steps, older(steps))
+            for steps in range(BACKOFF_STEPS)
+        ),
+        sa.and_(nodes.c.republished >= BACKOFF_STEPS, older(BACKOFF_STEPS)),
+    )
+
+
 def requeue_stale(
-    conn: sa.Connection, cutoff: datetime, at: datetime
+    conn: sa.Connection, delay: timedelta, at: datetime
 ) -> list[Dispatch]:
-    """QUEUED nodes whose message never led to a start since ``cutoff``.
+    """QUEUED nodes whose message is overdue: not started ``delay`` after queued.
 
     Their message may be lost (a producer died between commit and publish,
     a broker lost its queues) or just waiting in a long queue: publishing
     again is safe because a second delivery of the same attempt is dropped
-    when it is claimed.
+    when it is claimed, and each time a node is published again it waits
+    twice as long for the next (:data:`BACKOFF_STEPS`).
     """
     rows = conn.execute(
         sa.select(*DISPATCH_COLUMNS, nodes.c.attempt_base.label("base"))
         .select_from(nodes.join(workflows, workflows.c.id == nodes.c.workflow_id))
-        .where(nodes.c.state == _N.QUEUED, nodes.c.queued_at < cutoff, _may_run())
+        .where(nodes.c.state == _N.QUEUED, _overdue(delay, at), _may_run())
         .order_by(nodes.c.workflow_id, nodes.c.position)
     ).all()
     return _publish_again(conn, rows, _N.QUEUED, at)
 
 
 def requeue_retrying(
-    conn: sa.Connection, cutoff: datetime, at: datetime
+    conn: sa.Connection, delay: timedelta, at: datetime
 ) -> list[Dispatch]:
-    """RETRYING nodes whose Celery retry was due before ``cutoff`` but never came.
+    """RETRYING nodes whose Celery retry was due ``delay`` ago but never came.
 
     The retry's message can be lost: a worker that held it until its ETA was
     killed (Redis gives it back only after the visibility timeout), or the
@@ -84,8 +106,8 @@ def requeue_retrying(
         .where(
             nodes.c.state == _N.RETRYING,
             current.c.state == AttemptState.RETRY,
-            sa.func.coalesce(current.c.retry_eta, current.c.finished_at) < cutoff,
-            nodes.c.queued_at < cutoff,
+            sa.func.coalesce(current.c.retry_eta, current.c.finished_at) < at - delay,
+            _overdue(delay, at),
             _may_run(),
         )
         .order_by(nodes.c.workflow_id, nodes.c.position)
@@ -106,7 +128,7 @@ def _publish_again(
     conn.execute(
         sa.update(nodes)
         .where(nodes.c.id.in_([row.id for row in rows]))
-        .values(queued_at=at)
+        .values(queued_at=at, republished=nodes.c.republished + 1)
     )
     conn.execute(
         events.insert(),

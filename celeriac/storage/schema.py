@@ -69,6 +69,8 @@ nodes = sa.Table(
     sa.Column("exc_message", sa.Text, nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("queued_at", Timestamp, nullable=True),
+    #: times recovery published the node again since it was queued
+    sa.Column("republished", sa.Integer, nullable=False, server_default="0"),
     sa.Column("started_at", Timestamp, nullable=True),
     sa.Column("finished_at", Timestamp, nullable=True),
     #: what the task body last reported (``celeriac.report_progress``)

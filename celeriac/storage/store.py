@@ -472,13 +472,14 @@ class Store:
         """Nodes whose message is ``older_than`` seconds overdue, to publish again.
 
         QUEUED nodes not started since they were queued, and RETRYING nodes
-        whose Celery retry was due that long ago.
+        whose Celery retry was due that long ago; a node published again
+        waits twice as long each time.
         """
         at = now()
-        cutoff = at - timedelta(seconds=older_than)
+        delay = timedelta(seconds=older_than)
         with self._write() as conn:
-            stale = recovery.requeue_stale(conn, cutoff, at)
-            return stale + recovery.requeue_retrying(conn, cutoff, at)
+            stale = recovery.requeue_stale(conn, delay, at)
+            return stale + recovery.requeue_retrying(conn, delay, at)
 
     @retry_transient
     def requeue_lost(self, dead_after: float) -> list[Dispatch]:

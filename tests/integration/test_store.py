@@ -751,6 +751,39 @@ def test_recovery_leaves_the_retry_of_a_paused_workflow_alone(store):
     assert again.node_id == flow["a"]
 
 
+def test_a_node_published_again_waits_twice_as_long_each_time(store):
+    """A message only waiting in a long queue is not sent again every pass."""
+    flow, new = chain_flow()
+    store.insert_workflow(new)
+    delay = 0.2
+
+    def queued_ago(seconds: float) -> None:
+        with store.db.begin() as conn:
+            conn.execute(
+                sa.update(nodes)
+                .where(nodes.c.id == flow["a"])
+                .values(queued_at=datetime.now(UTC) - timedelta(seconds=seconds))
+            )
+
+    def republished() -> list[str]:
+        return [d.node_id for d in store.requeue_stale(older_than=delay)]
+
+    queued_ago(0.25)
+    assert republished() == [flow["a"]]  # once overdue: published again
+    queued_ago(0.25)
+    assert republished() == []  # the second time it waits 2 delays
+    queued_ago(0.45)
+    assert republished() == [flow["a"]]
+    queued_ago(0.7)
+    assert republished() == []  # then 4
+    assert node_row(store, flow["a"]).republished == 2
+    # a new dispatch (here: a claim, a lost attempt, recovery) starts over
+    assert claim(store, flow.id, flow["a"], "0.0", "w1", 1) is Claim.RUN
+    time.sleep(0.05)
+    (again,) = store.requeue_lost(dead_after=0.01)
+    assert node_row(store, again.node_id).republished == 0
+
+
 def test_list_workflows_filters_by_creation_time(store):
     made = []
     for age in (3, 2, 1):  # days old
