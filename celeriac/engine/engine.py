@@ -25,6 +25,7 @@ from celeriac.records import Dispatch, Outcome, TransitionResult
 from celeriac.settings import database_url as resolve_database_url
 from celeriac.states import TERMINAL_WORKFLOW_STATES, NodeKind
 from celeriac.storage import Store, connect, migrate
+from celeriac.storage.database import RETRY_SECONDS
 from celeriac.storage.claims import delivery_key
 from celeriac.storage.finishes import Finishes
 from celeriac.storage.store import Claim
@@ -45,7 +46,9 @@ class Engine:
             is published again; ``recovery_interval`` (30 s): how often each
             worker runs a recovery pass; ``heartbeat_interval`` (5 s) and
             ``worker_timeout`` (30 s): a worker silent that long is dead and
-            its running nodes run again.
+            its running nodes run again; ``retry_seconds`` (60 s): how long a
+            database call retries a transient fault before it raises
+            ``StorageError``.
 
     Building the engine in the module a worker imports is all a worker needs:
     the hooks that record each node's outcome are installed on ``app``.
@@ -56,7 +59,10 @@ class Engine:
     ) -> None:
         self.app = app
         self.database_url = resolve_database_url(database_url)
-        self.db: sa.Engine = connect(self.database_url)
+        self.db: sa.Engine = connect(
+            self.database_url,
+            retry_seconds=float(options.get("retry_seconds", RETRY_SECONDS)),
+        )
         self.store = Store(self.db)
         self.finishes = Finishes(self.db)
         self.options = options

@@ -231,6 +231,21 @@ def test_a_store_call_raises_storage_error_when_postgres_stays_down(
     assert error.attempts == len(retries_logged(caplog, "celeriac.storage")) + 1 > 1
 
 
+@pytest.mark.timeout(30)  # with the default bound it would take 60 s
+def test_the_engine_option_retry_seconds_bounds_the_retries(app):
+    # nothing listens on port 1: every try is refused at once
+    unreachable = "postgresql+psycopg://u:p@127.0.0.1:1/x"
+    engine = Engine(app, unreachable, retry_seconds=1.0)
+    try:
+        with pytest.raises(StorageError) as caught:
+            engine.workflow("any")
+    finally:
+        engine.close()
+    assert caught.value.operation == "Store.get_workflow"
+    assert caught.value.attempts > 1
+    assert caught.value.seconds < 1.0 + 1.0
+
+
 @pytest.mark.slow
 def test_a_connection_to_a_server_that_never_answers_gives_up_in_time():
     # a listener that accepts nothing: the connection hangs as on a black hole
