@@ -119,6 +119,12 @@ def db_upgrade(config: Config) -> None:
     "s, m, h, d or w (90s, 30m, 2h, 7d, 1w, 1h30m).",
 )
 @click.option(
+    "--older-than",
+    type=Duration(),
+    metavar="DURATION",
+    help="Only workflows created more than DURATION ago (units as for --since).",
+)
+@click.option(
     "--limit",
     type=click.IntRange(min=1),
     default=20,
@@ -132,16 +138,18 @@ def list_command(
     state: str | None,
     name: str | None,
     since: timedelta | None,
+    older_than: timedelta | None,
     limit: int,
     as_json: bool,
 ) -> None:
     """List workflows, newest first."""
-    records = config.engine().store.list_workflows(state=state, name=name, limit=limit)
-    if since is not None:
-        # Newest first: the ones created since a moment come first, so the
-        # newest `limit` of all, cut there, are the newest `limit` of those.
-        cutoff = ago(since)
-        records = [record for record in records if record.created_at >= cutoff]
+    records = config.engine().store.list_workflows(
+        state=state,
+        name=name,
+        limit=limit,
+        created_after=None if since is None else ago(since),
+        created_before=None if older_than is None else ago(older_than),
+    )
     if as_json:
         echo_json([dataclasses.asdict(record) for record in records])
         return

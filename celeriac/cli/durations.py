@@ -1,4 +1,4 @@
-"""Ages on the command line: ``celeriac list --since 2h``.
+"""Ages on the command line: ``celeriac list --since 2h --older-than 30m``.
 
 A duration is one or more whole numbers, each followed by a unit: ``s``
 (seconds), ``m`` (minutes), ``h`` (hours), ``d`` (days) or ``w`` (weeks), as

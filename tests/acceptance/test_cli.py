@@ -9,6 +9,7 @@ module written to the test's directory and put on its PYTHONPATH.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -207,6 +208,13 @@ def celeriac(
     )
 
 
+def listed_ids(*args: str, url: str) -> list[str]:
+    """The ids ``celeriac list --json ARGS`` prints, in its order."""
+    result = celeriac("--database-url", url, "list", "--json", *args)
+    assert result.returncode == 0, result.stderr
+    return [row["id"] for row in json.loads(result.stdout)]
+
+
 def table_rows(out: str) -> list[list[str]]:
     """The body rows of the table in ``out``, each cell without rich's padding."""
     return [
@@ -282,10 +290,11 @@ def test_bad_option_values_are_bad_usage(project, args):
     assert_usage_error(project.cli(*args), "Invalid value")
 
 
+@pytest.mark.parametrize("option", ["--since", "--older-than"])
 @pytest.mark.parametrize("age", ["2x", "30", "-5m", "1.5h", "2H", "0m", "h", "2 h"])
-def test_a_bad_duration_is_bad_usage(project, age):
-    result = project.cli("list", "--since", age)
-    assert_usage_error(result, "Invalid value for '--since'", repr(age))
+def test_a_bad_duration_is_bad_usage(project, option, age):
+    result = project.cli("list", option, age)
+    assert_usage_error(result, f"Invalid value for '{option}'", repr(age))
 
 
 #: Nothing listens on port 1; the password must never be printed.
@@ -528,10 +537,7 @@ def test_list_json_shape(stocked):
 
 
 def test_list_filters_by_state_name_and_limit(stocked):
-    def ids(*args: str) -> list[str]:
-        result = stocked.cli("list", "--json", *args)
-        assert result.returncode == 0, result.stderr
-        return [row["id"] for row in json.loads(result.stdout)]
+    ids = functools.partial(listed_ids, url=stocked.url)
 
     assert ids("--state", "failed") == [stocked.failed.id]
     assert ids("--state", "COMPLETED") == [stocked.completed.id]
@@ -541,9 +547,9 @@ def test_list_filters_by_state_name_and_limit(stocked):
     assert ids("--name", "nobody") == []
 
 
-def backdate(project: Project, workflow: Workflow, age: timedelta) -> None:
+def backdate(db: sa.Engine, workflow: Workflow, age: timedelta) -> None:
     """Make ``workflow`` as old as ``age``, in the database the CLI reads."""
-    with project.engine.db.begin() as conn:
+    with db.begin() as conn:
         conn.execute(
             sa.update(workflows)
             .where(workflows.c.id == workflow.id)
@@ -559,16 +565,13 @@ def aged(project):
     project.old.pause()
     project.hours = project.submit(add.s(1, 2), "report")
     project.new = project.submit(add.s(1, 3), "other")
-    backdate(project, project.old, timedelta(days=3))
-    backdate(project, project.hours, timedelta(hours=5))
+    backdate(project.engine.db, project.old, timedelta(days=3))
+    backdate(project.engine.db, project.hours, timedelta(hours=5))
     return project
 
 
 def test_list_filters_by_age(aged):
-    def ids(*args: str) -> list[str]:
-        result = aged.cli("list", "--json", *args)
-        assert result.returncode == 0, result.stderr
-        return [row["id"] for row in json.loads(result.stdout)]
+    ids = functools.partial(listed_ids, url=aged.url)
 
     new, hours, old = aged.new.id, aged.hours.id, aged.old.id
     assert ids() == [new, hours, old]
@@ -578,19 +581,65 @@ def test_list_filters_by_age(aged):
     assert ids("--since", "1d") == [new, hours]
     assert ids("--since", "2w") == [new, hours, old]
     assert ids("--since", "90s") == [new]
+    assert ids("--since", "100000000w") == [new, hours, old]  # before year 1
+
+
+def test_list_filters_by_older_than(aged):
+    ids = functools.partial(listed_ids, url=aged.url)
+
+    hours, old = aged.hours.id, aged.old.id
+    assert ids("--older-than", "1h") == [hours, old]
+    assert ids("--older-than", "4h59m") == [hours, old]
+    assert ids("--older-than", "5h1m") == [old]
+    assert ids("--older-than", "2d") == [old]
+    assert ids("--older-than", "1w") == []
+    assert ids("--older-than", "100000000w") == []
+    assert ids("--older-than", "10m", "--since", "1d") == [hours]
+    assert ids("--older-than", "2d", "--since", "4d") == [old]
+    assert ids("--older-than", "1d", "--since", "2d") == []
 
 
 def test_list_age_filter_with_state_name_and_limit(aged):
-    def ids(*args: str) -> list[str]:
-        result = aged.cli("list", "--json", *args)
-        assert result.returncode == 0, result.stderr
-        return [row["id"] for row in json.loads(result.stdout)]
+    ids = functools.partial(listed_ids, url=aged.url)
 
     assert ids("--since", "1w", "--limit", "2") == [aged.new.id, aged.hours.id]
     assert ids("--since", "1d", "--limit", "1") == [aged.new.id]
     assert ids("--since", "1w", "--state", "PAUSED") == [aged.old.id]
     assert ids("--since", "1d", "--state", "PAUSED") == []
     assert ids("--since", "1d", "--name", "report") == [aged.hours.id]
+    assert ids("--older-than", "1h", "--limit", "1") == [aged.hours.id]
+    assert ids("--older-than", "1h", "--state", "PAUSED") == [aged.old.id]
+    assert ids("--older-than", "1h", "--state", "paused", "--since", "1d") == []
+    assert ids("--older-than", "1h", "--name", "report") == [
+        aged.hours.id,
+        aged.old.id,
+    ]
+    assert ids("--older-than", "1h", "--name", "other") == []
+
+
+def test_list_older_than_with_a_limit_reaches_past_newer_workflows(
+    engine, tasks, database_url
+):
+    # two old workflows, which --older-than must find even though --limit is
+    # smaller than the number of newer ones
+    made = [engine.submit(tasks.add.s(1, n)) for n in range(5)]
+    ages = [
+        timedelta(days=3),
+        timedelta(days=2),
+        *(timedelta(minutes=m) for m in (3, 2, 1)),
+    ]
+    for workflow, age in zip(made, ages, strict=True):
+        backdate(engine.db, workflow, age)
+    oldest, old, *new = (workflow.id for workflow in made)
+
+    ids = functools.partial(listed_ids, url=database_url)
+
+    assert ids("--limit", "2") == [new[2], new[1]]
+    assert ids("--older-than", "1d", "--limit", "1") == [old]
+    assert ids("--older-than", "1d", "--limit", "2") == [old, oldest]
+    assert ids("--older-than", "2m30s", "--limit", "2") == [new[0], old]
+    assert ids("--older-than", "1d", "--since", "2d12h", "--limit", "1") == [old]
+    assert ids("--since", "1h", "--limit", "2") == [new[2], new[1]]
 
 
 def test_list_age_filter_in_the_table(aged):
@@ -602,6 +651,12 @@ def test_list_age_filter_in_the_table(aged):
     result = aged.cli("list", "--since", "1m", "--name", "report")
     assert result.returncode == 0, result.stderr
     assert "no workflows" in result.stdout
+    result = aged.cli("list", "--older-than", "1d")
+    assert result.returncode == 0, result.stderr
+    assert aged.old.id in result.stdout
+    assert "PAUSED" in result.stdout
+    assert aged.hours.id not in result.stdout
+    assert aged.new.id not in result.stdout
 
 
 def test_database_url_comes_from_the_environment(stocked):
