@@ -25,8 +25,8 @@ from celeriac.records import Dispatch, Outcome, TransitionResult
 from celeriac.settings import database_url as resolve_database_url
 from celeriac.states import TERMINAL_WORKFLOW_STATES, NodeKind
 from celeriac.storage import Store, connect, migrate
-from celeriac.storage.database import RETRY_SECONDS
 from celeriac.storage.claims import delivery_key
+from celeriac.storage.database import RETRY_SECONDS
 from celeriac.storage.finishes import Finishes
 from celeriac.storage.store import Claim
 
