@@ -24,13 +24,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from celeriac import Engine, Workflow, WorkflowState
+from celeriac import Engine, Node, Workflow, WorkflowState
 from celeriac.cli.config import Config, Group
 from celeriac.cli.connection import safe_url
 from celeriac.cli.durations import Duration, ago
 from celeriac.cli.render import (
+    LISTED_KINDS,
     console,
     echo_json,
+    join_json,
     json_option,
     node_json,
     shorten,
@@ -41,6 +43,7 @@ from celeriac.cli.tree import node_tree
 from celeriac.demo import run_demo
 from celeriac.engine.dot import to_dot, to_mermaid
 from celeriac.settings import APP_VARIABLE, DATABASE_URL_VARIABLE
+from celeriac.states import NodeKind
 from celeriac.storage import migrate
 
 #: Where ``watch`` stops: the workflow finished, or it is paused.
@@ -177,16 +180,16 @@ def show(config: Config, workflow_id: str, as_json: bool) -> None:
     """Show a workflow and its nodes: states, attempts, durations."""
     engine = config.engine()
     record = engine.store.get_workflow(workflow_id)
-    workflow = engine.workflow(workflow_id)
-    nodes = workflow.nodes()
-    progress = workflow.progress()
+    nodes = dag_nodes(engine, workflow_id)
+    progress = engine.workflow(workflow_id).progress()
     if as_json:
         document = dataclasses.asdict(record)
         document["progress"] = {
             **dataclasses.asdict(progress),
             "fraction": progress.fraction,
         }
-        document["nodes"] = [node_json(node) for node in nodes]
+        document["nodes"] = [node_json(n) for n in nodes if n.kind in LISTED_KINDS]
+        document["joins"] = [join_json(n) for n in nodes if n.kind == NodeKind.JOIN]
         echo_json(document)
         return
     console.print(f"[bold]workflow[/] {record.id}  {styled(record.state)}")
@@ -321,6 +324,15 @@ def graph(config: Config, workflow_id: str, fmt: str, as_json: bool) -> None:
         click.echo(to_mermaid(nodes), nl=False)
     else:
         click.echo(to_dot(nodes, workflow.name or workflow.id), nl=False)
+
+
+def dag_nodes(engine: Engine, workflow_id: str) -> list[Node]:
+    """The nodes ``show`` draws: tasks, errbacks and joins.
+
+    The END node is left out: every workflow has one, after its last nodes.
+    """
+    nodes = engine.store.list_nodes(workflow_id, bookkeeping=True)
+    return [node for node in nodes if node.kind != NodeKind.END]
 
 
 # -- actions --------------------------------------------------------------------

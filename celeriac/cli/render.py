@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 
 from celeriac import Node
+from celeriac.states import NodeKind
 
 STATE_STYLES = {
     "IN_PROGRESS": "cyan",
@@ -27,6 +28,10 @@ STATE_STYLES = {
     "SKIPPED": "dim",
     "PENDING": "dim",
 }
+
+#: The kinds of node ``Workflow.nodes()`` lists: those ``show`` numbers, and
+#: the ``nodes`` of ``show --json``. JOIN and END nodes are bookkeeping.
+LISTED_KINDS = frozenset({NodeKind.TASK, NodeKind.ERRBACK})
 
 console = Console(highlight=False)
 if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -69,6 +74,18 @@ def node_json(node: Node) -> dict[str, Any]:
     document = dataclasses.asdict(node)
     document["duration"] = duration(node)
     return document
+
+
+def join_json(node: Node) -> dict[str, Any]:
+    """A JOIN node, which the ``parents`` of a task node may name."""
+    return {
+        "id": node.id,
+        "kind": node.kind,
+        "state": node.state,
+        "position": node.position,
+        "label": node.label,
+        "parents": node.parents,
+    }
 
 
 def duration_text(node: Node) -> str:

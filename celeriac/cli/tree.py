@@ -1,16 +1,16 @@
 """``celeriac show``: a workflow's nodes as a tree, drawn in a table.
 
-A node is drawn under its parent: the task it follows in a chain, the task
-an errback guards. A node with several parents is drawn once, under the
-deepest node all of its parents hang from (at the top when there is none),
-with a note naming them by number: an errback a whole group shares
+It draws the nodes ``Store.list_nodes(..., bookkeeping=True)`` reads, but the
+END node. A node is drawn under its parent: the task it follows in a chain,
+the task an errback guards. A node with several parents is drawn once, under
+the deepest node all of its parents hang from (at the top when there is
+none), with a note naming them by number: an errback a whole group shares
 (``celeriac_errback_once``) reads "on error of #2, #3" beside the group.
 
-The task after a group (a chord's body) follows a join, the bookkeeping node
-where the group's results are collected. ``Workflow.nodes()`` lists task and
-errback nodes only, so a join is drawn as a "group results" line of its own,
-and without its own parents (the group's tasks), which the nodes do not name:
-it starts a branch at the top, with the tasks after it beneath.
+A group's results are collected by a JOIN node, drawn as a "group results"
+line that names the tasks it collects, under their common ancestor; the task
+after the group (a chord's body) hangs under it. Only task and errback nodes
+are numbered, in canvas order, so that #N is the Nth node of ``show --json``.
 """
 
 from __future__ import annotations
@@ -18,13 +18,12 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from math import inf
 
 from rich.markup import escape
 from rich.table import Table
 
 from celeriac import Node
-from celeriac.cli.render import duration_text, styled
+from celeriac.cli.render import LISTED_KINDS, duration_text, styled
 from celeriac.states import NodeKind
 
 JOIN_LABEL = "group results"
@@ -32,13 +31,11 @@ JOIN_LABEL = "group results"
 
 @dataclass
 class Branch:
-    """One line of the tree: a node (None for a join not listed) and its children."""
+    """One line of the tree: a node and the branches under it."""
 
-    key: str
-    node: Node | None
+    node: Node
+    #: the node's number in ``show --json``; None for a join
     number: int | None
-    #: canvas order; a join not listed goes just before its first child
-    position: float
     parents: list[str]
     children: list[Branch] = field(default_factory=list)
     note: str = ""
@@ -46,50 +43,49 @@ class Branch:
 
 def node_tree(nodes: Sequence[Node]) -> Table:
     """The nodes as a table whose TASK column draws the tree."""
-    errors = any(node.error for node in nodes)
+    drawn = [node for node in nodes if node.kind != NodeKind.END]
+    errors = any(node.error for node in drawn)
     table = Table("#", "NODE", "TASK", "STATE", "ATTEMPTS", "DURATION")
     table.columns[2].no_wrap = True
     if errors:
         table.add_column("ERROR")
-    for guide, branch in walk(build(nodes)):
+    for guide, branch in walk(build(drawn)):
         node = branch.node
-        if node is None or node.kind == NodeKind.JOIN:
-            task = JOIN_LABEL
-        else:
-            task = node.task or node.kind
+        join = node.kind == NodeKind.JOIN
+        task = JOIN_LABEL if join else node.task or node.kind
         note = f" [dim]({escape(branch.note)})[/]" if branch.note else ""
         row = [
             str(branch.number or ""),
-            branch.key[:8],
+            node.id[:8],
             f"{guide}{escape(task)}{note}",
-            styled(node.state) if node else "",
-            str(len(node.attempts)) if node else "",
-            duration_text(node) if node else "",
+            styled(node.state),
+            "" if join else str(len(node.attempts)),
+            "" if join else duration_text(node),
         ]
-        error = escape(node.error or "") if node else ""
-        table.add_row(*row, *([error] if errors else []))
+        table.add_row(*row, *([escape(node.error or "")] if errors else []))
     return table
 
 
 def build(nodes: Sequence[Node]) -> list[Branch]:
     """The tree's top branches; every node is in it once."""
+    listed = [node for node in nodes if node.kind in LISTED_KINDS]
+    numbers = {node.id: number for number, node in enumerate(listed, 1)}
+    known = {node.id for node in nodes}
     branches = {
         node.id: Branch(
-            node.id, node, number, node.position, list(dict.fromkeys(node.parents))
+            node,
+            numbers.get(node.id),
+            # a parent not given (a join, from a list without them) would
+            # keep the node out of the tree: it goes to the top instead
+            [parent for parent in dict.fromkeys(node.parents) if parent in known],
         )
-        for number, node in enumerate(nodes, 1)
+        for node in nodes
     }
-    for node in nodes:
-        for parent in node.parents:
-            # a join not listed has no position: it goes just before its first child
-            join = branches.setdefault(parent, Branch(parent, None, None, inf, []))
-            if join.node is None:
-                join.position = min(join.position, node.position - 0.5)
     top: list[Branch] = []
     paths: dict[str, tuple[str, ...]] = {}
     for branch in _parents_first(branches):
         holder = _deepest_common([paths[parent] for parent in branch.parents])
-        paths[branch.key] = (*(paths[holder] if holder else ()), branch.key)
+        paths[branch.node.id] = (*(paths[holder] if holder else ()), branch.node.id)
         (branches[holder].children if holder else top).append(branch)
         branch.note = _note(branch, holder, branches)
     return top
@@ -116,7 +112,7 @@ def _parents_first(branches: dict[str, Branch]) -> Iterator[Branch]:
     for key, branch in branches.items():
         for parent in branch.parents:
             children.setdefault(parent, []).append(key)
-    ready = [(branches[key].position, key) for key, n in waiting.items() if n == 0]
+    ready = [(branches[key].node.position, key) for key, n in waiting.items() if n == 0]
     heapq.heapify(ready)
     while ready:
         _, key = heapq.heappop(ready)
@@ -124,7 +120,7 @@ def _parents_first(branches: dict[str, Branch]) -> Iterator[Branch]:
         for child in children.get(key, []):
             waiting[child] -= 1
             if waiting[child] == 0:
-                heapq.heappush(ready, (branches[child].position, child))
+                heapq.heappush(ready, (branches[child].node.position, child))
 
 
 def _deepest_common(paths: list[tuple[str, ...]]) -> str | None:
@@ -142,12 +138,14 @@ def _deepest_common(paths: list[tuple[str, ...]]) -> str | None:
 
 def _note(branch: Branch, holder: str | None, branches: dict[str, Branch]) -> str:
     """Why the branch sits where it does, when its place does not say it all."""
-    errback = branch.node is not None and branch.node.kind == NodeKind.ERRBACK
+    errback = branch.node.kind == NodeKind.ERRBACK
     if not branch.parents:
         return ""
     if branch.parents == [holder]:
         return "on error" if errback else ""
     names = ", ".join(_name(branches[parent]) for parent in branch.parents)
+    if branch.node.kind == NodeKind.JOIN:
+        return f"of {names}"
     return f"on error of {names}" if errback else f"after {names}"
 
 

@@ -681,7 +681,8 @@ def test_show_prints_the_workflow_and_its_nodes(stocked):
     assert "5/5 done" in out
     assert out.count("cliapp.add") == 4
     assert out.count("cliapp.tsum") == 1
-    assert out.count("SUCCEEDED") == 5
+    assert out.count("group results") == 1
+    assert out.count("SUCCEEDED") == 6  # the 5 tasks and the chord's join
     for column in ("TASK", "STATE", "ATTEMPTS", "DURATION"):
         assert column in out
 
@@ -701,16 +702,57 @@ def test_show_draws_the_nodes_as_a_tree(project):
     rows = [
         (number, node, task) for number, node, task, *_ in table_rows(result.stdout)
     ]
+    # the join hangs under the group's tasks' parent, the task after it under it
     assert rows == [
         ("1", nodes[0].id[:8], "cliapp.add"),
         ("2", nodes[1].id[:8], "├─ cliapp.boom (on error)"),
         ("3", nodes[2].id[:8], "├─ cliapp.add"),
-        ("4", nodes[3].id[:8], "└─ cliapp.add"),
-        ("", join[:8], "group results"),
-        ("5", nodes[4].id[:8], "└─ cliapp.tsum"),
+        ("4", nodes[3].id[:8], "├─ cliapp.add"),
+        ("", join[:8], "└─ group results (of #3, #4)"),
+        ("5", nodes[4].id[:8], "   └─ cliapp.tsum"),
     ]
     states = [row[3] for row in table_rows(result.stdout)]
-    assert states == ["QUEUED", "PENDING", "PENDING", "PENDING", "", "PENDING"]
+    assert states == ["QUEUED", "PENDING", "PENDING", "PENDING", "PENDING", "PENDING"]
+
+
+def test_show_puts_a_chord_of_chains_under_its_join(project):
+    module = project.module
+    header = [chain(module.add.s(1, 1), module.add.s(2)), module.add.s(3, 3)]
+    workflow = project.submit(chord(header, module.tsum.s()))
+    result = project.cli("show", workflow.id)
+    assert result.returncode == 0, result.stderr
+    rows = [(number, task) for number, _, task, *_ in table_rows(result.stdout)]
+    # the header's tasks share no ancestor: the join starts a branch of its own
+    assert rows == [
+        ("1", "cliapp.add"),
+        ("2", "└─ cliapp.add"),
+        ("3", "cliapp.add"),
+        ("", "group results (of #2, #3)"),
+        ("4", "└─ cliapp.tsum"),
+    ]
+
+
+def test_show_numbers_the_nodes_as_json_lists_them_and_hides_the_end(project):
+    module = project.module
+    steps = chain(
+        module.add.s(1, 1),
+        chord([module.add.s(1), module.add.s(2)], module.tsum.s()),
+        group(module.add.s(1).on_error(module.boom.s()), module.add.s(2)),
+    )
+    workflow = project.submit(steps)
+    result = project.cli("show", workflow.id)
+    assert result.returncode == 0, result.stderr
+    rows = table_rows(result.stdout)
+    listed = json.loads(project.cli("show", workflow.id, "--json").stdout)["nodes"]
+    numbered = {row[0]: row[1] for row in rows if row[0]}
+    assert numbered == {
+        str(number): node["id"][:8] for number, node in enumerate(listed, 1)
+    }
+    every = project.engine.store.list_nodes(workflow.id, bookkeeping=True)
+    drawn = {node.id[:8] for node in every if node.kind != "END"}
+    assert {row[1] for row in rows} == drawn
+    assert len(rows) == len(every) - 1  # each node once, and no END
+    assert sum("group results" in row[2] for row in rows) == 2
 
 
 def test_show_puts_a_node_with_several_parents_beside_them(project):
@@ -735,7 +777,8 @@ def test_show_puts_a_node_with_several_parents_beside_them(project):
         ("1", "cliapp.add"),
         ("3", "├─ cliapp.add"),
         ("4", "├─ cliapp.add"),
-        ("2", "└─ cliapp.boom (on error of #3, #4)"),
+        ("2", "├─ cliapp.boom (on error of #3, #4)"),
+        ("", "└─ group results (of #3, #4)"),  # the workflow's result
     ]
 
 
@@ -772,6 +815,12 @@ def test_show_json_shape(stocked):
     assert first["result"] == 3
     assert first["parents"] == []
     assert shown["nodes"][1]["parents"] == [first["id"]]
+    # the chord's join, which the body's parents name, in a list of its own
+    (join,) = shown["joins"]
+    assert join.items() >= {"kind": "JOIN", "state": "SUCCEEDED"}.items()
+    header = [node["id"] for node in shown["nodes"][2:4]]
+    assert join["parents"] == header
+    assert shown["nodes"][4]["parents"] == [join["id"]]
     assert isinstance(first["duration"], float)
     (attempt,) = first["attempts"]
     assert attempt["number"] == 1
