@@ -124,7 +124,13 @@ class WorkerHooks:
         return node if node.is_node else None
 
     def _ran(self, sender: Any) -> NodeRequest | None:
-        """The node whose claimed attempt just ended, if ``sender`` ran one."""
+        """The node whose claimed attempt just ended, if ``sender`` ran one.
+
+        Only the process that claimed an attempt reports its outcome. When a
+        pool process dies, Celery reports ``WorkerLostError`` from the
+        worker's main process, which holds no claim: that is no outcome of
+        the node, whose attempt the lease marks LOST and runs again.
+        """
         node = self._mine(sender)
         return node if node is not None and node.number else None
 
