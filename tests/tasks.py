@@ -6,6 +6,7 @@ test can check which tasks ran, and how often.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -13,6 +14,23 @@ from types import SimpleNamespace
 from typing import Any
 
 from celery import Celery
+
+
+def descend(depth: int) -> Any:
+    """Recurse ``depth`` times, then raise.
+
+    Two functions call each other, so that Python's traceback does not fold
+    the frames into one "previous line repeated" line.
+    """
+    return raise_at_the_bottom(depth) if depth <= 0 else descend_again(depth - 1)
+
+
+def descend_again(depth: int) -> Any:
+    return descend(depth)
+
+
+def raise_at_the_bottom(depth: int) -> Any:
+    raise ValueError(f"hit bottom at {depth}")
 
 
 def make_app(
@@ -83,6 +101,38 @@ def register_tasks(app: Celery) -> SimpleNamespace:
         record("t.on_error_request", type(exc).__name__)
         return type(exc).__name__
 
+    @app.task(name="t.on_error_report", shared=False)
+    def on_error_report(request: Any, exc: BaseException, traceback: Any) -> list[str]:
+        """A new-style errback that records which task failed, and how."""
+        report = (request.id, type(exc).__name__, str(exc))
+        record("t.on_error_report", *report)
+        return list(report)
+
+    @app.task(name="t.on_error_raises", shared=False)
+    def on_error_raises(task_id: str) -> None:
+        record("t.on_error_raises", task_id)
+        raise RuntimeError(f"errback for {task_id} broke")
+
+    @app.task(name="t.on_error_request_raises", shared=False)
+    def on_error_request_raises(
+        request: Any, exc: BaseException, traceback: Any
+    ) -> None:
+        record("t.on_error_request_raises", request.id)
+        raise RuntimeError(f"errback for {request.id} broke")
+
+    @app.task(name="t.deep_boom", shared=False)
+    def deep_boom(depth: int, seconds: float = 0.0) -> Any:
+        """Sleeps, then raises from ``depth`` frames down: a long traceback."""
+        record("t.deep_boom", depth, seconds)
+        time.sleep(seconds)
+        return descend(depth)
+
+    @app.task(name="t.whereabouts", bind=True, shared=False)
+    def whereabouts(self: Any) -> list[Any]:
+        """The host Celery tells the task it runs on, and its process id."""
+        record("t.whereabouts")
+        return [self.request.hostname, os.getpid()]
+
     @app.task(name="t.stamp", shared=False)
     def stamp(tag: str, seconds: float = 0.0) -> str:
         """Records its start time; sleeps; returns the tag."""
@@ -123,6 +173,11 @@ def register_tasks(app: Celery) -> SimpleNamespace:
         on_error_request=on_error_request,
         stamp=stamp,
         options=options,
+        on_error_report=on_error_report,
+        on_error_raises=on_error_raises,
+        on_error_request_raises=on_error_request_raises,
+        deep_boom=deep_boom,
+        whereabouts=whereabouts,
     )
     app.test_tasks = namespace  # type: ignore[attr-defined]
     return namespace
