@@ -303,8 +303,9 @@ def graph(config: Config, workflow_id: str, fmt: str, as_json: bool) -> None:
 
     Render it with Graphviz: celeriac graph ID | dot -Tsvg > workflow.svg
     """
-    workflow = config.engine().workflow(workflow_id)
-    nodes = workflow.nodes()
+    engine = config.engine()
+    workflow = engine.workflow(workflow_id)
+    nodes = dag_nodes(engine, workflow_id)
     if as_json:
         echo_json(
             {
@@ -327,7 +328,7 @@ def graph(config: Config, workflow_id: str, fmt: str, as_json: bool) -> None:
 
 
 def dag_nodes(engine: Engine, workflow_id: str) -> list[Node]:
-    """The nodes ``show`` draws: tasks, errbacks and joins.
+    """The nodes ``show`` and ``graph`` draw: tasks, errbacks and joins.
 
     The END node is left out: every workflow has one, after its last nodes.
     """

@@ -1,12 +1,15 @@
 """A workflow's DAG as text: Graphviz DOT and Mermaid.
 
-Both writers take the ``Node`` records of one workflow (``Workflow.nodes()``)
-and draw an edge from each of a node's ``parents``. Task nodes are boxes
+Both writers take the ``Node`` records of one workflow, bookkeeping nodes
+included (``Store.list_nodes(workflow_id, bookkeeping=True)``), and draw an
+edge from each of a node's ``parents``, so a JOIN has arrows from the nodes
+whose results it collects and to the nodes it feeds. Task nodes are boxes
 labelled by task name and filled by state; errbacks hang off the nodes they
-guard by dashed red edges. JOIN nodes (where a group's results are collected)
-are small points and the END node a small double circle. A parent missing
-from the list is drawn as a JOIN: ``Workflow.nodes()`` holds task and errback
-nodes only, and their bookkeeping parents are always joins.
+guard by dashed red edges. JOIN nodes are small points filled by state, and
+the END node, if given, a small double circle. A parent missing from the
+list (``Workflow.nodes()`` holds task and errback nodes only, whose
+bookkeeping parents are always joins) is drawn as a stateless JOIN, without
+arrows into it.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def to_dot(nodes: Sequence[Node], name: str | None = None) -> str:
             "tooltip": f"{node.id} {node.state}".strip(),
         }
         if node.kind == NodeKind.JOIN:
-            attributes.update(shape="point", width="0.12")
+            attributes.update(shape="point", width="0.15")
         elif node.kind == NodeKind.END:
             attributes.update(shape="doublecircle", width="0.15")
         elif node.state == NodeState.SKIPPED:

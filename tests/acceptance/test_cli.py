@@ -13,6 +13,7 @@ import functools
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -871,6 +872,24 @@ def test_graph_is_graphviz_dot_coloured_by_state(stocked):
         assert "cliapp.boom" in svg.stdout
 
 
+def test_graph_draws_a_chord_join_with_arrows_in_and_out(stocked):
+    result = stocked.cli("graph", stocked.completed.id)
+    assert result.returncode == 0, result.stderr
+    dot = result.stdout
+    *_, first, second, body = stocked.completed.nodes()  # the chord's tasks
+    (join,) = body.parents
+    assert f'"{join}" [label="", fillcolor="#b7e4c7"' in dot
+    assert 'shape="point"' in dot
+    edges = re.findall(r'^  "([^"]+)" -> "([^"]+)"', dot, flags=re.MULTILINE)
+    assert [parent for parent, child in edges if child == join] == [
+        first.id,
+        second.id,
+    ]
+    assert [child for parent, child in edges if parent == join] == [body.id]
+    assert len(edges) == 6  # a chain of 2, the 2 header tasks, the join, the body
+    assert "doublecircle" not in dot  # no END node
+
+
 def test_graph_as_mermaid(stocked):
     result = stocked.cli("graph", stocked.completed.id, "--format", "mermaid")
     assert result.returncode == 0, result.stderr
@@ -878,6 +897,11 @@ def test_graph_as_mermaid(stocked):
     assert lines[0] == "flowchart TD"
     assert '  n0["cliapp.add"]:::succeeded' in lines
     assert "  n0 --> n1" in lines
+    # the header tasks n2, n3 into the join n4, and the join into the body
+    assert "  n4((join)):::succeeded" in lines
+    assert "  n2 --> n4" in lines
+    assert "  n3 --> n4" in lines
+    assert "  n4 --> n5" in lines
 
 
 def test_graph_json_shape(stocked):
@@ -889,6 +913,15 @@ def test_graph_json_shape(stocked):
     ids = [n["id"] for n in shown["nodes"]]
     assert {"parent": ids[0], "child": ids[1]} in shown["edges"]
     assert set(shown["nodes"][0]) == {"id", "task", "kind", "state"}
+    # the chord's join is a node too, so every edge joins two listed nodes
+    kinds = [n["kind"] for n in shown["nodes"]]
+    assert kinds == ["TASK", "TASK", "TASK", "TASK", "JOIN", "TASK"]
+    assert {"parent": ids[2], "child": ids[4]} in shown["edges"]
+    assert {"parent": ids[3], "child": ids[4]} in shown["edges"]
+    assert {"parent": ids[4], "child": ids[5]} in shown["edges"]
+    assert {e["parent"] for e in shown["edges"]} | {
+        e["child"] for e in shown["edges"]
+    } == set(ids)
 
 
 def test_graph_of_an_unknown_workflow_is_refused(stocked):
