@@ -1,6 +1,6 @@
 """``celeriac show``: a workflow's nodes as a tree, drawn in a table.
 
-It draws the nodes ``Store.list_nodes(..., bookkeeping=True)`` reads, but the
+It draws the nodes ``Store.list_nodes(..., bookkeeping=True)`` reads, except the
 END node. A node is drawn under its parent: the task it follows in a chain,
 the task an errback guards. A node with several parents is drawn once, under
 the deepest node all of its parents hang from (at the top when there is
