@@ -6,6 +6,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from traceback import format_exc
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +17,12 @@ from celery.exceptions import TaskRevokedError
 from celeriac.engine import scheduler
 from celeriac.engine.compiler import compile_canvas
 from celeriac.engine.handle import Workflow
-from celeriac.engine.hooks import NodeRequest, WorkerHooks, takes_request
+from celeriac.engine.hooks import (
+    TRACEBACK_LIMIT,
+    NodeRequest,
+    WorkerHooks,
+    takes_request,
+)
 from celeriac.engine.liveness import Liveness
 from celeriac.engine.machine import decider
 from celeriac.engine.recovery import RecoveryLoop
@@ -265,8 +271,16 @@ class Engine:
         try:
             result = errback(request, exc, getattr(einfo, "traceback", None))
         except Exception as error:
-            self.store.record_failure(
-                workflow_id, node_id, number, type(error).__name__, str(error), None
+            outcome = self.store.record_failure(
+                workflow_id,
+                node_id,
+                number,
+                type(error).__name__,
+                str(error),
+                format_exc()[-TRACEBACK_LIMIT:],
+            )
+            self._after_failure(
+                workflow_id, node_id, NodeKind.ERRBACK, outcome, error, request, None
             )
         else:
             self._after(

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("celeriac.worker")
 
-_TRACEBACK_LIMIT = 4000
+#: How much of a traceback an attempt keeps: its end, where the error is.
+TRACEBACK_LIMIT = 4000
 #: Where the claim leaves the attempt number on Celery's request object.
 _ATTEMPT = "celeriac_attempt"
 
@@ -178,7 +179,7 @@ class WorkerHooks:
         node = self._ran(sender)
         if node is None or exception is None:
             return
-        traceback = str(einfo)[-_TRACEBACK_LIMIT:] if einfo is not None else None
+        traceback = str(einfo)[-TRACEBACK_LIMIT:] if einfo is not None else None
         self.engine.node_failed(node, exception, traceback, sender.request, einfo)
 
     def _on_retry(

@@ -140,7 +140,7 @@ def finish_attempt(
     conn.execute(
         sa.update(attempts)
         .where(attempts.c.node_id == node_id, attempts.c.number == number)
-        .values(state=state, finished_at=at, **values)
+        .values({"state": state, "finished_at": at, **values})
     )
 
 
@@ -221,18 +221,7 @@ def release(
         dispatch.extend(more)
         finished = finished or done
     if tasks and state == _W.IN_PROGRESS:
-        mark_queued(conn, workflow_id, [row.id for row in tasks], _N.PENDING, at)
-        dispatch.extend(
-            Dispatch(
-                row.id,
-                workflow_id,
-                row.signature,
-                inputs,
-                row.current_attempt,
-                row.kind,
-            )
-            for row in tasks
-        )
+        dispatch.extend(_queue(conn, workflow_id, tasks, inputs, at))
     elif tasks and state == _W.FAILED:
         ids = [row.id for row in tasks]
         set_node_state(conn, workflow_id, ids, (_N.PENDING,), _N.SKIPPED, at)
@@ -241,31 +230,63 @@ def release(
 
 def mark_queued(
     conn: sa.Connection, workflow_id: str, ids: list[str], source: str, at: datetime
-) -> None:
-    conn.execute(
-        sa.update(nodes)
-        .where(nodes.c.id.in_(ids))
-        .values(
-            state=_N.QUEUED,
-            queued_at=at,
-            republished=0,
-            attempt_base=nodes.c.current_attempt,
-            celery_task_id=nodes.c.id,
+) -> set[str]:
+    """Mark the nodes among ``ids`` still in ``source`` QUEUED; return those.
+
+    The state is checked in the UPDATE itself: of two transactions that both
+    read a node as ``source`` (two failures queueing one shared errback),
+    the second moves nothing and must not publish it.
+    """
+    if not ids:
+        return set()
+    moved = set(
+        conn.execute(
+            sa.update(nodes)
+            .where(nodes.c.id.in_(ids), nodes.c.state == source)
+            .values(
+                state=_N.QUEUED,
+                queued_at=at,
+                republished=0,
+                attempt_base=nodes.c.current_attempt,
+                celery_task_id=nodes.c.id,
+            )
+            .returning(nodes.c.id)
+        ).scalars()
+    )
+    if moved:
+        conn.execute(
+            events.insert(),
+            [
+                {
+                    "workflow_id": workflow_id,
+                    "node_id": node_id,
+                    "from_state": source,
+                    "to_state": _N.QUEUED,
+                    "at": at,
+                }
+                for node_id in ids
+                if node_id in moved
+            ],
         )
-    )
-    conn.execute(
-        events.insert(),
-        [
-            {
-                "workflow_id": workflow_id,
-                "node_id": node_id,
-                "from_state": source,
-                "to_state": _N.QUEUED,
-                "at": at,
-            }
-            for node_id in ids
-        ],
-    )
+    return moved
+
+
+def _queue(
+    conn: sa.Connection,
+    workflow_id: str,
+    rows: Sequence[Any],
+    inputs: tuple[Any, ...],
+    at: datetime,
+) -> list[Dispatch]:
+    """Mark PENDING ``rows`` QUEUED; the dispatches of those this moved."""
+    moved = mark_queued(conn, workflow_id, [row.id for row in rows], _N.PENDING, at)
+    return [
+        Dispatch(
+            row.id, workflow_id, row.signature, inputs, row.current_attempt, row.kind
+        )
+        for row in rows
+        if row.id in moved
+    ]
 
 
 def join_value(conn: sa.Connection, node_id: str) -> list[Any]:
@@ -293,20 +314,7 @@ def queue_errbacks(
         )
         .order_by(nodes.c.position)
     ).all()
-    if not rows:
-        return []
-    mark_queued(conn, workflow_id, [row.id for row in rows], _N.PENDING, at)
-    return [
-        Dispatch(
-            row.id,
-            workflow_id,
-            row.signature,
-            (failed_id,),
-            row.current_attempt,
-            row.kind,
-        )
-        for row in rows
-    ]
+    return _queue(conn, workflow_id, rows, (failed_id,), at)
 
 
 def running_and_queued(conn: sa.Connection, workflow_id: str) -> dict[str, int]:
@@ -339,8 +347,8 @@ def redispatch_ready(
     ).all()
     if not rows:
         return []
-    mark_queued(conn, workflow_id, [row.id for row in rows], _N.PENDING, at)
-    return load_dispatches(conn, rows)
+    moved = mark_queued(conn, workflow_id, [row.id for row in rows], _N.PENDING, at)
+    return load_dispatches(conn, [row for row in rows if row.id in moved])
 
 
 DISPATCH_COLUMNS = (

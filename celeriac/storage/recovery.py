@@ -237,8 +237,8 @@ def requeue_lost(
         if row.workflow_state == _W.IN_PROGRESS or (
             row.kind == NodeKind.ERRBACK and row.workflow_state != _W.CANCELLED
         ):
-            mark_queued(conn, row.workflow_id, [row.id], _N.RUNNING, at)
-            requeue.append(row)
+            if mark_queued(conn, row.workflow_id, [row.id], _N.RUNNING, at):
+                requeue.append(row)
         else:
             back = _N.CANCELLED if row.workflow_state == _W.CANCELLED else _N.PENDING
             set_node_state(conn, row.workflow_id, [row.id], (_N.RUNNING,), back, at)

@@ -61,6 +61,18 @@ class Claim(Enum):
     DROP = "drop"
 
 
+def _lock_as_claims_do(conn: sa.Connection, workflow_id: str, node_id: str) -> str:
+    """Lock the workflow (shared), then the node, as a claim does; the state.
+
+    A write that touches a node's attempts takes these locks first, in the
+    claim's order (workflow, node, attempts), so that it and a claim of the
+    same node wait for each other instead of deadlocking.
+    """
+    state = graph.workflow_state(conn, workflow_id, lock="share")
+    claims.lock_node(conn, node_id)
+    return state
+
+
 class Store:
     """All of celeriac's persistence, behind named methods."""
 
@@ -328,15 +340,21 @@ class Store:
         exc_message: str,
         eta: datetime | None,
     ) -> None:
-        """Record that attempt ``number`` ended in a Celery retry."""
+        """Record that attempt ``number`` ended in a Celery retry.
+
+        With a zero countdown the next attempt may have been claimed first,
+        ending this one then: its end time stays.
+        """
         at = now()
         with self._write() as conn:
+            _lock_as_claims_do(conn, workflow_id, node_id)
             graph.finish_attempt(
                 conn,
                 node_id,
                 number,
                 AttemptState.RETRY,
                 at,
+                finished_at=sa.func.coalesce(attempts.c.finished_at, at),
                 exc_type=exc_type,
                 exc_message=exc_message,
                 retry_eta=eta,
@@ -367,7 +385,7 @@ class Store:
         """
         at = now()
         with self._write() as conn:
-            state = graph.workflow_state(conn, workflow_id, lock="share")
+            state = _lock_as_claims_do(conn, workflow_id, node_id)
             conn.execute(
                 sa.update(attempts)
                 .where(

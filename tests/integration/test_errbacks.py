@@ -62,14 +62,12 @@ OLD_STYLE = Style(
 NEW_STYLE = Style("on_error_report", "on_error_request_raises", lambda f: f, list)
 
 
-def _styles(new_style_marks: Any = ()) -> list[Any]:
-    return [
+@pytest.fixture(
+    params=[
         pytest.param(OLD_STYLE, id="old-style"),
-        pytest.param(NEW_STYLE, id="new-style", marks=new_style_marks),
+        pytest.param(NEW_STYLE, id="new-style"),
     ]
-
-
-@pytest.fixture(params=_styles())
+)
 def style(request: pytest.FixtureRequest) -> Style:
     chosen: Style = request.param
     return chosen
@@ -315,16 +313,6 @@ def test_an_errback_that_raises_is_failed_and_the_workflow_keeps_its_error(
     assert _node_failures(workflow, "t.boom") == [failure]
 
 
-_INLINE_ERRBACK_TRACEBACK = (
-    "engine bug: Engine._run_inline_errback records a new-style errback's "
-    "failure with traceback None (an old-style one, run as a task, keeps it)"
-)
-
-
-@pytest.mark.parametrize(
-    "style",
-    _styles(pytest.mark.xfail(strict=True, reason=_INLINE_ERRBACK_TRACEBACK)),
-)
 def test_a_raising_errback_attempt_keeps_the_errbacks_traceback(
     engine: Engine, tasks: SimpleNamespace, style: Style, worker: Any
 ) -> None:
@@ -340,31 +328,6 @@ def test_a_raising_errback_attempt_keeps_the_errbacks_traceback(
     assert attempt.traceback.rstrip().endswith(broke)
 
 
-_SHARED_ERRBACK_RACE = (
-    "engine bug: on PostgreSQL, header tasks failing at one moment each queue "
-    "the chord's one errback node: graph.queue_errbacks reads it PENDING "
-    "without a lock, and mark_queued sets QUEUED whatever the state is now, so "
-    "a later transaction moves the errback, already claimed and RUNNING, back "
-    "to QUEUED; record_success then finds it not RUNNING and drops the "
-    "outcome: the node stays QUEUED with a RUNNING attempt, the workflow never "
-    "settles, and recovery would publish the errback again"
-)
-
-
-@pytest.mark.parametrize(
-    "database_url",
-    [
-        "sqlite",
-        pytest.param(
-            "postgres",
-            marks=[
-                pytest.mark.postgres,
-                pytest.mark.xfail(strict=True, reason=_SHARED_ERRBACK_RACE),
-            ],
-        ),
-    ],
-    indirect=True,
-)
 def test_chord_errback_runs_once_when_the_header_fails_at_one_moment(
     engine: Engine, tasks: SimpleNamespace, together: Any, worker: Any
 ) -> None:

@@ -217,30 +217,6 @@ def test_self_retry_with_countdown_zero_keeps_the_node_and_numbers_attempts(
     _assert_ran_here(rows, whereabouts)
 
 
-_RETRY_CLAIM_DEADLOCK = (
-    "engine bug: on PostgreSQL, when a zero-countdown retry's next delivery is "
-    "claimed while the task_retry signal of the attempt before is recorded, "
-    "Store.claim_node (node row, then the attempt rows) and Store.record_retry "
-    "(attempt row, then the node row) deadlock; PostgreSQL breaks it after "
-    "deadlock_timeout (1 s), record_retry runs again, and writes the retried "
-    "attempt's end a second after the next attempt started"
-)
-
-
-@pytest.mark.parametrize(
-    "database_url",
-    [
-        "sqlite",
-        pytest.param(
-            "postgres",
-            marks=[
-                pytest.mark.postgres,
-                pytest.mark.xfail(strict=True, reason=_RETRY_CLAIM_DEADLOCK),
-            ],
-        ),
-    ],
-    indirect=True,
-)
 def test_each_attempt_of_quick_retries_ends_before_the_next_starts(
     engine: Engine, flaky: Flaky, worker: Any
 ) -> None:
