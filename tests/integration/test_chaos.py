@@ -15,8 +15,6 @@ random choices (the canvas's timings, which process dies, and when).
 
 from __future__ import annotations
 
-import importlib
-import json
 import os
 import random
 import signal
@@ -65,28 +63,6 @@ RECOVERED = "published again by recovery"
 # -- fixtures ----------------------------------------------------------------------
 
 
-class _WorkerLogsOnFailure:
-    """Adds the workers' logs to the report of a failed test of this module."""
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Any:
-        report = yield
-        running = getattr(item, "funcargs", {}).get("workers")
-        if report.failed and isinstance(running, Workers):
-            report.sections.append(("celery worker logs", running.tails()))
-        return report
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
-    plugin = _WorkerLogsOnFailure()
-    request.config.pluginmanager.register(plugin)
-    yield
-    request.config.pluginmanager.unregister(plugin)
-
-
 @pytest.fixture(autouse=True)
 def _fresh_broker_connections() -> Iterator[None]:
     """No pooled broker connection outlives a test.
@@ -98,56 +74,6 @@ def _fresh_broker_connections() -> Iterator[None]:
     kombu.pools.reset()
     yield
     kombu.pools.reset()
-
-
-@pytest.fixture
-def proc_env(
-    request: pytest.FixtureRequest,
-    postgres_url: str,
-    redis_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> dict[str, str]:
-    """The environment of ``tests.proc_app`` here and in every child process.
-
-    Parametrize indirectly with ``{"engine": {...}, "transport": {...}}``:
-    the ``Engine``'s options and the broker's transport options.
-    """
-    param = getattr(request, "param", {})
-    transport = param.get("transport")
-    settings = {
-        "CELERIAC_TEST_BROKER_URL": redis_url,
-        "CELERIAC_TEST_QUEUE": f"chaos-{uuid.uuid4().hex[:12]}",
-        "CELERIAC_DATABASE_URL": postgres_url,
-        "CELERIAC_TEST_ENGINE_OPTIONS": json.dumps(param.get("engine", {})),
-        "CELERIAC_TEST_TRANSPORT_OPTIONS": json.dumps(transport) if transport else "",
-    }
-    for key, value in settings.items():
-        monkeypatch.setenv(key, value)
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, **settings, "PYTHONPATH": path}
-
-
-@pytest.fixture
-def proc(proc_env: dict[str, str]) -> Iterator[ModuleType]:
-    """``tests.proc_app``, imported afresh with this test's environment."""
-    sys.modules.pop("tests.proc_app", None)
-    module = importlib.import_module("tests.proc_app")
-    yield module
-    sys.modules.pop("tests.proc_app", None)
-    module.engine.db.dispose()
-    module.app.close()
-
-
-@pytest.fixture
-def workers(
-    proc: ModuleType, proc_env: dict[str, str], tmp_path: Path
-) -> Iterator[Workers]:
-    """Worker processes started on demand; whatever is left is stopped."""
-    running = Workers(proc.app, proc_env, tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def engine_options(**engine: Any) -> Any:

@@ -9,16 +9,11 @@ The workers' logs are in ``tmp_path`` and are shown when a test fails.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,74 +32,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 W = WorkflowState
-
-
-class _LogsOnFailure:
-    """Adds the workers' logs to the report of a test that failed."""
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Any:
-        report = yield
-        workers = getattr(item, "funcargs", {}).get("workers")
-        if report.failed and isinstance(workers, Workers):
-            report.sections.append(("celery worker logs", workers.tails()))
-        return report
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _worker_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
-    plugin = _LogsOnFailure()
-    request.config.pluginmanager.register(plugin)
-    yield
-    request.config.pluginmanager.unregister(plugin)
-
-
-@pytest.fixture
-def proc_env(
-    request: pytest.FixtureRequest,
-    postgres_url: str,
-    redis_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> dict[str, str]:
-    """The environment of the test's app module, here and in every child process.
-
-    Parametrize it indirectly with a dict to give the ``Engine`` options.
-    """
-    settings = {
-        "CELERIAC_TEST_BROKER_URL": redis_url,
-        "CELERIAC_TEST_QUEUE": f"proc-{uuid.uuid4().hex[:12]}",
-        "CELERIAC_DATABASE_URL": postgres_url,
-        "CELERIAC_TEST_ENGINE_OPTIONS": json.dumps(getattr(request, "param", {})),
-    }
-    for key, value in settings.items():
-        monkeypatch.setenv(key, value)
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, **settings, "PYTHONPATH": path}
-
-
-@pytest.fixture
-def proc(proc_env: dict[str, str]) -> Iterator[ModuleType]:
-    """``tests.proc_app``, imported afresh with this test's environment."""
-    sys.modules.pop("tests.proc_app", None)
-    module = importlib.import_module("tests.proc_app")
-    yield module
-    sys.modules.pop("tests.proc_app", None)
-    module.engine.db.dispose()
-    module.app.close()
-
-
-@pytest.fixture
-def workers(
-    proc: ModuleType, proc_env: dict[str, str], tmp_path: Path
-) -> Iterator[Workers]:
-    """Starts worker processes on demand (``workers.start(2)``); stops them all."""
-    running = Workers(proc.app, proc_env, tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -367,7 +294,9 @@ def _recover_until_done(proc: ModuleType, workflow: Workflow, timeout: float) ->
 
 
 @pytest.mark.parametrize(
-    "proc_env", [pytest.param(FAST_LIVENESS, id="fast-liveness")], indirect=True
+    "proc_env",
+    [pytest.param({"engine": FAST_LIVENESS}, id="fast-liveness")],
+    indirect=True,
 )
 @pytest.mark.parametrize("death", ["pool-process", "whole-worker"])
 def test_a_node_whose_worker_died_while_running_it_runs_again(
