@@ -17,7 +17,7 @@ from celeriac.storage.graph import (
     add_event,
 )
 from celeriac.storage.rows import aware
-from celeriac.storage.schema import attempts, nodes, workers, workflows
+from celeriac.storage.schema import Timestamp, attempts, nodes, workers, workflows
 
 _N = NodeState
 _W = WorkflowState
@@ -143,6 +143,41 @@ def mark_lost(
     )
 
 
+def _running() -> sa.Update:
+    """The node runs attempt ``b_number`` (bound parameters ``b_node``, ``b_at``)."""
+    return (
+        sa.update(nodes)
+        .where(nodes.c.id == sa.bindparam("b_node"))
+        .values(
+            state=_N.RUNNING,
+            current_attempt=sa.bindparam("b_number"),
+            celery_task_id=nodes.c.id,
+            started_at=sa.func.coalesce(
+                nodes.c.started_at, sa.bindparam("b_at", type_=Timestamp)
+            ),
+        )
+    )
+
+
+_RUNNING = _running()
+# A task's first delivery, while its workflow runs (read under a share lock
+# inside the statement, as the general claim reads it).
+_CLAIM_FIRST = _running().where(
+    nodes.c.state == _N.QUEUED,
+    nodes.c.current_attempt == 0,
+    nodes.c.kind == NodeKind.TASK,
+    sa.exists(
+        sa.select(workflows.c.id)
+        .where(
+            workflows.c.id == sa.bindparam("b_wf"),
+            workflows.c.state == _W.IN_PROGRESS,
+        )
+        .with_for_update(read=True)
+    ),
+)
+_INSERT_ATTEMPT = attempts.insert()
+
+
 def claim_first(
     conn: sa.Connection,
     workflow_id: str,
@@ -158,18 +193,9 @@ def claim_first(
     IN_PROGRESS, read under a share lock as the general claim reads it;
     every other case is left to the general claim (False).
     """
-    running = (
-        sa.select(workflows.c.id)
-        .where(workflows.c.id == workflow_id, workflows.c.state == _W.IN_PROGRESS)
-        .with_for_update(read=True)
-    )
     started = conn.execute(
-        _running(node_id, 1, at).where(
-            nodes.c.state == _N.QUEUED,
-            nodes.c.current_attempt == 0,
-            nodes.c.kind == NodeKind.TASK,
-            sa.exists(running),
-        )
+        _CLAIM_FIRST,
+        {"b_wf": workflow_id, "b_node": node_id, "b_number": 1, "b_at": at},
     ).rowcount
     if started:
         _record_attempt(
@@ -194,7 +220,7 @@ def start_attempt(
     ``node_state`` is the node's state when claimed: RUNNING when a Celery
     retry overtook the signal of the attempt before it.
     """
-    conn.execute(_running(node_id, number, at))
+    conn.execute(_RUNNING, {"b_node": node_id, "b_number": number, "b_at": at})
     if node_state == _N.RUNNING:
         # Celery publishes the next attempt before its task_retry signal
         # reaches us: an older attempt still RUNNING ended in a retry.
@@ -212,20 +238,6 @@ def start_attempt(
     )
 
 
-def _running(node_id: str, number: int, at: datetime) -> sa.Update:
-    """The node runs attempt ``number``."""
-    return (
-        sa.update(nodes)
-        .where(nodes.c.id == node_id)
-        .values(
-            state=_N.RUNNING,
-            current_attempt=number,
-            celery_task_id=node_id,
-            started_at=sa.func.coalesce(nodes.c.started_at, at),
-        )
-    )
-
-
 def _record_attempt(
     conn: sa.Connection,
     workflow_id: str,
@@ -238,7 +250,7 @@ def _record_attempt(
     from_state: str,
 ) -> None:
     conn.execute(
-        attempts.insert(),
+        _INSERT_ATTEMPT,
         {
             "node_id": node_id,
             "workflow_id": workflow_id,

@@ -15,20 +15,36 @@ import sqlalchemy as sa
 from celeriac.errors import WorkflowNotFound
 from celeriac.records import Dispatch
 from celeriac.states import EMPTY_GROUP_KEY, NodeKind, NodeState, WorkflowState
-from celeriac.storage.schema import attempts, edges, events, nodes, workflows
+from celeriac.storage.schema import (
+    Timestamp,
+    attempts,
+    edges,
+    events,
+    nodes,
+    workflows,
+)
 
 _N = NodeState
 _W = WorkflowState
 UNFINISHED = (_N.PENDING, _N.QUEUED, _N.RETRYING)
 
 
+# The statements of the hot path (a claim, an outcome) are built once, with
+# bound parameters: building one on each call cost more Python time than
+# PostgreSQL took to run it.
+_STATE = sa.select(workflows.c.state).where(workflows.c.id == sa.bindparam("b_wf"))
+_STATE_LOCKED = {
+    None: _STATE,
+    "share": _STATE.with_for_update(read=True),
+    "update": _STATE.with_for_update(),
+}
+_INSERT_EVENT = events.insert()
+
+
 def workflow_state(conn: sa.Connection, workflow_id: str, lock: str | None) -> str:
-    query = sa.select(workflows.c.state).where(workflows.c.id == workflow_id)
-    if lock == "share":
-        query = query.with_for_update(read=True)
-    elif lock == "update":
-        query = query.with_for_update()
-    state = conn.execute(query).scalar_one_or_none()
+    """The workflow's state, read with ``lock`` (None, "share" or "update")."""
+    query = _STATE_LOCKED[lock]
+    state = conn.execute(query, {"b_wf": workflow_id}).scalar_one_or_none()
     if state is None:
         raise WorkflowNotFound(workflow_id)
     return str(state)
@@ -44,7 +60,7 @@ def add_event(
     detail: str | None = None,
 ) -> None:
     conn.execute(
-        events.insert(),
+        _INSERT_EVENT,
         {
             "workflow_id": workflow_id,
             "node_id": node_id,
@@ -99,6 +115,13 @@ def set_node_state(
     return ids
 
 
+_FINISH_NODE = sa.update(nodes).where(
+    nodes.c.id == sa.bindparam("b_node"),
+    nodes.c.state == _N.RUNNING,
+    nodes.c.current_attempt == sa.bindparam("b_number"),
+)
+
+
 def finish_node(
     conn: sa.Connection,
     node_id: str,
@@ -110,23 +133,35 @@ def finish_node(
 ) -> bool:
     """Record the outcome of the node's current attempt; False if stale."""
     exc_type, exc_message = exc if exc is not None else (None, None)
-    values: dict[str, Any] = {
-        "state": dest,
-        "finished_at": at,
-        "result": result,
-        "exc_type": exc_type,
-        "exc_message": exc_message,
-    }
     updated = conn.execute(
-        sa.update(nodes)
-        .where(
-            nodes.c.id == node_id,
-            nodes.c.state == _N.RUNNING,
-            nodes.c.current_attempt == number,
-        )
-        .values(**values)
+        _FINISH_NODE,
+        {
+            "b_node": node_id,
+            "b_number": number,
+            "state": dest,
+            "finished_at": at,
+            "result": result,
+            "exc_type": exc_type,
+            "exc_message": exc_message,
+        },
     )
     return bool(updated.rowcount)
+
+
+# An attempt a claim already ended (a Celery retry overtaking its signal)
+# keeps its end time.
+_FINISH_ATTEMPT = (
+    sa.update(attempts)
+    .where(
+        attempts.c.node_id == sa.bindparam("b_node"),
+        attempts.c.number == sa.bindparam("b_number"),
+    )
+    .values(
+        finished_at=sa.func.coalesce(
+            attempts.c.finished_at, sa.bindparam("b_at", type_=Timestamp)
+        )
+    )
+)
 
 
 def finish_attempt(
@@ -137,10 +172,10 @@ def finish_attempt(
     at: datetime,
     **values: Any,
 ) -> None:
+    """Attempt ``number`` ended in ``state``, with ``values`` (its columns)."""
     conn.execute(
-        sa.update(attempts)
-        .where(attempts.c.node_id == node_id, attempts.c.number == number)
-        .values({"state": state, "finished_at": at, **values})
+        _FINISH_ATTEMPT,
+        {"b_node": node_id, "b_number": number, "b_at": at, "state": state, **values},
     )
 
 
@@ -154,17 +189,24 @@ READY_COLUMNS = (
 )
 
 
+_DECREMENT_CHILDREN = (
+    sa.update(nodes)
+    .where(
+        nodes.c.id.in_(
+            sa.select(edges.c.child_id).where(
+                edges.c.parent_id == sa.bindparam("b_parent"),
+                edges.c.on_error.is_(False),
+            )
+        )
+    )
+    .values(waiting=nodes.c.waiting - 1)
+    .returning(*READY_COLUMNS, nodes.c.waiting, nodes.c.state)
+)
+
+
 def decrement_children(conn: sa.Connection, parent_id: str) -> list[Any]:
     """Count one more finished parent for each child; return those now ready."""
-    children = sa.select(edges.c.child_id).where(
-        edges.c.parent_id == parent_id, edges.c.on_error.is_(False)
-    )
-    rows = conn.execute(
-        sa.update(nodes)
-        .where(nodes.c.id.in_(children))
-        .values(waiting=nodes.c.waiting - 1)
-        .returning(*READY_COLUMNS, nodes.c.waiting, nodes.c.state)
-    ).all()
+    rows = conn.execute(_DECREMENT_CHILDREN, {"b_parent": parent_id}).all()
     return [row for row in rows if row.waiting == 0 and row.state == _N.PENDING]
 
 
@@ -228,6 +270,23 @@ def release(
     return dispatch, finished
 
 
+_MARK_QUEUED = (
+    sa.update(nodes)
+    .where(
+        nodes.c.id.in_(sa.bindparam("b_ids", expanding=True)),
+        nodes.c.state == sa.bindparam("b_source"),
+    )
+    .values(
+        state=_N.QUEUED,
+        queued_at=sa.bindparam("b_at", type_=Timestamp),
+        republished=0,
+        attempt_base=nodes.c.current_attempt,
+        celery_task_id=nodes.c.id,
+    )
+    .returning(nodes.c.id)
+)
+
+
 def mark_queued(
     conn: sa.Connection, workflow_id: str, ids: list[str], source: str, at: datetime
 ) -> set[str]:
@@ -240,22 +299,13 @@ def mark_queued(
     if not ids:
         return set()
     moved = set(
-        conn.execute(
-            sa.update(nodes)
-            .where(nodes.c.id.in_(ids), nodes.c.state == source)
-            .values(
-                state=_N.QUEUED,
-                queued_at=at,
-                republished=0,
-                attempt_base=nodes.c.current_attempt,
-                celery_task_id=nodes.c.id,
-            )
-            .returning(nodes.c.id)
-        ).scalars()
+        conn.execute(_MARK_QUEUED, {"b_ids": ids, "b_source": source, "b_at": at})
+        .scalars()
+        .all()
     )
     if moved:
         conn.execute(
-            events.insert(),
+            _INSERT_EVENT,
             [
                 {
                     "workflow_id": workflow_id,

@@ -354,7 +354,6 @@ class Store:
                 number,
                 AttemptState.RETRY,
                 at,
-                finished_at=sa.func.coalesce(attempts.c.finished_at, at),
                 exc_type=exc_type,
                 exc_message=exc_message,
                 retry_eta=eta,
