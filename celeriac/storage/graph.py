@@ -50,6 +50,16 @@ def workflow_state(conn: sa.Connection, workflow_id: str, lock: str | None) -> s
     return str(state)
 
 
+#: Where a transaction keeps its event rows until ``write_events`` inserts
+#: them all in one statement, just before it commits.
+_PENDING_EVENTS = "celeriac_pending_events"
+
+
+def start_events(conn: sa.Connection) -> None:
+    """A transaction begins: no event of an earlier one is pending."""
+    conn.info[_PENDING_EVENTS] = []
+
+
 def add_event(
     conn: sa.Connection,
     workflow_id: str,
@@ -59,8 +69,8 @@ def add_event(
     at: datetime,
     detail: str | None = None,
 ) -> None:
-    conn.execute(
-        _INSERT_EVENT,
+    """Record a state change of a workflow or a node, with the transaction."""
+    conn.info[_PENDING_EVENTS].append(
         {
             "workflow_id": workflow_id,
             "node_id": node_id,
@@ -68,8 +78,16 @@ def add_event(
             "to_state": to_state,
             "at": at,
             "detail": detail,
-        },
+        }
     )
+
+
+def write_events(conn: sa.Connection) -> None:
+    """Insert the transaction's events, in the order they happened."""
+    pending = conn.info.pop(_PENDING_EVENTS, None)
+    if pending:
+        # one row as a plain execute: executemany costs more for a single row
+        conn.execute(_INSERT_EVENT, pending[0] if len(pending) == 1 else pending)
 
 
 def set_node_state(
@@ -99,19 +117,8 @@ def set_node_state(
         .where(nodes.c.id.in_(ids))
         .values(state=dest, finished_at=finished)
     )
-    conn.execute(
-        events.insert(),
-        [
-            {
-                "workflow_id": workflow_id,
-                "node_id": row.id,
-                "from_state": row.state,
-                "to_state": dest,
-                "at": at,
-            }
-            for row in rows
-        ],
-    )
+    for row in rows:
+        add_event(conn, workflow_id, row.id, row.state, dest, at)
     return ids
 
 
@@ -303,21 +310,9 @@ def mark_queued(
         .scalars()
         .all()
     )
-    if moved:
-        conn.execute(
-            _INSERT_EVENT,
-            [
-                {
-                    "workflow_id": workflow_id,
-                    "node_id": node_id,
-                    "from_state": source,
-                    "to_state": _N.QUEUED,
-                    "at": at,
-                }
-                for node_id in ids
-                if node_id in moved
-            ],
-        )
+    for node_id in ids:
+        if node_id in moved:
+            add_event(conn, workflow_id, node_id, source, _N.QUEUED, at)
     return moved
 
 

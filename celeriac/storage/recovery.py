@@ -17,14 +17,17 @@ from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
 from celeriac.storage.claims import mark_lost, parse_delivery
 from celeriac.storage.graph import (
     DISPATCH_COLUMNS,
+    add_event,
     load_dispatches,
     mark_queued,
     set_node_state,
 )
-from celeriac.storage.schema import attempts, events, nodes, workers, workflows
+from celeriac.storage.schema import attempts, nodes, workers, workflows
 
 _N = NodeState
 _W = WorkflowState
+#: The detail of the event a node gets when recovery publishes it again.
+REPUBLISHED = "published again by recovery"
 
 
 def _may_run() -> sa.ColumnElement[bool]:
@@ -130,20 +133,8 @@ def _publish_again(
         .where(nodes.c.id.in_([row.id for row in rows]))
         .values(queued_at=at, republished=nodes.c.republished + 1)
     )
-    conn.execute(
-        events.insert(),
-        [
-            {
-                "workflow_id": row.workflow_id,
-                "node_id": row.id,
-                "from_state": state,
-                "to_state": state,
-                "at": at,
-                "detail": "published again by recovery",
-            }
-            for row in rows
-        ],
-    )
+    for row in rows:
+        add_event(conn, row.workflow_id, row.id, state, state, at, REPUBLISHED)
     return load_dispatches(conn, rows)
 
 

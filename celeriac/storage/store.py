@@ -82,7 +82,9 @@ class Store:
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
         with self.db.begin() as conn:
+            graph.start_events(conn)
             yield conn
+            graph.write_events(conn)
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
