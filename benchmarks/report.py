@@ -410,18 +410,18 @@ target leaves out.
 
 A hop of a chain costs celeriac the same at any length: one message of one
 node, and two transactions (the claim before the body, the outcome after it,
-which marks the successors `QUEUED`). Native Celery's hop is cheaper on a
-short chain and grows with the chain, since each message carries the rest of
-it. Measured in isolation on this machine (no Celery, one process), the two
-transactions of a chain hop take about 2 ms against PostgreSQL over
-loopback (nine statements, built once with bound parameters), most of it
-round trips: that fixed cost is what keeps the short chain above its
-target, and what a long chain's native messages catch up with. A group's nodes each cost the same two transactions, spread over the
-pool processes; its members also queue on one row, the join that counts
-them. `Workflow.get()` learns of the end through PostgreSQL's
-`LISTEN`/`NOTIFY`, so the figures do not include polling delays. On a 2-core
-machine, PostgreSQL, Redis, the worker processes and the submitting process
-share the cores, and the spread between repetitions (below) is wide.
+which marks the successors `QUEUED`). Native Celery's hop is cheaper on a short
+chain and grows with the chain, since each message carries the rest of it.
+Measured in isolation on this machine (no Celery, one process), the two
+transactions of a chain hop take about 2 ms against PostgreSQL over loopback
+(nine statements, built once with bound parameters), most of it round trips:
+that fixed cost is what keeps the short chain above its target, and what a long
+chain's native messages catch up with. A group's nodes each cost the same two
+transactions, spread over the pool processes; its members also queue on one
+row, the join that counts them. `Workflow.get()` learns of the end through
+PostgreSQL's `LISTEN`/`NOTIFY`, so the figures do not include polling delays.
+On a 2-core machine, PostgreSQL, Redis, the worker processes and the submitting
+process share the cores, and the spread between repetitions (below) is wide.
 
 ## Every repetition
 
