@@ -41,6 +41,17 @@ _STATE_LOCKED = {
 _INSERT_EVENT = events.insert()
 
 
+def may_run(kind: str, workflow_state: str) -> bool:
+    """Whether a node of ``kind`` may start in a workflow in ``workflow_state``.
+
+    A task runs while its workflow is IN_PROGRESS; an errback also while it
+    pauses or failed (it handles the failure), but not once cancelled.
+    """
+    if kind == NodeKind.ERRBACK:
+        return workflow_state != _W.CANCELLED
+    return workflow_state == _W.IN_PROGRESS
+
+
 def workflow_state(conn: sa.Connection, workflow_id: str, lock: str | None) -> str:
     """The workflow's state, read with ``lock`` (None, "share" or "update")."""
     query = _STATE_LOCKED[lock]

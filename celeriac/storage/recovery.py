@@ -20,6 +20,7 @@ from celeriac.storage.graph import (
     add_event,
     load_dispatches,
     mark_queued,
+    may_run,
     set_node_state,
 )
 from celeriac.storage.schema import attempts, nodes, workers, workflows
@@ -31,7 +32,7 @@ REPUBLISHED = "published again by recovery"
 
 
 def _may_run() -> sa.ColumnElement[bool]:
-    """A task runs while its workflow is IN_PROGRESS; an errback unless cancelled."""
+    """``graph.may_run`` in SQL, for nodes joined with their workflow."""
     return sa.or_(
         sa.and_(nodes.c.kind == NodeKind.TASK, workflows.c.state == _W.IN_PROGRESS),
         sa.and_(nodes.c.kind == NodeKind.ERRBACK, workflows.c.state != _W.CANCELLED),
@@ -225,9 +226,7 @@ def requeue_lost(
     requeue = []
     for row in rows:
         mark_lost(conn, row.workflow_id, row.id, row.base, at)
-        if row.workflow_state == _W.IN_PROGRESS or (
-            row.kind == NodeKind.ERRBACK and row.workflow_state != _W.CANCELLED
-        ):
+        if may_run(row.kind, row.workflow_state):
             if mark_queued(conn, row.workflow_id, [row.id], _N.RUNNING, at):
                 requeue.append(row)
         else:

@@ -194,10 +194,7 @@ class Store:
             node = claims.lock_node(conn, node_id)
             if node is None:
                 return Claim.DROP, 0
-            runs_now = state == _W.IN_PROGRESS or (
-                node.kind == NodeKind.ERRBACK and state != _W.CANCELLED
-            )
-            if not runs_now:
+            if not graph.may_run(node.kind, state):
                 back = _HELD_BACK_AS.get(state, _N.PENDING)
                 moved = graph.set_node_state(
                     conn, workflow_id, [node_id], graph.UNFINISHED[1:], back, at
