@@ -115,7 +115,11 @@ def is_transient(exc: BaseException) -> bool:
     if type(exc.orig).__module__.startswith("sqlite3"):
         message = str(exc.orig).lower()
         return "locked" in message or "busy" in message
-    return True  # a driver error without SQLSTATE: the connection failed
+    # A driver error without SQLSTATE is transient only while connecting: on
+    # a connection that still works (SQLAlchemy did not invalidate it) the
+    # driver refused the statement itself, e.g. psycopg's "number of
+    # parameters must be between 0 and 65535", and would refuse it again.
+    return exc.statement is None
 
 
 def _first_line(error: BaseException | None) -> str:

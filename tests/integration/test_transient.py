@@ -27,7 +27,7 @@ from celery import group
 from celeriac import Engine, Node, StorageError, Workflow, WorkflowState
 from celeriac.engine.scheduler import PUBLISH_RETRY_SECONDS
 from celeriac.storage import Store, connect
-from celeriac.storage.database import CONNECT_TIMEOUT, is_transient
+from celeriac.storage.database import CONNECT_TIMEOUT, is_transient, retry_transient
 from tests.servers import Server, admin_engine, free_port
 from tests.tasks import make_app
 
@@ -163,6 +163,46 @@ def test_a_constraint_or_syntax_error_on_sqlite_is_not_transient(
         db.dispose()
     assert isinstance(error, kind)
     assert not is_transient(error)
+
+
+def test_a_statement_postgres_refuses_for_its_parameters_is_not_transient(rows):
+    # psycopg refuses more than 65,535 parameters before sending, without a
+    # SQLSTATE, on a connection that still works: trying again cannot help
+    too_many = list(range(70_000))
+    query = sa.text("SELECT v FROM t WHERE id IN :ids").bindparams(
+        sa.bindparam("ids", expanding=True)
+    )
+    with rows.connect() as conn:
+        error = raised(lambda: conn.execute(query, {"ids": too_many}))
+        assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 2
+    assert "number of parameters" in str(error.orig)
+    assert not error.connection_invalidated
+    assert not is_transient(error)
+
+
+def test_a_store_call_refused_by_the_server_raises_at_once(rows, caplog):
+    class Refused:
+        def __init__(self, db: sa.Engine) -> None:
+            self.db = db
+            self.calls = 0
+
+        @retry_transient
+        def read(self) -> None:
+            self.calls += 1
+            query = sa.text("SELECT v FROM t WHERE id IN :ids").bindparams(
+                sa.bindparam("ids", expanding=True)
+            )
+            with self.db.connect() as conn:
+                conn.execute(query, {"ids": list(range(70_000))})
+
+    refused = Refused(rows)
+    with (
+        caplog.at_level(logging.WARNING, "celeriac.storage"),
+        pytest.raises(sa.exc.OperationalError),
+    ):
+        refused.read()
+    assert refused.calls == 1
+    assert not retries_logged(caplog, "celeriac.storage")
 
 
 # -- the Store through real faults ---------------------------------------------------

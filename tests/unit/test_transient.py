@@ -19,7 +19,12 @@ from celery import Celery
 from celeriac import StorageError
 from celeriac.engine import scheduler
 from celeriac.records import Dispatch
-from celeriac.storage.database import RETRY_SECONDS, connect, retry_transient
+from celeriac.storage.database import (
+    RETRY_SECONDS,
+    connect,
+    is_transient,
+    retry_transient,
+)
 from tests.tasks import make_app
 
 
@@ -105,6 +110,26 @@ def test_any_other_error_is_raised_at_once_unchanged(db, duplicate, caplog):
     assert caught.value is duplicate
     assert flaky.calls == 1
     assert not caplog.records
+
+
+class DriverError(Exception):
+    """A driver's error without a SQLSTATE (psycopg's client-side errors)."""
+
+
+def test_a_driver_error_without_sqlstate_is_transient_only_while_connecting():
+    connecting = sa.exc.OperationalError(None, None, DriverError("connection refused"))
+    refused = sa.exc.OperationalError(
+        "SELECT", None, DriverError("number of parameters must be between 0 and 65535")
+    )
+    broken = sa.exc.OperationalError(
+        "SELECT",
+        None,
+        DriverError("server closed the connection"),
+        connection_invalidated=True,
+    )
+    assert is_transient(connecting)
+    assert not is_transient(refused)
+    assert is_transient(broken)
 
 
 def test_the_default_bound_is_a_minute():
