@@ -182,6 +182,18 @@ class TransitionResult:
 
 
 @dataclass(frozen=True)
+class FailedCall:
+    """A failed node's call and its last error, as stored: what its errbacks get."""
+
+    #: the node's dispatch: its signature and its parent's result
+    dispatch: Dispatch
+    task: str | None
+    exc_type: str
+    exc_message: str
+    traceback: str | None
+
+
+@dataclass(frozen=True)
 class Lease:
     """The worker process claiming a node, and when a silent worker counts as dead."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from traceback import format_exc
 from typing import Any
@@ -16,6 +16,11 @@ from celery.exceptions import TaskRevokedError
 
 from celeriac.engine import scheduler
 from celeriac.engine.compiler import compile_canvas
+from celeriac.engine.errbacks import (
+    ErrbackArguments,
+    rebuilt_arguments,
+    rebuilt_exception,
+)
 from celeriac.engine.handle import Workflow
 from celeriac.engine.hooks import (
     TRACEBACK_LIMIT,
@@ -26,13 +31,13 @@ from celeriac.engine.hooks import (
 from celeriac.engine.liveness import Liveness
 from celeriac.engine.machine import decider
 from celeriac.engine.recovery import RecoveryLoop
-from celeriac.errors import InvalidTransition
+from celeriac.errors import InvalidTransition, StorageError
 from celeriac.records import Dispatch, Outcome, TransitionResult
 from celeriac.settings import database_url as resolve_database_url
 from celeriac.states import TERMINAL_WORKFLOW_STATES, NodeKind
 from celeriac.storage import Store, connect, migrate
 from celeriac.storage.claims import delivery_key
-from celeriac.storage.database import RETRY_SECONDS
+from celeriac.storage.database import RETRY_SECONDS, first_line
 from celeriac.storage.finishes import Finishes
 from celeriac.storage.store import Claim
 
@@ -177,17 +182,17 @@ class Engine:
 
     def node_succeeded(self, node: NodeRequest, result: Any) -> None:
         """Record a node's result and dispatch what it made ready."""
-        try:
-            outcome = self.store.record_success(
+        outcome = self._recorded(
+            node.workflow_id,
+            node.node_id,
+            node.number,
+            node.kind,
+            lambda: self.store.record_success(
                 node.workflow_id, node.node_id, node.number, result
-            )
-        except sa.exc.StatementError as exc:
-            if not isinstance(exc.orig, TypeError):
-                raise
-            error = TypeError(f"the task's result cannot be stored as JSON: {exc.orig}")
-            self.node_failed(node, error, None, None, None)
-            return
-        self._after(node.workflow_id, outcome)
+            ),
+        )
+        if outcome is not None:
+            self._after(node.workflow_id, outcome)
 
     def node_failed(
         self,
@@ -198,17 +203,24 @@ class Engine:
         einfo: Any,
     ) -> None:
         """Record a failure for good: run errbacks, fail the workflow."""
-        outcome = self.store.record_failure(
+        outcome = self._recorded(
             node.workflow_id,
             node.node_id,
             node.number,
-            type(exc).__name__,
-            str(exc),
-            traceback,
+            node.kind,
+            lambda: self.store.record_failure(
+                node.workflow_id,
+                node.node_id,
+                node.number,
+                type(exc).__name__,
+                str(exc),
+                traceback,
+            ),
         )
-        self._after_failure(
-            node.workflow_id, node.node_id, node.kind, outcome, exc, request, einfo
-        )
+        if outcome is not None:
+            self._after_failure(
+                node.workflow_id, node.node_id, node.kind, outcome, exc, request, einfo
+            )
 
     def node_revoked(self, node: NodeRequest, reason: str) -> None:
         """Record a revoke; outside a cancel, the node's workflow fails."""
@@ -223,6 +235,61 @@ class Engine:
         self._transition_quietly(workflow_id, "settle")
 
     # -- internals --------------------------------------------------------
+
+    def _recorded(
+        self,
+        workflow_id: str,
+        node_id: str,
+        number: int,
+        kind: str,
+        record: Callable[[], Outcome],
+    ) -> Outcome | None:
+        """``record()``'s outcome for a running attempt, or None if it raised.
+
+        Whatever it raised, the node does not stay RUNNING on this process's
+        lease: it fails with the cause recorded, or, when the database cannot
+        take even that (``StorageError``), the attempt is released for the
+        recovery pass to run again.
+        """
+        try:
+            return record()
+        except Exception as cause:
+            logger.error(
+                "the outcome of node %s (attempt %d) cannot be recorded: %s",
+                node_id,
+                number,
+                first_line(cause),
+                exc_info=True,
+            )
+            traceback = without_nul(format_exc()[-TRACEBACK_LIMIT:])
+            self._fail_unrecorded(workflow_id, node_id, number, kind, cause, traceback)
+            return None
+
+    def _fail_unrecorded(
+        self,
+        workflow_id: str,
+        node_id: str,
+        number: int,
+        kind: str,
+        cause: Exception,
+        traceback: str,
+    ) -> None:
+        """Fail a node whose outcome could not be recorded, or release it."""
+        if not isinstance(cause, StorageError):
+            exc_type, exc_message = unrecorded_error(cause)
+            try:
+                outcome = self.store.record_failure(
+                    workflow_id, node_id, number, exc_type, exc_message, traceback
+                )
+            except Exception:
+                logger.error("node %s cannot be failed either", node_id, exc_info=True)
+            else:
+                recorded = rebuilt_exception(exc_type, exc_message)
+                self._after_failure(
+                    workflow_id, node_id, kind, outcome, recorded, None, None
+                )
+                return
+        self.liveness.release(node_id, number)
 
     def _after(self, workflow_id: str, outcome: Outcome) -> None:
         self._publish(outcome.dispatch)
@@ -241,15 +308,17 @@ class Engine:
         request: Any,
         einfo: Any,
     ) -> None:
-        """Run the errbacks a failure queued, then fail the workflow."""
+        """Run the errbacks a failure queued, then fail the workflow.
+
+        ``request`` (with ``exc`` and ``einfo``): the failed task's, for the
+        errbacks that take them; None to rebuild them from the database.
+        """
         if not outcome.recorded:
             return
-        inline = [
-            d for d in outcome.dispatch if takes_request(self.app, d.signature["task"])
-        ]
-        self._publish([d for d in outcome.dispatch if d not in inline])
-        for dispatch in inline:
-            self._run_inline_errback(dispatch, request, exc, einfo)
+        live = None
+        if request is not None:
+            live = ErrbackArguments(request, exc, getattr(einfo, "traceback", None))
+        self._publish(outcome.dispatch, live)
         if kind != NodeKind.ERRBACK:
             error = (node_id, type(exc).__name__, str(exc))
             self._transition_quietly(workflow_id, "fail", error)
@@ -257,10 +326,17 @@ class Engine:
             self.settle(workflow_id)
 
     def _run_inline_errback(
-        self, dispatch: Dispatch, request: Any, exc: BaseException, einfo: Any
+        self, dispatch: Dispatch, arguments: ErrbackArguments | None
     ) -> None:
+        """Run an errback that takes ``(request, exc, traceback)`` here.
+
+        As Celery does, in the process that handles the failure: the worker
+        that recorded it, or the recovery pass that found the errback
+        QUEUED. ``arguments`` None: rebuilt from the stored failure.
+        """
         node_id, workflow_id = dispatch.node_id, dispatch.workflow_id
-        lease = self.liveness.lease(getattr(request, "hostname", None))
+        hostname = getattr(getattr(arguments, "request", None), "hostname", None)
+        lease = self.liveness.lease(hostname)
         delivery = delivery_key(dispatch.attempt_base, 0)
         claim, number = self.store.claim_node(
             workflow_id, node_id, delivery, lease, uuid.uuid4().hex
@@ -269,24 +345,50 @@ class Engine:
             return
         errback = self.app.signature(dispatch.signature)
         try:
-            result = errback(request, exc, getattr(einfo, "traceback", None))
+            if arguments is None:
+                arguments = self._stored_failure(dispatch)
+            result = errback(arguments.request, arguments.exc, arguments.traceback)
         except Exception as error:
-            outcome = self.store.record_failure(
+            raised = (type(error).__name__, str(error), format_exc())
+            outcome = self._recorded(
                 workflow_id,
                 node_id,
                 number,
-                type(error).__name__,
-                str(error),
-                format_exc()[-TRACEBACK_LIMIT:],
+                NodeKind.ERRBACK,
+                lambda: self.store.record_failure(
+                    workflow_id,
+                    node_id,
+                    number,
+                    raised[0],
+                    raised[1],
+                    without_nul(raised[2][-TRACEBACK_LIMIT:]),
+                ),
             )
-            self._after_failure(
-                workflow_id, node_id, NodeKind.ERRBACK, outcome, error, request, None
-            )
+            if outcome is not None:
+                self._after_failure(
+                    workflow_id, node_id, NodeKind.ERRBACK, outcome, error, None, None
+                )
         else:
-            self._after(
+            outcome = self._recorded(
                 workflow_id,
-                self.store.record_success(workflow_id, node_id, number, result),
+                node_id,
+                number,
+                NodeKind.ERRBACK,
+                lambda: self.store.record_success(workflow_id, node_id, number, result),
             )
+            if outcome is not None:
+                self._after(workflow_id, outcome)
+
+    def _stored_failure(self, dispatch: Dispatch) -> ErrbackArguments:
+        """An errback's ``(request, exc, traceback)``, rebuilt from the database."""
+        failed_id = str(dispatch.inputs[0]) if dispatch.inputs else ""
+        failed = self.store.failed_call(failed_id)
+        if failed is None:
+            raise LookupError(
+                f"errback {dispatch.node_id}: the failure of node {failed_id} "
+                "it handles is no longer stored"
+            )
+        return rebuilt_arguments(failed)
 
     def _transition(
         self,
@@ -313,7 +415,21 @@ class Engine:
         with suppress(InvalidTransition):
             self._transition(workflow_id, trigger, error)
 
-    def _publish(self, dispatch: list[Dispatch]) -> None:
+    def _publish(
+        self, dispatch: list[Dispatch], arguments: ErrbackArguments | None = None
+    ) -> None:
+        """Publish nodes; errbacks taking a request run here (``arguments``)."""
+        inline = [
+            d
+            for d in dispatch
+            if d.kind == NodeKind.ERRBACK
+            and takes_request(self.app, d.signature["task"])
+        ]
+        self._send([d for d in dispatch if d not in inline])
+        for errback in inline:
+            self._run_inline_errback(errback, arguments)
+
+    def _send(self, dispatch: list[Dispatch]) -> None:
         for refused, exc in scheduler.publish(self.app, dispatch):
             logger.warning("node %s cannot be sent: %s", refused.node_id, exc)
             outcome = self.store.record_unsendable(
@@ -335,3 +451,20 @@ class Engine:
             self.app.control.revoke(task_ids, terminate=terminate)
         except Exception:  # the state is committed; revoking is best effort
             logger.warning("could not revoke %d tasks", len(task_ids), exc_info=True)
+
+
+def without_nul(text: str) -> str:
+    """``text`` with its NUL characters spelled out (a text column refuses them)."""
+    return text.replace("\x00", "\\x00")
+
+
+def unrecorded_error(cause: Exception) -> tuple[str, str]:
+    """The error a node fails with when its outcome could not be recorded.
+
+    The cause's type and first line; for an error of the database (wrapped
+    by SQLAlchemy), the driver's own.
+    """
+    inner = cause.orig if isinstance(cause, sa.exc.StatementError) else None
+    error = inner if isinstance(inner, Exception) else cause
+    message = without_nul(first_line(error))
+    return type(error).__name__, f"the outcome could not be recorded: {message}"

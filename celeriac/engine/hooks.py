@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -167,7 +168,8 @@ class WorkerHooks:
     def _on_success(self, sender: Any = None, result: Any = None, **_: Any) -> None:
         node = self._ran(sender)
         if node is not None:
-            self.engine.node_succeeded(node, result)
+            with _left_to_recovery("success", node):
+                self.engine.node_succeeded(node, result)
 
     def _on_failure(
         self,
@@ -180,7 +182,8 @@ class WorkerHooks:
         if node is None or exception is None:
             return
         traceback = str(einfo)[-TRACEBACK_LIMIT:] if einfo is not None else None
-        self.engine.node_failed(node, exception, traceback, sender.request, einfo)
+        with _left_to_recovery("failure", node):
+            self.engine.node_failed(node, exception, traceback, sender.request, einfo)
 
     def _on_retry(
         self, sender: Any = None, request: Any = None, reason: Any = None, **_: Any
@@ -191,14 +194,15 @@ class WorkerHooks:
         if not node.is_node or not node.number:
             return
         exc = getattr(reason, "exc", None) or reason
-        self.engine.store.record_retry(
-            node.workflow_id,
-            node.node_id,
-            node.number,
-            type(exc).__name__,
-            str(exc),
-            _retry_eta(getattr(reason, "when", None)),
-        )
+        with _left_to_recovery("retry", node):
+            self.engine.store.record_retry(
+                node.workflow_id,
+                node.node_id,
+                node.number,
+                type(exc).__name__,
+                str(exc),
+                _retry_eta(getattr(reason, "when", None)),
+            )
 
     def _on_revoked(
         self,
@@ -213,7 +217,33 @@ class WorkerHooks:
             return
         node = NodeRequest(request)
         if node.is_node:
-            self.engine.node_revoked(node, revoke_reason(terminated, signum, expired))
+            with _left_to_recovery("revoke", node):
+                reason = revoke_reason(terminated, signum, expired)
+                self.engine.node_revoked(node, reason)
+
+
+@contextmanager
+def _left_to_recovery(outcome: str, node: NodeRequest) -> Iterator[None]:
+    """Log what escapes the recording of an outcome, instead of Celery.
+
+    The engine never leaves a node RUNNING on this process's lease: what
+    escapes is a follow-up (a publish, a workflow state change) that the
+    recovery pass makes in its place. A revoke or a retry not recorded is
+    taken up again when the node's message is claimed or found stale.
+    """
+    try:
+        yield
+    except Exception as exc:
+        logger.error(
+            "recording the %s of node %s of workflow %s did not finish (%s: %s); "
+            "the recovery pass completes it",
+            outcome,
+            node.node_id,
+            node.workflow_id,
+            type(exc).__name__,
+            exc,
+            exc_info=True,
+        )
 
 
 def revoke_reason(terminated: bool, signum: Any, expired: bool) -> str:

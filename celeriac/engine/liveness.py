@@ -36,6 +36,9 @@ class Liveness:
         self._pid = 0
         self._worker_id = ""
         self._thread: threading.Thread | None = None
+        #: (node id, attempt number) this process gave up but could not yet
+        #: release in the database
+        self._abandoned: set[tuple[str, int]] = set()
 
     def stop(self) -> None:
         """Stop heartbeating (the engine is closing), after the beat in progress."""
@@ -63,6 +66,38 @@ class Liveness:
             worker_id = self._worker_id
         return Lease(worker_id, hostname, os.getpid(), self.dead_before())
 
+    def release(self, node_id: str, number: int) -> None:
+        """Give up attempt ``number`` of ``node_id``, which this process runs.
+
+        For an attempt whose outcome could not be recorded. The heartbeat
+        thread releases it in the database before its next beat, and does
+        not beat while it cannot: either way, no live lease covers the
+        attempt for long, and recovery runs the node again.
+        """
+        with self._lock:
+            self._abandoned.add((node_id, number))
+
+    def _release_abandoned(self) -> bool:
+        """Release the attempts given up so far; False if one is still held."""
+        with self._lock:
+            abandoned = sorted(self._abandoned)
+        for node_id, number in abandoned:
+            try:
+                self.store.release_attempt(node_id, number)
+            except Exception:  # the next beat tries again; no beat meanwhile
+                logger.warning(
+                    "cannot release attempt %d of node %s yet", number, node_id
+                )
+                return False
+            logger.warning(
+                "attempt %d of node %s released: recovery runs it again",
+                number,
+                node_id,
+            )
+            with self._lock:
+                self._abandoned.discard((node_id, number))
+        return True
+
     def dead_before(self) -> datetime:
         """Workers whose last heartbeat is older than this are dead."""
         return now() - timedelta(seconds=self.timeout)
@@ -72,7 +107,8 @@ class Liveness:
             if os.getpid() != pid:
                 return
             try:
-                self.store.heartbeat(worker_id, hostname, pid)
+                if self._release_abandoned():
+                    self.store.heartbeat(worker_id, hostname, pid)
             except (
                 Exception
             ):  # the next beat tries again; a long outage loses the lease

@@ -122,7 +122,7 @@ def is_transient(exc: BaseException) -> bool:
     return exc.statement is None
 
 
-def _first_line(error: BaseException | None) -> str:
+def first_line(error: BaseException | None) -> str:
     """An error's message without SQLAlchemy's SQL and background lines."""
     return str(error).strip().partition("\n")[0]
 
@@ -137,7 +137,7 @@ def _log_retry(state: tenacity.RetryCallState) -> None:
         "database error in %s, try %d: %s; retrying in %.2f s",
         _operation(state),
         state.attempt_number,
-        _first_line(outcome.exception() if outcome is not None else None),
+        first_line(outcome.exception() if outcome is not None else None),
         state.upcoming_sleep,
     )
 
@@ -162,7 +162,7 @@ def _give_up(state: tenacity.RetryCallState) -> NoReturn:
         _operation(state),
         state.attempt_number,
         state.seconds_since_start or 0.0,
-        _first_line(error),
+        first_line(error),
     ) from error
 
 

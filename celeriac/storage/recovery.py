@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from celeriac.records import Dispatch
+from celeriac.records import Dispatch, FailedCall
 from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
 from celeriac.storage.claims import mark_lost, parse_delivery
 from celeriac.storage.graph import (
@@ -186,6 +186,39 @@ def first_failure(conn: sa.Connection, workflow_id: str) -> tuple[str, str, str]
     if row is None:
         return None
     return row.id, row.exc_type or "", row.exc_message or ""
+
+
+def failed_call(conn: sa.Connection, node_id: str) -> FailedCall | None:
+    """What failed node ``node_id`` was called with and how it failed, as stored.
+
+    For an errback that takes ``(request, exc, traceback)`` run without the
+    worker that recorded the failure. None if the node is not FAILED.
+    """
+    row = conn.execute(
+        sa.select(
+            *DISPATCH_COLUMNS,
+            nodes.c.task,
+            nodes.c.state,
+            nodes.c.exc_type,
+            nodes.c.exc_message,
+            nodes.c.current_attempt.label("base"),
+        ).where(nodes.c.id == node_id)
+    ).first()
+    if row is None or row.state != _N.FAILED or row.signature is None:
+        return None
+    traceback = conn.execute(
+        sa.select(attempts.c.traceback).where(
+            attempts.c.node_id == node_id, attempts.c.number == row.base
+        )
+    ).scalar_one_or_none()
+    (dispatch,) = load_dispatches(conn, [row])
+    return FailedCall(
+        dispatch,
+        row.task,
+        row.exc_type or "",
+        row.exc_message or "",
+        traceback,
+    )
 
 
 def requeue_lost(

@@ -22,6 +22,7 @@ from celeriac.errors import WorkflowNotFound
 from celeriac.records import (
     Attempt,
     Dispatch,
+    FailedCall,
     Lease,
     NewWorkflow,
     Node,
@@ -372,6 +373,26 @@ class Store:
                 )
 
     @retry_transient
+    def release_attempt(self, node_id: str, number: int) -> bool:
+        """Give running attempt ``number`` up to recovery: no lease covers it now.
+
+        For an attempt whose outcome its worker could not record: the next
+        recovery pass (or a redelivery of its message) takes it for lost and
+        runs the node again. False if the attempt no longer runs.
+        """
+        with self._write() as conn:
+            released = conn.execute(
+                sa.update(attempts)
+                .where(
+                    attempts.c.node_id == node_id,
+                    attempts.c.number == number,
+                    attempts.c.state == AttemptState.RUNNING,
+                )
+                .values(worker_id=None)
+            ).rowcount
+        return bool(released)
+
+    @retry_transient
     def record_revoked(self, workflow_id: str, node_id: str, reason: str) -> Outcome:
         """Record that Celery revoked a node: by cancel, terminate or expiry.
 
@@ -534,6 +555,12 @@ class Store:
                 (workflow_id, trigger, recovery.first_failure(conn, workflow_id))
                 for workflow_id, trigger in recovery.unsettled_workflows(conn)
             ]
+
+    @retry_transient
+    def failed_call(self, node_id: str) -> FailedCall | None:
+        """How failed node ``node_id`` was called and failed (None: not FAILED)."""
+        with self._read() as conn:
+            return recovery.failed_call(conn, node_id)
 
     # -- reads ------------------------------------------------------------
 
