@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from kombu.utils.json import dumps
+
+from celeriac.storage.values import ExactJson, encode
 
 
 def insert_rows(
@@ -23,7 +24,7 @@ def insert_rows(
         conn.execute(table.insert(), rows)
         return
     columns = list(rows[0])
-    is_json = [isinstance(table.c[name].type, sa.JSON) for name in columns]
+    is_json = [isinstance(table.c[name].type, ExactJson) for name in columns]
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
     dbapi_error = conn.dialect.loaded_dbapi.Error
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -32,7 +33,7 @@ def insert_rows(
             for row in rows:
                 copy.write_row(
                     [
-                        dumps(row[name])
+                        encode(row[name])
                         if json and row[name] is not None
                         else row[name]
                         for name, json in zip(columns, is_json, strict=True)

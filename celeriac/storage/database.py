@@ -8,7 +8,6 @@ from typing import Any, Concatenate, NoReturn, ParamSpec, Protocol, TypeVar
 
 import sqlalchemy as sa
 import tenacity
-from kombu.utils.json import dumps, loads
 from sqlalchemy import event
 
 from celeriac.errors import StorageError
@@ -58,8 +57,6 @@ def connect(url: str, retry_seconds: float = RETRY_SECONDS) -> sa.Engine:
     """
     url = normalize_url(url)
     options: dict[str, Any] = {
-        "json_serializer": dumps,
-        "json_deserializer": loads,
         "execution_options": {_RETRY_SECONDS_OPTION: retry_seconds},
     }
     if url.startswith("sqlite"):

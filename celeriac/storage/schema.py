@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+
+from celeriac.storage.values import ExactJson, ExactText
 
 metadata = sa.MetaData(
     naming_convention={
@@ -15,8 +16,11 @@ metadata = sa.MetaData(
     }
 )
 
-#: JSON values (results, arguments): JSONB on PostgreSQL, JSON text elsewhere.
-Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+#: Values (results, arguments, signatures, metadata): the exact text Celery's
+#: JSON serializer writes for them, on every database (``storage/values.py``).
+Json = ExactJson()
+#: Messages and tracebacks: text kept exactly, NUL characters included.
+Message = ExactText()
 Timestamp = sa.DateTime(timezone=True)
 Id = sa.String(64)
 StateName = sa.String(32)
@@ -35,7 +39,7 @@ workflows = sa.Table(
     sa.Column("result", Json, nullable=True),
     sa.Column("failed_node_id", Id, nullable=True),
     sa.Column("exc_type", sa.String(255), nullable=True),
-    sa.Column("exc_message", sa.Text, nullable=True),
+    sa.Column("exc_message", Message, nullable=True),
     sa.Column("created_at", Timestamp, nullable=False, index=True),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Column("finished_at", Timestamp, nullable=True),
@@ -66,7 +70,7 @@ nodes = sa.Table(
     sa.Column("current_attempt", sa.Integer, nullable=False, server_default="0"),
     sa.Column("result", Json, nullable=True),
     sa.Column("exc_type", sa.String(255), nullable=True),
-    sa.Column("exc_message", sa.Text, nullable=True),
+    sa.Column("exc_message", Message, nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("queued_at", Timestamp, nullable=True),
     #: times recovery published the node again since it was queued
@@ -77,7 +81,7 @@ nodes = sa.Table(
     sa.Column("progress_current", sa.Float, nullable=True),
     #: empty while the body does not know how much work there is
     sa.Column("progress_total", sa.Float, nullable=True),
-    sa.Column("progress_message", sa.Text, nullable=True),
+    sa.Column("progress_message", Message, nullable=True),
     sa.Column("progress_at", Timestamp, nullable=True),
     sa.Index("ix_celeriac_nodes_workflow_state", "workflow_id", "state"),
     sa.Index("ix_celeriac_nodes_workflow_position", "workflow_id", "position"),
@@ -128,8 +132,8 @@ attempts = sa.Table(
     sa.Column("started_at", Timestamp, nullable=False),
     sa.Column("finished_at", Timestamp, nullable=True),
     sa.Column("exc_type", sa.String(255), nullable=True),
-    sa.Column("exc_message", sa.Text, nullable=True),
-    sa.Column("traceback", sa.Text, nullable=True),
+    sa.Column("exc_message", Message, nullable=True),
+    sa.Column("traceback", Message, nullable=True),
     sa.Column("retry_eta", Timestamp, nullable=True),
     sa.UniqueConstraint("node_id", "number", name="uq_celeriac_attempts_node_number"),
 )
