@@ -23,8 +23,8 @@ from typing import Any, TypeAlias
 from celery import Celery
 from celery.canvas import Signature, _chain, chord, chunks, group, maybe_signature
 from celery.utils.functional import maybe_list
-from kombu.utils.json import dumps
 
+from celeriac.engine.arguments import check_storable
 from celeriac.errors import InvalidCanvas, UnknownTask
 from celeriac.records import NewEdge, NewNode, NewWorkflow
 from celeriac.states import EMPTY_GROUP_KEY, NodeKind
@@ -85,12 +85,7 @@ def compile_canvas(
 ) -> NewWorkflow:
     """Turn ``canvas`` (called as ``canvas(*args, **kwargs)``) into a workflow."""
     sig = _as_signature(app, canvas)
-    try:
-        dumps([sig, list(args), kwargs, metadata])
-    except TypeError as exc:
-        raise InvalidCanvas(
-            f"the canvas, its arguments or metadata are not JSON: {exc}"
-        ) from exc
+    check_storable(sig, args, kwargs, metadata)
     builder = _Builder(app)
     call = _Call(tuple(args), dict(kwargs or {}))
     result_node = builder.add(sig, None, call, [], None)

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from celery import Celery
 from celery.app.task import Context
 from celery.exceptions import TaskRevokedError
+from kombu.exceptions import EncodeError
 
 from celeriac.engine import scheduler
 from celeriac.engine.compiler import compile_canvas
@@ -40,6 +41,7 @@ from celeriac.storage.claims import delivery_key
 from celeriac.storage.database import RETRY_SECONDS, first_line
 from celeriac.storage.finishes import Finishes
 from celeriac.storage.store import Claim
+from celeriac.storage.values import MAX_RESULT_BYTES, ResultTooLarge, check_result
 
 logger = logging.getLogger("celeriac.engine")
 
@@ -59,7 +61,8 @@ class Engine:
             ``worker_timeout`` (30 s): a worker silent that long is dead and
             its running nodes run again; ``retry_seconds`` (60 s): how long a
             database call retries a transient fault before it raises
-            ``StorageError``.
+            ``StorageError``; ``max_result_bytes`` (10 MiB): a task whose
+            result is longer as JSON text fails with ``ResultTooLarge``.
 
     Building the engine in the module a worker imports is all a worker needs:
     the hooks that record each node's outcome are installed on ``app``.
@@ -77,6 +80,7 @@ class Engine:
         self.store = Store(self.db)
         self.finishes = Finishes(self.db)
         self.options = options
+        self.max_result_bytes = int(options.get("max_result_bytes", MAX_RESULT_BYTES))
         auto_migrate = options.get("auto_migrate", self.db.dialect.name == "sqlite")
         if auto_migrate:
             self.migrate()
@@ -182,6 +186,11 @@ class Engine:
 
     def node_succeeded(self, node: NodeRequest, result: Any) -> None:
         """Record a node's result and dispatch what it made ready."""
+        try:
+            check_result(result, self.max_result_bytes)
+        except (EncodeError, ResultTooLarge) as refused:
+            self.node_failed(node, refused, None, None, None)
+            return
         outcome = self._recorded(
             node.workflow_id,
             node.node_id,
