@@ -14,7 +14,7 @@ from celeriac.errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
-from celeriac.records import Attempt, Node, NodeProgress, Progress
+from celeriac.records import Attempt, Delivery, Node, NodeProgress, Progress
 from celeriac.states import NodeState, WorkflowState
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Attempt",
     "CeleriacError",
+    "Delivery",
     "Engine",
     "InvalidCanvas",
     "InvalidTransition",

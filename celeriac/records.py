@@ -1,7 +1,8 @@
 """Plain records passed between the engine, the store and users.
 
-``Node``, ``Attempt`` and ``Progress`` are public (API.md); the others carry a
-compiled canvas into the store and the store's answers back to the engine.
+``Node``, ``Attempt``, ``Progress`` and ``Delivery`` are public (API.md); the
+others carry a compiled canvas into the store and the store's answers back to
+the engine.
 """
 
 from __future__ import annotations
@@ -88,6 +89,28 @@ class Progress:
         if not self.total:
             return 1.0
         return min((self.done + self.partial) / self.total, 1.0)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What an action handed to the broker (``resume``, ``retry``, ``recover``).
+
+    For ``cancel``, the messages are the revoke requests of its running tasks.
+    """
+
+    #: messages the broker took: nodes published (or running tasks revoked)
+    sent: int = 0
+    #: messages not sent because the broker could not be used: the nodes stay
+    #: QUEUED and a recovery pass publishes them once it is back
+    unsent: int = 0
+    #: nodes Celery refused to send (their arguments do not fit the task):
+    #: they failed, as they would natively
+    refused: int = 0
+
+    @property
+    def broker_down(self) -> bool:
+        """True when there was something to send and none of it went out."""
+        return self.unsent > 0 and self.sent == 0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sys
 import time
 from datetime import timedelta
@@ -24,10 +25,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from celeriac import Engine, Node, Workflow, WorkflowState
+from celeriac import Delivery, Engine, Node, Workflow, WorkflowState
 from celeriac.cli.config import Config, Group
 from celeriac.cli.connection import safe_url
 from celeriac.cli.durations import Duration, ago
+from celeriac.cli.outcome import (
+    published_text,
+    report,
+    revoked_text,
+    state_line,
+)
 from celeriac.cli.render import (
     LISTED_KINDS,
     console,
@@ -77,6 +84,10 @@ _STOPS = frozenset(
 @click.pass_context
 def main(ctx: click.Context, app: str | None, database_url: str | None) -> None:
     """Celeriac: persistent, pausable Celery workflows."""
+    # the outcome is one line on stdout or stderr: the engine's log lines
+    # (a publish retrying, say) would only repeat it, and Python's last-resort
+    # handler prints them to stderr when the app configured no logging
+    logging.getLogger("celeriac").addHandler(logging.NullHandler())
     from_environment = (
         ctx.get_parameter_source("database_url") == ParameterSource.ENVIRONMENT
     )
@@ -341,38 +352,46 @@ def dag_nodes(engine: Engine, workflow_id: str) -> list[Node]:
 
 @main.command()
 @click.argument("workflow_id", metavar="ID")
+@json_option
 @click.pass_obj
-def pause(config: Config, workflow_id: str) -> None:
+def pause(config: Config, workflow_id: str, as_json: bool) -> None:
     """Stop dispatching; the workflow is PAUSED once nothing runs."""
     engine = config.engine()
-    engine.pause(workflow_id)
     workflow = engine.workflow(workflow_id)
-    state = workflow.state
+    engine.pause(workflow.id)
+    state, running = workflow.state, workflow.progress().running
+    detail = ""
     if state == WorkflowState.REQUESTING_PAUSE:
-        running = workflow.progress().running
-        console.print(
-            f"workflow {workflow_id}: {styled(state)}, waiting for {running} running "
-            f"node(s); `celeriac watch {workflow_id}` returns once it is PAUSED"
+        detail = (
+            f"waiting for {running} running node(s); "
+            f"`celeriac watch {workflow.id}` returns once it is PAUSED"
         )
-    else:
-        console.print(f"workflow {workflow_id}: {styled(state)}")
+    document = {"id": workflow.id, "state": state, "running": running}
+    report(document, state_line(workflow.id, state, detail), Delivery(), as_json)
 
 
-def print_state(engine: Engine, workflow_id: str) -> None:
-    """One line: the workflow's state after an action."""
-    console.print(
-        f"workflow {workflow_id}: {styled(engine.workflow(workflow_id).state)}"
-    )
+def report_publish(
+    engine: Engine, workflow_id: str, delivery: Delivery, as_json: bool
+) -> None:
+    """The workflow's state after an action that published its ready nodes."""
+    state = engine.workflow(workflow_id).state
+    line = state_line(workflow_id, state, published_text(delivery))
+    report({"id": workflow_id, "state": state}, line, delivery, as_json)
 
 
 @main.command()
 @click.argument("workflow_id", metavar="ID")
+@json_option
 @click.pass_obj
-def resume(config: Config, workflow_id: str) -> None:
-    """Dispatch every ready node of a pausing or paused workflow."""
+def resume(config: Config, workflow_id: str, as_json: bool) -> None:
+    """Dispatch every ready node of a pausing or paused workflow (needs --app).
+
+    Exits 3 when the broker could not be reached: the workflow is resumed,
+    its nodes stay QUEUED until `celeriac --app … recover` publishes them.
+    """
     engine = config.engine(need_app="resume")
-    engine.resume(workflow_id)
-    print_state(engine, workflow_id)
+    workflow_id = engine.workflow(workflow_id).id
+    report_publish(engine, workflow_id, engine.resume(workflow_id), as_json)
 
 
 @main.command()
@@ -382,38 +401,53 @@ def resume(config: Config, workflow_id: str) -> None:
     is_flag=True,
     help="Also kill the processes running the workflow's tasks (needs --app).",
 )
+@json_option
 @click.pass_obj
-def cancel(config: Config, workflow_id: str, terminate: bool) -> None:
+def cancel(config: Config, workflow_id: str, terminate: bool, as_json: bool) -> None:
     """Cancel a workflow; its running tasks are revoked.
 
     Revoking goes through the app's broker: without --app the workflow is
     CANCELLED and no queued node runs, but tasks already running finish.
+    With --terminate, exits 3 when the broker could not be reached to
+    revoke them (the workflow is CANCELLED all the same).
     """
     engine = config.engine(need_app="cancel --terminate" if terminate else None)
-    engine.cancel(workflow_id, terminate=terminate)
-    print_state(engine, workflow_id)
+    workflow = engine.workflow(workflow_id)
+    delivery = engine.cancel(workflow.id, terminate=terminate)
+    if not terminate:  # revoking through the in-memory broker reaches nobody
+        delivery = Delivery()
+    detail = revoked_text(delivery) if terminate else ""
+    line = state_line(workflow.id, workflow.state, detail)
+    report({"id": workflow.id, "state": workflow.state}, line, delivery, as_json)
 
 
 @main.command()
 @click.argument("workflow_id", metavar="ID")
+@json_option
 @click.pass_obj
-def retry(config: Config, workflow_id: str) -> None:
-    """Continue a FAILED workflow; succeeded nodes do not run again."""
+def retry(config: Config, workflow_id: str, as_json: bool) -> None:
+    """Continue a FAILED workflow; succeeded nodes do not run again (needs --app).
+
+    Exits 3 when the broker could not be reached, as resume does.
+    """
     engine = config.engine(need_app="retry")
-    engine.retry(workflow_id)
-    print_state(engine, workflow_id)
+    workflow_id = engine.workflow(workflow_id).id
+    report_publish(engine, workflow_id, engine.retry(workflow_id), as_json)
 
 
 @main.command()
+@json_option
 @click.pass_obj
-def recover(config: Config) -> None:
-    """Run one recovery pass: re-publish what a crash left behind.
+def recover(config: Config, as_json: bool) -> None:
+    """Run one recovery pass: re-publish what a crash left behind (needs --app).
 
     Safe to run while workers run, and from several places at once; see
-    docs/operations.md for running it on a schedule.
+    docs/operations.md for running it on a schedule. Exits 3 when the
+    broker could not be reached.
     """
-    published = config.engine(need_app="recover").recover()
-    console.print(f"recovery pass done: {published} node(s) published again")
+    delivery = config.engine(need_app="recover").recover()
+    line = f"recovery pass done: {published_text(delivery, 'published again')}"
+    report({}, line, delivery, as_json)
 
 
 @main.command()

@@ -33,7 +33,7 @@ from celeriac.engine.liveness import Liveness
 from celeriac.engine.machine import decider
 from celeriac.engine.recovery import RecoveryLoop
 from celeriac.errors import InvalidTransition, StorageError
-from celeriac.records import Dispatch, Outcome, TransitionResult
+from celeriac.records import Delivery, Dispatch, Outcome, TransitionResult
 from celeriac.settings import database_url as resolve_database_url
 from celeriac.states import TERMINAL_WORKFLOW_STATES, NodeKind
 from celeriac.storage import Store, connect, migrate
@@ -123,7 +123,14 @@ class Engine:
             InvalidCanvas: the canvas or its arguments cannot be stored.
         """
         new = compile_canvas(self.app, canvas, tuple(args), kwargs, name, metadata)
-        self._after(new.id, self.store.insert_workflow(new))
+        delivery = self._after(new.id, self.store.insert_workflow(new))
+        if delivery.unsent:
+            logger.warning(
+                "workflow %s is stored, but %d of its first nodes could not be "
+                "published yet: they stay QUEUED until a recovery pass sends them",
+                new.id,
+                delivery.unsent,
+            )
         return Workflow(self, new.id, name)
 
     def workflow(self, workflow_id: str) -> Workflow:
@@ -135,39 +142,52 @@ class Engine:
         """Stop dispatching; the workflow is PAUSED once nothing runs."""
         self._transition(workflow_id, "pause")
 
-    def resume(self, workflow_id: str) -> None:
-        """Dispatch every ready node of a pausing or paused workflow."""
-        self._transition(workflow_id, "resume")
+    def resume(self, workflow_id: str) -> Delivery:
+        """Dispatch every ready node of a pausing or paused workflow.
 
-    def cancel(self, workflow_id: str, terminate: bool = False) -> None:
-        """Cancel: nothing starts again; running tasks are revoked."""
-        result = self._transition(workflow_id, "cancel")
-        if result is not None and result.revoke:
-            self._revoke(result.revoke, terminate)
+        Returns how many nodes were published, and how many stay QUEUED
+        because the broker could not be reached.
+        """
+        return self._transition(workflow_id, "resume")[1]
 
-    def retry(self, workflow_id: str) -> None:
-        """Continue a FAILED workflow; succeeded nodes do not run again."""
-        self._transition(workflow_id, "retry")
+    def cancel(self, workflow_id: str, terminate: bool = False) -> Delivery:
+        """Cancel: nothing starts again; running tasks are revoked.
 
-    def recover(self) -> int:
+        Returns how many running tasks were revoked through the broker, and
+        how many could not be.
+        """
+        result, _ = self._transition(workflow_id, "cancel")
+        if result is None or not result.revoke:
+            return Delivery()
+        return self._revoke(result.revoke, terminate)
+
+    def retry(self, workflow_id: str) -> Delivery:
+        """Continue a FAILED workflow; succeeded nodes do not run again.
+
+        Returns what was published, as ``resume()`` does.
+        """
+        return self._transition(workflow_id, "retry")[1]
+
+    def recover(self) -> Delivery:
         """One recovery pass: publish again what a crash left behind.
 
         Publishes QUEUED nodes that did not start within the
         ``recovery_delay`` option (seconds, default 60) and nodes RUNNING on
         a worker that stopped heartbeating, and applies the state changes a
         process died before making. Safe to run from several
-        processes at once. Returns how many nodes were published again.
+        processes at once. Returns how many nodes were published again, and
+        how many stay QUEUED because the broker could not be reached.
         """
         delay = float(self.options.get("recovery_delay", 60.0))
         dispatch = self.store.requeue_stale(delay)
         dispatch += self.store.requeue_lost(self.liveness.timeout)
         if dispatch:
             logger.warning("recovery: publishing %d nodes again", len(dispatch))
-        self._publish(dispatch)
+        delivery = self._publish(dispatch)
         for workflow_id, trigger, failure in self.store.unsettled_workflows():
             logger.warning("recovery: %s workflow %s", trigger, workflow_id)
             self._transition_quietly(workflow_id, trigger, failure)
-        return len(dispatch)
+        return delivery
 
     @contextmanager
     def embedded_worker(self, concurrency: int = 2, **options: Any) -> Iterator[Any]:
@@ -300,12 +320,13 @@ class Engine:
                 return
         self.liveness.release(node_id, number)
 
-    def _after(self, workflow_id: str, outcome: Outcome) -> None:
-        self._publish(outcome.dispatch)
+    def _after(self, workflow_id: str, outcome: Outcome) -> Delivery:
+        delivery = self._publish(outcome.dispatch)
         if outcome.finished:
             self._transition_quietly(workflow_id, "complete")
         elif outcome.settle:
             self.settle(workflow_id)
+        return delivery
 
     def _after_failure(
         self,
@@ -404,15 +425,15 @@ class Engine:
         workflow_id: str,
         trigger: str,
         error: tuple[str | None, str, str] | None = None,
-    ) -> TransitionResult | None:
+    ) -> tuple[TransitionResult | None, Delivery]:
         result = self.store.transition_workflow(
             workflow_id, trigger, decider(workflow_id), error
         )
-        if result is not None:
-            if result.dest in TERMINAL_WORKFLOW_STATES:
-                self.finishes.announce()
-            self._publish(result.dispatch)
-        return result
+        if result is None:
+            return None, Delivery()
+        if result.dest in TERMINAL_WORKFLOW_STATES:
+            self.finishes.announce()
+        return result, self._publish(result.dispatch)
 
     def _transition_quietly(
         self,
@@ -426,7 +447,7 @@ class Engine:
 
     def _publish(
         self, dispatch: list[Dispatch], arguments: ErrbackArguments | None = None
-    ) -> None:
+    ) -> Delivery:
         """Publish nodes; errbacks taking a request run here (``arguments``)."""
         inline = [
             d
@@ -434,12 +455,14 @@ class Engine:
             if d.kind == NodeKind.ERRBACK
             and takes_request(self.app, d.signature["task"])
         ]
-        self._send([d for d in dispatch if d not in inline])
+        delivery = self._send([d for d in dispatch if d not in inline])
         for errback in inline:
             self._run_inline_errback(errback, arguments)
+        return delivery
 
-    def _send(self, dispatch: list[Dispatch]) -> None:
-        for refused, exc in scheduler.publish(self.app, dispatch):
+    def _send(self, dispatch: list[Dispatch]) -> Delivery:
+        published = scheduler.publish(self.app, dispatch)
+        for refused, exc in published.refused:
             logger.warning("node %s cannot be sent: %s", refused.node_id, exc)
             outcome = self.store.record_unsendable(
                 refused.workflow_id, refused.node_id, type(exc).__name__, str(exc)
@@ -454,12 +477,21 @@ class Engine:
                 request,
                 None,
             )
+        unsent, failed = published.unsent, len(published.refused)
+        return Delivery(len(dispatch) - unsent - failed, unsent, failed)
 
-    def _revoke(self, task_ids: list[str], terminate: bool) -> None:
+    def _revoke(self, task_ids: list[str], terminate: bool) -> Delivery:
         try:
             self.app.control.revoke(task_ids, terminate=terminate)
-        except Exception:  # the state is committed; revoking is best effort
-            logger.warning("could not revoke %d tasks", len(task_ids), exc_info=True)
+        except Exception as exc:  # the state is committed; revoking is best effort
+            logger.warning(
+                "could not revoke %d tasks: %s: %s",
+                len(task_ids),
+                type(exc).__name__,
+                exc,
+            )
+            return Delivery(unsent=len(task_ids))
+        return Delivery(sent=len(task_ids))
 
 
 def without_nul(text: str) -> str:

@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from celeriac.errors import WorkflowCancelled, WorkflowFailed
-from celeriac.records import Node, Progress
+from celeriac.records import Delivery, Node, Progress
 from celeriac.states import NodeState, WorkflowState
 
 if TYPE_CHECKING:
@@ -29,9 +29,9 @@ class Workflow:
         return f"<Workflow {self.id} {self.name or ''}>".replace(" >", ">")
 
     @property
-    def state(self) -> str:
-        """The workflow's current state (a ``WorkflowState`` value)."""
-        return self._engine.store.workflow_state(self.id)
+    def state(self) -> WorkflowState:
+        """The workflow's current state (equal to its name: ``"PAUSED"``)."""
+        return WorkflowState(self._engine.store.workflow_state(self.id))
 
     def get(self, timeout: float | None = None) -> Any:
         """Wait for the workflow to finish and return the canvas's result.
@@ -74,17 +74,17 @@ class Workflow:
         """Same as ``engine.pause(self.id)``."""
         self._engine.pause(self.id)
 
-    def resume(self) -> None:
+    def resume(self) -> Delivery:
         """Same as ``engine.resume(self.id)``."""
-        self._engine.resume(self.id)
+        return self._engine.resume(self.id)
 
-    def cancel(self, terminate: bool = False) -> None:
+    def cancel(self, terminate: bool = False) -> Delivery:
         """Same as ``engine.cancel(self.id, terminate)``."""
-        self._engine.cancel(self.id, terminate)
+        return self._engine.cancel(self.id, terminate)
 
-    def retry(self) -> None:
+    def retry(self) -> Delivery:
         """Same as ``engine.retry(self.id)``."""
-        self._engine.retry(self.id)
+        return self._engine.retry(self.id)
 
     def progress(self, label: str | None = None) -> Progress:
         """How far the workflow got, counting its task nodes.

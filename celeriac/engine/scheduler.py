@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import tenacity
@@ -43,21 +44,31 @@ def call_arguments(dispatch: Dispatch) -> tuple[tuple[Any, ...], dict[str, Any]]
     return args, dict(sig.get("kwargs") or {})
 
 
-def publish(
-    app: Celery, dispatches: list[Dispatch]
-) -> list[tuple[Dispatch, Exception]]:
+@dataclass(frozen=True)
+class Published:
+    """What one publish did with its nodes."""
+
+    #: nodes Celery refused to send, with the reason: they are not retried
+    refused: list[tuple[Dispatch, Exception]]
+    #: nodes not sent because the broker could not be used: they stay QUEUED
+    unsent: int
+
+
+def publish(app: Celery, dispatches: list[Dispatch]) -> Published:
     """Publish every node in ``dispatches``, in order.
 
-    Returns the nodes Celery refused to send (bad arguments, a value its
-    serializer cannot encode), with the reason; those are not retried. When
-    the broker cannot be reached, publishing is retried for up to
-    ``PUBLISH_RETRY_SECONDS``; then the nodes not yet sent stay QUEUED in the
-    database, and a recovery pass publishes them once the broker is back.
+    Celery refuses to send some nodes (bad arguments, a value its serializer
+    cannot encode); those are not retried. When the broker cannot be reached,
+    publishing is retried for up to ``PUBLISH_RETRY_SECONDS``; then the nodes
+    not yet sent stay QUEUED in the database, and a recovery pass publishes
+    them once the broker is back. So do they when the broker cannot be used
+    at all (its transport fails to import): every node is committed before
+    it is published, and the caller must still learn what it committed.
     """
     refused: list[tuple[Dispatch, Exception]] = []
     pending = deque(dispatches)
     if not pending:
-        return refused
+        return Published(refused, 0)
     started = time.monotonic()
     try:
         _send_pending(app, pending, refused)
@@ -69,7 +80,15 @@ def publish(
             exc,
             len(pending),
         )
-    return refused
+    except Exception as exc:  # the nodes are committed: they must not be lost
+        logger.error(
+            "cannot publish to the broker (%s: %s): %d nodes stay QUEUED until "
+            "recovery publishes them",
+            type(exc).__name__,
+            exc,
+            len(pending),
+        )
+    return Published(refused, len(pending))
 
 
 def is_broker_fault(exc: BaseException) -> bool:

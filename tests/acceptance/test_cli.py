@@ -45,7 +45,8 @@ APP_MODULE = textwrap.dedent(
 
     DATABASE_URL = f"sqlite:///{Path(__file__).with_name('celeriac.db')}"
 
-    app = Celery("cliapp", broker="memory://localhost/", set_as_current=False)
+    BROKER = os.environ.get("CLIAPP_BROKER", "memory://localhost/")
+    app = Celery("cliapp", broker=BROKER, set_as_current=False)
     app.conf.broker_transport_options = {"polling_interval": 0.005}
 
 
