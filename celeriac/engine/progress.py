@@ -10,6 +10,7 @@ every step costs a few writes per second, not one per step.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -77,6 +78,10 @@ def report_progress(
 def _report(
     node: RunningNode, current: float, total: float | None, message: str | None
 ) -> None:
+    if math.isnan(current):  # no amount of work; SQLite would store NULL
+        return
+    if total is not None and math.isnan(total):
+        total = None
     with _throttles_lock:
         throttle = _throttles.setdefault(node, _Throttle())
     final = total is not None and current >= total

@@ -83,8 +83,8 @@ def vtasks(app):
     """Tasks that report progress, fail with a message, or return what cannot go."""
 
     @app.task(name="v.report", bind=True, shared=False)
-    def report(task, message, current):
-        meta = {"current": current, "total": 2**70, "message": message}
+    def report(task, message, current, total=2**70):
+        meta = {"current": current, "total": total, "message": message}
         task.update_state(state="PROGRESS", meta=meta)
         return message
 
@@ -164,6 +164,17 @@ def test_progress_and_exception_messages_keep_nul_and_emoji(engine, vtasks, work
     assert node.attempts[-1].exc_message == message
     assert node.attempts[-1].traceback is not None
     assert message in node.attempts[-1].traceback
+
+
+def test_a_nan_progress_is_no_report_and_infinities_are_kept(engine, vtasks, worker):
+    nan = engine.submit(vtasks["report"].s("nan", float("nan")))
+    infinite = engine.submit(vtasks["report"].s("inf", float("inf"), float("inf")))
+    assert (nan.get(timeout=30), infinite.get(timeout=30)) == ("nan", "inf")
+
+    assert nan.nodes()[0].progress is None
+    progress = infinite.nodes()[0].progress
+    assert progress is not None
+    assert (progress.current, progress.total) == (float("inf"), float("inf"))
 
 
 def test_escaped_text_reads_plainly_in_sql_unless_it_holds_nul(engine, vtasks, worker):
