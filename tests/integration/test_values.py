@@ -178,18 +178,32 @@ def test_a_nan_progress_is_no_report_and_infinities_are_kept(engine, vtasks, wor
 
 
 def test_escaped_text_reads_plainly_in_sql_unless_it_holds_nul(engine, vtasks, worker):
-    plain = engine.submit(vtasks["fail"].s("plain é 😀"))
-    escaped = engine.submit(vtasks["fail"].s("a\x00b"))
-    for workflow in (plain, escaped):
-        with pytest.raises(WorkflowFailed):
+    messages = ["plain é 😀", "a\x00b", "\x01 starts like an escaped one"]
+    failed = [engine.submit(vtasks["fail"].s(message)) for message in messages]
+    for workflow in failed:
+        with pytest.raises(WorkflowFailed) as raised:
             workflow.get(timeout=30)
+        assert raised.value.exc_message in messages
     query = "SELECT exc_message FROM celeriac_workflows WHERE id = :id"
     with engine.db.connect() as conn:
-        raw = [
-            conn.execute(sa.text(query), {"id": w.id}).scalar_one()
-            for w in (plain, escaped)
-        ]
-    assert raw == ["plain é 😀", '\x01"a\\u0000b"']
+        raw = [conn.execute(sa.text(query), {"id": w.id}).scalar_one() for w in failed]
+    assert raw == [
+        "plain é 😀",
+        '\x01"a\\u0000b"',
+        '\x01"\\u0001 starts like an escaped one"',
+    ]
+    assert [w.nodes()[0].attempts[0].exc_message for w in failed] == messages
+
+
+def test_a_stored_value_that_is_not_celery_json_raises_value_error(engine, tasks):
+    workflow = engine.submit(tasks.identity.s(1))
+    with engine.db.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE celeriac_workflows SET args = '[1, ' WHERE id = :id"),
+            {"id": workflow.id},
+        )
+    with engine.db.connect() as conn, pytest.raises(ValueError, match="cannot be read"):
+        conn.execute(sa.select(workflows.c.args)).all()
 
 
 @pytest.mark.parametrize(
