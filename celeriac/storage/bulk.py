@@ -6,8 +6,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from celeriac.storage.values import ExactJson, encode
-
 
 def insert_rows(
     conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
@@ -24,7 +22,9 @@ def insert_rows(
         conn.execute(table.insert(), rows)
         return
     columns = list(rows[0])
-    is_json = [isinstance(table.c[name].type, ExactJson) for name in columns]
+    # the columns' own conversions (values to Celery's JSON text), which
+    # SQLAlchemy applies to its statements and COPY would skip
+    processors = [table.c[name].type.bind_processor(conn.dialect) for name in columns]
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
     dbapi_error = conn.dialect.loaded_dbapi.Error
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -33,10 +33,8 @@ def insert_rows(
             for row in rows:
                 copy.write_row(
                     [
-                        encode(row[name])
-                        if json and row[name] is not None
-                        else row[name]
-                        for name, json in zip(columns, is_json, strict=True)
+                        row[name] if process is None else process(row[name])
+                        for name, process in zip(columns, processors, strict=True)
                     ]
                 )
     except dbapi_error as exc:
