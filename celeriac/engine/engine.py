@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, suppress
+from datetime import timedelta
 from traceback import format_exc
 from typing import Any
 
@@ -40,6 +41,8 @@ from celeriac.storage import Store, connect, migrate
 from celeriac.storage.claims import delivery_key
 from celeriac.storage.database import RETRY_SECONDS, first_line
 from celeriac.storage.finishes import Finishes
+from celeriac.storage.retention import Purged, Retention
+from celeriac.storage.rows import now
 from celeriac.storage.store import Claim
 from celeriac.storage.values import MAX_RESULT_BYTES, ResultTooLarge, check_result
 
@@ -188,6 +191,63 @@ class Engine:
             logger.warning("recovery: %s workflow %s", trigger, workflow_id)
             self._transition_quietly(workflow_id, trigger, failure)
         return delivery
+
+    def purge(
+        self,
+        older_than: timedelta,
+        states: Collection[str] | None = None,
+        name: str | None = None,
+        dry_run: bool = False,
+        *,
+        events_older_than: timedelta | None = None,
+        workers_older_than: timedelta | None = None,
+    ) -> int:
+        """Delete workflows that finished more than ``older_than`` ago.
+
+        Each goes with everything that belongs to it (nodes, edges,
+        attempts, events), in short transactions. ``states`` narrows the
+        purge to some of COMPLETED, FAILED and CANCELLED (the default: all
+        three; any other state is refused with ``ValueError``), ``name`` to
+        the workflows of that name. A workflow that has not finished is
+        never purged. Event rows older than ``events_older_than`` and the
+        rows of workers silent for ``workers_older_than`` go too (both
+        default to ``older_than``). ``dry_run`` deletes nothing. Returns how
+        many workflows were (or would be) deleted; :meth:`purge_counts`
+        tells the rest.
+        """
+        return self.purge_counts(
+            older_than,
+            states,
+            name,
+            dry_run,
+            events_older_than=events_older_than,
+            workers_older_than=workers_older_than,
+        ).workflows
+
+    def purge_counts(
+        self,
+        older_than: timedelta,
+        states: Collection[str] | None = None,
+        name: str | None = None,
+        dry_run: bool = False,
+        *,
+        events_older_than: timedelta | None = None,
+        workers_older_than: timedelta | None = None,
+    ) -> Purged:
+        """:meth:`purge`, returning what it deleted (or would delete).
+
+        Counts of workflows, nodes, events and worker rows.
+        """
+        retention = Retention.of(
+            now(),
+            older_than,
+            states,
+            name,
+            events_older_than,
+            workers_older_than,
+            worker_timeout=timedelta(seconds=self.liveness.timeout),
+        )
+        return self.store.purge(retention, dry_run)
 
     @contextmanager
     def embedded_worker(self, concurrency: int = 2, **options: Any) -> Iterator[Any]:

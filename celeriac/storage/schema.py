@@ -24,6 +24,8 @@ Message = ExactText()
 Timestamp = sa.DateTime(timezone=True)
 Id = sa.String(64)
 StateName = sa.String(32)
+#: The node states recovery looks for (``ix_celeriac_nodes_active``).
+ACTIVE_NODES = "state IN ('QUEUED', 'RUNNING', 'RETRYING')"
 
 workflows = sa.Table(
     "celeriac_workflows",
@@ -42,7 +44,8 @@ workflows = sa.Table(
     sa.Column("exc_message", Message, nullable=True),
     sa.Column("created_at", Timestamp, nullable=False, index=True),
     sa.Column("updated_at", Timestamp, nullable=False),
-    sa.Column("finished_at", Timestamp, nullable=True),
+    #: indexed for purges, which take the longest finished first
+    sa.Column("finished_at", Timestamp, nullable=True, index=True),
 )
 
 nodes = sa.Table(
@@ -85,6 +88,15 @@ nodes = sa.Table(
     sa.Column("progress_at", Timestamp, nullable=True),
     sa.Index("ix_celeriac_nodes_workflow_state", "workflow_id", "state"),
     sa.Index("ix_celeriac_nodes_workflow_position", "workflow_id", "position"),
+    # Recovery looks for nodes by state across all workflows: only the few
+    # that are not finished are indexed, however long the history grows.
+    sa.Index(
+        "ix_celeriac_nodes_active",
+        "state",
+        "queued_at",
+        postgresql_where=sa.text(ACTIVE_NODES),
+        sqlite_where=sa.text(ACTIVE_NODES),
+    ),
 )
 
 edges = sa.Table(
@@ -153,11 +165,14 @@ events = sa.Table(
     "celeriac_events",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("workflow_id", Id, nullable=False, index=True),
+    sa.Column("workflow_id", Id, nullable=False),
     #: empty for a change of the workflow's own state
     sa.Column("node_id", Id, nullable=True),
     sa.Column("from_state", StateName, nullable=True),
     sa.Column("to_state", StateName, nullable=False),
     sa.Column("at", Timestamp, nullable=False),
     sa.Column("detail", sa.Text, nullable=True),
+    # a workflow's events in the order they happened (a purge deletes them
+    # in slices of that order)
+    sa.Index("ix_celeriac_events_workflow_event", "workflow_id", "id"),
 )

@@ -40,6 +40,7 @@ from celeriac.states import (
 from celeriac.storage import bulk, claims, finishes, graph, progress, recovery, rows
 from celeriac.storage.claims import Admission
 from celeriac.storage.database import retry_transient
+from celeriac.storage.retention import Purged, Purger, Retention
 from celeriac.storage.rows import now
 from celeriac.storage.schema import attempts, edges, nodes, workers, workflows
 
@@ -673,6 +674,16 @@ class Store:
             query = query.where(nodes.c.label == label)
         with self._read() as conn:
             return {(kind, state): count for kind, state, count in conn.execute(query)}
+
+    # -- retention --------------------------------------------------------
+
+    def purge(self, retention: Retention, dry_run: bool = False) -> Purged:
+        """Delete what ``retention`` names, in short transactions.
+
+        ``dry_run`` deletes nothing and counts what would go.
+        """
+        purger = Purger(self.db)
+        return purger.count(retention) if dry_run else purger.run(retention)
 
     # -- progress reported by task bodies ---------------------------------
 

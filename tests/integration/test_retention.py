@@ -1,0 +1,229 @@
+"""Retention: ``engine.purge`` deletes finished workflows with all their rows.
+
+On SQLite and PostgreSQL, with real workflows run on an embedded worker, and
+(the slow tests) a million finished nodes inserted in SQL, purged while a
+chain runs on the same database.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from celery import chain
+
+from celeriac import WorkflowFailed, WorkflowNotFound
+from celeriac.storage.schema import (
+    attempts,
+    edges,
+    events,
+    nodes,
+    workers,
+    workflows,
+)
+from tests.history import insert_history
+
+#: Every table with rows of a workflow, and the column that names it.
+PER_WORKFLOW = (
+    (workflows, workflows.c.id),
+    (nodes, nodes.c.workflow_id),
+    (edges, edges.c.workflow_id),
+    (attempts, attempts.c.workflow_id),
+    (events, events.c.workflow_id),
+)
+
+
+def rows_of(db: sa.Engine, workflow_id: str) -> dict[str, int]:
+    """How many rows each table holds for the workflow."""
+    with db.connect() as conn:
+        return {
+            table.name: conn.execute(
+                sa.select(sa.func.count()).where(column == workflow_id)
+            ).scalar_one()
+            for table, column in PER_WORKFLOW
+        }
+
+
+def age(db: sa.Engine, workflow_id: str, by: timedelta) -> None:
+    """Date a workflow (and its events) ``by`` back: created, finished then."""
+    then = datetime.now(UTC) - by
+    with db.begin() as conn:
+        conn.execute(
+            sa.update(workflows)
+            .where(workflows.c.id == workflow_id)
+            .values(created_at=then)
+        )
+        conn.execute(
+            sa.update(workflows)
+            .where(workflows.c.id == workflow_id, workflows.c.finished_at.is_not(None))
+            .values(finished_at=then)
+        )
+        conn.execute(
+            sa.update(events).where(events.c.workflow_id == workflow_id).values(at=then)
+        )
+
+
+@pytest.fixture
+def stocked(engine, tasks):
+    """A COMPLETED, a FAILED, a CANCELLED, a PAUSED and an unstarted workflow."""
+    with engine.embedded_worker():
+        completed = engine.submit(chain(tasks.add.s(1, 2), tasks.add.s(3)), name="a")
+        assert completed.get(timeout=30) == 6
+        failed = engine.submit(chain(tasks.add.s(1, 1), tasks.boom.s()), name="b")
+        with pytest.raises(WorkflowFailed):
+            failed.get(timeout=30)
+    cancelled = engine.submit(chain(tasks.add.s(1, 1), tasks.add.s(2)), name="a")
+    cancelled.cancel()
+    paused = engine.submit(chain(tasks.add.s(1, 1), tasks.add.s(2)), name="a")
+    paused.pause()
+    waiting = engine.submit(chain(tasks.add.s(1, 1), tasks.add.s(2)), name="a")
+    found = {
+        "COMPLETED": completed,
+        "FAILED": failed,
+        "CANCELLED": cancelled,
+        "PAUSED": paused,
+        "IN_PROGRESS": waiting,
+    }
+    assert {state: w.state for state, w in found.items()} == {
+        state: state for state in found
+    }
+    for workflow in found.values():
+        age(engine.db, workflow.id, timedelta(days=40))
+    return found
+
+
+def test_purge_deletes_finished_workflows_and_all_their_rows(engine, stocked):
+    unfinished = {
+        s: rows_of(engine.db, stocked[s].id) for s in ("PAUSED", "IN_PROGRESS")
+    }
+    assert rows_of(engine.db, stocked["COMPLETED"].id)["celeriac_attempts"] == 2
+
+    # events keep their own retention: here longer than the workflows'
+    assert engine.purge(timedelta(days=30), events_older_than=timedelta(days=50)) == 3
+
+    for state in ("COMPLETED", "FAILED", "CANCELLED"):
+        workflow_id = stocked[state].id
+        assert set(rows_of(engine.db, workflow_id).values()) == {0}, state
+        with pytest.raises(WorkflowNotFound):
+            engine.workflow(workflow_id)
+    for state, before in unfinished.items():
+        assert stocked[state].state == state
+        assert rows_of(engine.db, stocked[state].id) == before
+    assert engine.purge(timedelta(days=30)) == 0
+
+
+def test_purge_keeps_workflows_finished_more_recently(engine, stocked):
+    assert engine.purge(timedelta(days=41)) == 0
+    assert engine.purge(timedelta(days=39), states=["FAILED"]) == 1
+    assert stocked["COMPLETED"].state == "COMPLETED"
+    assert stocked["CANCELLED"].state == "CANCELLED"
+    with pytest.raises(WorkflowNotFound):
+        engine.workflow(stocked["FAILED"].id)
+
+
+def test_purge_by_state_and_name(engine, stocked):
+    assert engine.purge(timedelta(days=1), states=["COMPLETED"], name="b") == 0
+    assert engine.purge(timedelta(days=1), states=["completed", "CANCELLED"]) == 2
+    assert stocked["FAILED"].state == "FAILED"
+    assert engine.purge(timedelta(days=1), name="b") == 1
+
+
+def test_dry_run_counts_and_deletes_nothing(engine, stocked):
+    before = {state: rows_of(engine.db, w.id) for state, w in stocked.items()}
+    counted = engine.purge_counts(timedelta(days=30), dry_run=True)
+    finished = ("COMPLETED", "FAILED", "CANCELLED")
+
+    assert counted.workflows == 3
+    assert counted.nodes == sum(before[s]["celeriac_nodes"] for s in finished)
+    assert engine.purge(timedelta(days=30), dry_run=True) == 3
+    assert {state: rows_of(engine.db, w.id) for state, w in stocked.items()} == before
+
+    done = engine.purge_counts(timedelta(days=30))
+    assert (done.workflows, done.nodes) == (counted.workflows, counted.nodes)
+
+
+@pytest.mark.parametrize(
+    "states",
+    [["IN_PROGRESS"], ["COMPLETED", "PAUSED"], ["REQUESTING_PAUSE"], ["DONE"], []],
+)
+def test_purge_refuses_states_other_than_finished_ones(engine, stocked, states):
+    before = {state: rows_of(engine.db, w.id) for state, w in stocked.items()}
+
+    named = [state for state in states if state != "COMPLETED"]
+    with pytest.raises(ValueError, match="|".join(named) or "empty") as refused:
+        engine.purge(timedelta(0), states=states)
+
+    assert all(state in str(refused.value) for state in named)
+    assert {state: rows_of(engine.db, w.id) for state, w in stocked.items()} == before
+
+
+def test_purge_refuses_a_negative_age_and_a_worker_retention_below_the_timeout(
+    engine,
+):
+    with pytest.raises(ValueError, match="older_than must not be negative"):
+        engine.purge(timedelta(days=-1))
+    with pytest.raises(ValueError, match="worker timeout"):
+        engine.purge(timedelta(days=30), workers_older_than=timedelta(seconds=10))
+    with pytest.raises(TypeError, match="timedelta"):
+        engine.purge(30)
+
+
+def test_purge_prunes_old_events_and_silent_workers(engine, stocked):
+    now = datetime.now(UTC)
+    with engine.db.begin() as conn:
+        for name, silent in (("gone", timedelta(days=9)), ("alive", timedelta(0))):
+            conn.execute(
+                workers.insert(),
+                {
+                    "id": name,
+                    "pid": 1,
+                    "started_at": now - silent,
+                    "heartbeat_at": now - silent,
+                },
+            )
+    paused = stocked["PAUSED"].id
+    before = rows_of(engine.db, paused)
+    assert before["celeriac_events"] > 0
+    waiting = stocked["IN_PROGRESS"].id
+    engine.pause(waiting)  # new events, of an old workflow
+    with engine.db.connect() as conn:
+        new_events = conn.execute(
+            sa.select(sa.func.count()).where(
+                events.c.workflow_id == waiting, events.c.at > now - timedelta(days=1)
+            )
+        ).scalar_one()
+
+    purged = engine.purge_counts(
+        timedelta(days=100),
+        events_older_than=timedelta(days=30),
+        workers_older_than=timedelta(days=7),
+    )
+
+    assert purged.workflows == 0
+    assert purged.workers == 1
+    with engine.db.connect() as conn:
+        left = set(conn.execute(sa.select(workers.c.id)).scalars())
+    assert "gone" not in left
+    assert "alive" in left
+    assert rows_of(engine.db, waiting)["celeriac_events"] == new_events > 0
+    assert stocked["PAUSED"].state == "PAUSED"
+    assert rows_of(engine.db, paused) == {**before, "celeriac_events": 0}
+
+
+def test_a_large_workflow_is_purged_in_slices(engine, monkeypatch):
+    from celeriac.storage import retention
+
+    monkeypatch.setattr(retention, "NODES_PER_CHUNK", 7)
+    monkeypatch.setattr(retention, "EVENTS_PER_CHUNK", 5)
+    with engine.db.begin() as conn:
+        big, _ = insert_history(conn, 50, 25, prefix="big")
+    transactions = []
+    sa.event.listen(engine.db, "commit", lambda conn: transactions.append(1))
+
+    purged = engine.purge_counts(timedelta(days=1))
+
+    assert (purged.workflows, purged.nodes, purged.events) == (2, 50, 50)
+    # 25 nodes in slices of 7, their 25 events in slices of 5, then the row
+    assert len(transactions) > 2 * (4 + 5)
+    assert set(rows_of(engine.db, big).values()) == {0}
