@@ -278,18 +278,19 @@ def test_a_result_over_max_result_bytes_fails_the_node_with_size_and_limit(
     engine.migrate()
     try:
         with engine.embedded_worker():
-            fits = engine.submit(vtasks["text"].s(100))  # 600 bytes as JSON
+            fits = engine.submit(vtasks["text"].s(100))  # "\u00e9" * 100: 602 bytes
             too_large = engine.submit(vtasks["text"].s(200))
             assert fits.get(timeout=30) == "é" * 100
             with pytest.raises(WorkflowFailed) as raised:
                 too_large.get(timeout=30)
+            assert too_large.state == "FAILED"
+            assert too_large.nodes()[0].result is None
     finally:
         engine.close()
 
     assert raised.value.exc_type == "ResultTooLarge"
     assert "1,202 bytes" in raised.value.exc_message
     assert "max_result_bytes (1,000)" in raised.value.exc_message
-    assert too_large.nodes()[0].result is None
 
 
 def test_max_result_bytes_defaults_to_10_mib(engine):
