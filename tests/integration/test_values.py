@@ -69,6 +69,14 @@ def assert_same(got: Any, expected: Any, path: str = "value") -> None:
         assert got == expected, f"{path}: {got!r} != {expected!r}"
 
 
+def nested(depth: int) -> list[Any]:
+    """A list inside a list, ``depth`` times."""
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def stored(engine: Engine, query: Any) -> Any:
     with engine.db.connect() as conn:
         return conn.execute(query).scalar_one()
@@ -232,8 +240,16 @@ def test_a_stored_value_that_is_not_celery_json_raises_value_error(engine, tasks
             lambda t: ((t.collect.s(k={(1, 2): 3}),), {}),
             'kwargs["k"][(1, 2)] of task t.collect is under a key of type tuple',
         ),
+        (
+            lambda t: ((t.collect.s(), (1, [10**5000])), {}),
+            "args[1][0] cannot be encoded: Exceeds the limit (4300 digits)",
+        ),
+        (
+            lambda t: ((t.collect.s(), (nested(100_000),)), {}),
+            "args is nested too deeply",
+        ),
     ],
-    ids=["args", "kwargs", "metadata", "signature", "key"],
+    ids=["args", "kwargs", "metadata", "signature", "key", "huge int", "deep"],
 )
 def test_an_unencodable_argument_is_refused_with_its_path_and_nothing_stored(
     engine, tasks, submit, where
