@@ -112,6 +112,14 @@ class Delivery:
         """True when there was something to send and none of it went out."""
         return self.unsent > 0 and self.sent == 0
 
+    def __add__(self, other: Delivery) -> Delivery:
+        """Both counts together: an action that sends in several batches."""
+        return Delivery(
+            self.sent + other.sent,
+            self.unsent + other.unsent,
+            self.refused + other.refused,
+        )
+
 
 @dataclass(frozen=True)
 class WorkflowRecord:
@@ -202,6 +210,9 @@ class TransitionResult:
     dest: str
     dispatch: list[Dispatch]
     revoke: list[str]
+    #: when set, the nodes it queued then, to publish a page at a time
+    #: (``Store.queued_page``): a resume of a million ready nodes
+    queued_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from celeriac.errors import WorkflowCancelled, WorkflowFailed
@@ -106,3 +107,15 @@ class Workflow:
     def nodes(self) -> list[Node]:
         """The workflow's task nodes (and errbacks) in canvas order."""
         return self._engine.store.list_nodes(self.id)
+
+    def iter_nodes(self) -> Iterator[Node]:
+        """The same nodes as ``nodes()``, read a page (1,000 nodes) at a time.
+
+        Memory and each read stay small whatever the workflow's size; each
+        page is read afresh, so a node that changes state while you iterate
+        shows the state it had when its page was read.
+        """
+        after: int | None = -1
+        while after is not None:
+            page, after = self._engine.store.node_page(self.id, after)
+            yield from page

@@ -1,22 +1,35 @@
-"""Recovery in every worker: one pass when it starts, then one periodically."""
+"""Recovery in every worker: one pass when it starts, then one periodically.
+
+Between passes the loop asks the broker every few seconds whether it lost
+its messages (``broker.broker_emptied``): then a pass runs at once and
+publishes every QUEUED node again, without waiting for them to be overdue.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING
+
+from celeriac.engine.broker import broker_emptied
 
 if TYPE_CHECKING:
     from celeriac.engine.engine import Engine
 
 logger = logging.getLogger("celeriac.recovery")
 
+#: Seconds between two checks of the broker's marker: work resumes within
+#: about this long of an emptied broker answering again.
+BROKER_CHECK_INTERVAL = 2.0
+
 
 class RecoveryLoop:
     """Runs ``engine.recover()`` every ``interval`` seconds in a daemon thread.
 
-    Several workers run it at once: each pass only republishes what is
-    stale, and a second publish of a node is dropped when it is claimed.
+    Several workers run it at once: each pass claims what is stale in
+    batches that no other pass takes, and a second publish of a node is
+    dropped when it is claimed.
     """
 
     def __init__(self, engine: Engine, interval: float) -> None:
@@ -43,9 +56,16 @@ class RecoveryLoop:
             thread.join()
 
     def _run(self) -> None:
+        last_pass: float | None = None
         while not self._stop.is_set():
             try:
-                self.engine.recover()
+                emptied = broker_emptied(self.engine.app)
+                due = last_pass is None or (
+                    time.monotonic() - last_pass >= self.interval
+                )
+                if emptied or due:
+                    last_pass = time.monotonic()
+                    self.engine.recover(broker_emptied=emptied)
             except Exception:  # the next pass tries again
                 logger.warning("recovery pass failed", exc_info=True)
-            self._stop.wait(self.interval)
+            self._stop.wait(min(self.interval, BROKER_CHECK_INTERVAL))

@@ -15,7 +15,9 @@ import sqlalchemy as sa
 from celeriac.errors import WorkflowNotFound
 from celeriac.records import Dispatch
 from celeriac.states import EMPTY_GROUP_KEY, NodeKind, NodeState, WorkflowState
+from celeriac.storage.batches import chunks
 from celeriac.storage.schema import (
+    StateName,
     Timestamp,
     attempts,
     edges,
@@ -101,6 +103,12 @@ def write_events(conn: sa.Connection) -> None:
         conn.execute(_INSERT_EVENT, pending[0] if len(pending) == 1 else pending)
 
 
+def _flush_events(conn: sa.Connection) -> None:
+    """Insert the events pending so far; the transaction goes on adding more."""
+    write_events(conn)
+    start_events(conn)
+
+
 def set_node_state(
     conn: sa.Connection,
     workflow_id: str,
@@ -110,27 +118,103 @@ def set_node_state(
     at: datetime,
     kind: str | None = None,
 ) -> list[str]:
-    """Move nodes in one of ``sources`` to ``dest``, with an event each."""
-    query = sa.select(nodes.c.id, nodes.c.state).where(
-        nodes.c.workflow_id == workflow_id, nodes.c.state.in_(sources)
-    )
-    if node_ids is not None:
-        query = query.where(nodes.c.id.in_(node_ids))
-    if kind is not None:
-        query = query.where(nodes.c.kind == kind)
-    rows = conn.execute(query).all()
-    if not rows:
+    """Move nodes in one of ``sources`` to ``dest``, with an event each.
+
+    Returns the ids moved. ``node_ids`` None moves every such node of the
+    workflow in set-based SQL (``move_all``), and returns [] then.
+    """
+    if node_ids is None:
+        move_all(conn, workflow_id, sources, dest, at, kind)
         return []
-    ids = [row.id for row in rows]
     finished = at if dest in (_N.CANCELLED, _N.SKIPPED) else None
-    conn.execute(
-        sa.update(nodes)
-        .where(nodes.c.id.in_(ids))
-        .values(state=dest, finished_at=finished)
+    moved: list[str] = []
+    for chunk in chunks(node_ids):
+        query = sa.select(nodes.c.id, nodes.c.state).where(
+            nodes.c.workflow_id == workflow_id,
+            nodes.c.state.in_(sources),
+            nodes.c.id.in_(chunk),
+        )
+        if kind is not None:
+            query = query.where(nodes.c.kind == kind)
+        rows = conn.execute(query).all()
+        if not rows:
+            continue
+        ids = [row.id for row in rows]
+        conn.execute(
+            sa.update(nodes)
+            .where(nodes.c.id.in_(ids))
+            .values(state=dest, finished_at=finished)
+        )
+        for row in rows:
+            add_event(conn, workflow_id, row.id, row.state, dest, at)
+        moved.extend(ids)
+    return moved
+
+
+def move_all(
+    conn: sa.Connection,
+    workflow_id: str,
+    sources: Sequence[str],
+    dest: str,
+    at: datetime,
+    kind: str | None = None,
+) -> int:
+    """Move every node of the workflow in one of ``sources`` to ``dest``.
+
+    Set-based, for any number of nodes: no id goes through Python, and each
+    node's event is written by the database. Returns how many moved.
+    """
+    finished = at if dest in (_N.CANCELLED, _N.SKIPPED) else None
+    where = [] if kind is None else [nodes.c.kind == kind]
+    return sum(
+        move_where(
+            conn, workflow_id, where, source, dest, at, {"finished_at": finished}
+        )
+        for source in sources
     )
-    for row in rows:
-        add_event(conn, workflow_id, row.id, row.state, dest, at)
-    return ids
+
+
+_EVENT_COLUMNS = ("workflow_id", "node_id", "from_state", "to_state", "at")
+
+
+def move_where(
+    conn: sa.Connection,
+    workflow_id: str,
+    where: Sequence[sa.ColumnElement[bool]],
+    source: str,
+    dest: str,
+    at: datetime,
+    values: dict[str, Any],
+) -> int:
+    """Move the workflow's nodes in ``source`` that match ``where`` to ``dest``.
+
+    ``values`` are more columns to set. One UPDATE and one INSERT of their
+    events from a SELECT: on PostgreSQL the events come from the UPDATE's
+    RETURNING, so they name exactly the rows it moved; SQLite serializes
+    writers, so the SELECT before the UPDATE sees the same rows. Returns how
+    many nodes moved.
+    """
+    _flush_events(conn)  # the events stay in the order things happened
+    condition = sa.and_(
+        nodes.c.workflow_id == workflow_id, nodes.c.state == source, *where
+    )
+    update = sa.update(nodes).where(condition).values(state=dest, **values)
+    constants = (
+        sa.literal(source, StateName),
+        sa.literal(dest, StateName),
+        sa.literal(at, Timestamp),
+    )
+    if conn.dialect.name == "postgresql":
+        moved = update.returning(nodes.c.workflow_id, nodes.c.id).cte("moved")
+        rows = sa.select(moved.c.workflow_id, moved.c.id, *constants)
+        return conn.execute(events.insert().from_select(_EVENT_COLUMNS, rows)).rowcount
+    rows = (
+        sa.select(nodes.c.workflow_id, nodes.c.id, *constants)
+        .where(condition)
+        .order_by(nodes.c.position)
+    )
+    conn.execute(events.insert().from_select(_EVENT_COLUMNS, rows))
+    return conn.execute(update).rowcount
 
 
 _FINISH_NODE = sa.update(nodes).where(
@@ -314,13 +398,12 @@ def mark_queued(
     read a node as ``source`` (two failures queueing one shared errback),
     the second moves nothing and must not publish it.
     """
-    if not ids:
-        return set()
-    moved = set(
-        conn.execute(_MARK_QUEUED, {"b_ids": ids, "b_source": source, "b_at": at})
-        .scalars()
-        .all()
-    )
+    moved: set[str] = set()
+    for chunk in chunks(ids):
+        found = conn.execute(
+            _MARK_QUEUED, {"b_ids": list(chunk), "b_source": source, "b_at": at}
+        )
+        moved.update(found.scalars())
     for node_id in ids:
         if node_id in moved:
             add_event(conn, workflow_id, node_id, source, _N.QUEUED, at)
@@ -387,24 +470,52 @@ def running_and_queued(conn: sa.Connection, workflow_id: str) -> dict[str, int]:
     return counts
 
 
-def redispatch_ready(
-    conn: sa.Connection, workflow_id: str, at: datetime
-) -> list[Dispatch]:
-    """Queue every task node whose parents all succeeded but that was held back."""
+def redispatch_ready(conn: sa.Connection, workflow_id: str, at: datetime) -> int:
+    """Queue every task node whose parents all succeeded but that was held back.
+
+    Set-based, for any number of nodes; returns how many. The caller
+    publishes them after its commit, a page at a time (``queued_page``).
+    """
+    return move_where(
+        conn,
+        workflow_id,
+        (nodes.c.waiting == 0, nodes.c.kind == NodeKind.TASK),
+        _N.PENDING,
+        _N.QUEUED,
+        at,
+        {
+            "queued_at": at,
+            "republished": 0,
+            "attempt_base": nodes.c.current_attempt,
+            "celery_task_id": nodes.c.id,
+        },
+    )
+
+
+def queued_page(
+    conn: sa.Connection, workflow_id: str, queued_at: datetime, after: int, limit: int
+) -> tuple[list[Dispatch], int | None]:
+    """Nodes queued at ``queued_at`` and still QUEUED, a page at a time.
+
+    Up to ``limit`` of them past canvas position ``after``, in canvas order:
+    their dispatches, and the position the next page starts after (None
+    when this page was the last).
+    """
     rows = conn.execute(
-        sa.select(*DISPATCH_COLUMNS, nodes.c.current_attempt.label("base"))
+        sa.select(
+            *DISPATCH_COLUMNS, nodes.c.attempt_base.label("base"), nodes.c.position
+        )
         .where(
             nodes.c.workflow_id == workflow_id,
-            nodes.c.state == _N.PENDING,
-            nodes.c.waiting == 0,
-            nodes.c.kind == NodeKind.TASK,
+            nodes.c.position > after,
+            nodes.c.state == _N.QUEUED,
+            nodes.c.queued_at == queued_at,
         )
         .order_by(nodes.c.position)
+        .limit(limit)
     ).all()
-    if not rows:
-        return []
-    moved = mark_queued(conn, workflow_id, [row.id for row in rows], _N.PENDING, at)
-    return load_dispatches(conn, [row for row in rows if row.id in moved])
+    last = rows[-1].position if len(rows) == limit else None
+    return load_dispatches(conn, rows), last
 
 
 DISPATCH_COLUMNS = (
@@ -422,23 +533,17 @@ def load_dispatches(conn: sa.Connection, rows: Sequence[Any]) -> list[Dispatch]:
     that failed (Celery's old-style errback argument).
     """
     parent = nodes.alias("parent")
-    links = conn.execute(
-        sa.select(
-            edges.c.child_id,
-            edges.c.on_error,
-            parent.c.id,
-            parent.c.state,
-            parent.c.result,
-        )
-        .select_from(edges.join(parent, parent.c.id == edges.c.parent_id))
-        .where(edges.c.child_id.in_([row.id for row in rows]))
-    ).all()
+    query = sa.select(
+        edges.c.child_id,
+        edges.c.on_error,
+        parent.c.id,
+        parent.c.state,
+        parent.c.result,
+    ).select_from(edges.join(parent, parent.c.id == edges.c.parent_id))
     inputs: dict[str, tuple[Any, ...]] = {}
-    for link in links:
-        if not link.on_error:
-            inputs[link.child_id] = (link.result,)
-        elif link.state == _N.FAILED:
-            inputs.setdefault(link.child_id, (link.id,))
+    for chunk in chunks([row.id for row in rows]):
+        links = conn.execute(query.where(edges.c.child_id.in_(chunk))).all()
+        _collect_inputs(links, inputs)
     return [
         Dispatch(
             row.id,
@@ -450,6 +555,15 @@ def load_dispatches(conn: sa.Connection, rows: Sequence[Any]) -> list[Dispatch]:
         )
         for row in rows
     ]
+
+
+def _collect_inputs(links: Sequence[Any], inputs: dict[str, tuple[Any, ...]]) -> None:
+    """What each child gets from its parents' edges, into ``inputs``."""
+    for link in links:
+        if not link.on_error:
+            inputs[link.child_id] = (link.result,)
+        elif link.state == _N.FAILED:
+            inputs.setdefault(link.child_id, (link.id,))
 
 
 def reset_failed(conn: sa.Connection, workflow_id: str, at: datetime) -> None:
@@ -476,12 +590,18 @@ def skip_unrun(conn: sa.Connection, workflow_id: str, at: datetime) -> None:
 
 
 def cancel_nodes(conn: sa.Connection, workflow_id: str, at: datetime) -> list[str]:
-    """Cancel every node that has not finished; return the ids to revoke."""
+    """Cancel every node that has not finished; return the ids to revoke.
+
+    Those are the nodes a worker holds: RUNNING, or RETRYING (a retry's
+    message waits for its countdown in a worker). A QUEUED node's message is
+    dropped when a worker claims it, so it needs no revoke: a workflow of a
+    million queued nodes does not send a million ids to every worker.
+    """
     running = (
         conn.execute(
             sa.select(nodes.c.id).where(
                 nodes.c.workflow_id == workflow_id,
-                nodes.c.state.in_((_N.RUNNING, _N.QUEUED, _N.RETRYING)),
+                nodes.c.state.in_((_N.RUNNING, _N.RETRYING)),
             )
         )
         .scalars()

@@ -61,29 +61,36 @@ def _overdue(delay: timedelta, at: datetime) -> sa.ColumnElement[bool]:
 
 
 def requeue_stale(
-    conn: sa.Connection, delay: timedelta, at: datetime
+    conn: sa.Connection, delay: timedelta, since: datetime, at: datetime, limit: int
 ) -> list[Dispatch]:
-    """QUEUED nodes whose message is overdue: not started ``delay`` after queued.
+    """Up to ``limit`` QUEUED nodes whose message is overdue, to publish again.
 
-    Their message may be lost (a producer died between commit and publish,
-    a broker lost its queues) or just waiting in a long queue: publishing
-    again is safe because a second delivery of the same attempt is dropped
-    when it is claimed, and each time a node is published again it waits
-    twice as long for the next (:data:`BACKOFF_STEPS`).
+    Overdue: not started ``delay`` after queued. Their message may be lost
+    (a producer died between commit and publish, a broker lost its queues)
+    or just waiting in a long queue: publishing again is safe because a
+    second delivery of the same attempt is dropped when it is claimed, and
+    each time a node is published again it waits twice as long for the next
+    (:data:`BACKOFF_STEPS`). Overdue is measured at ``since``, the start of
+    the pass, so that a node published again at ``at`` is not taken twice in
+    one pass; ``delay`` zero takes every node queued before it (the broker
+    lost its messages). On PostgreSQL the nodes are claimed ``FOR
+    UPDATE SKIP LOCKED``: passes running at once take different nodes, and
+    a node one pass took is no longer overdue for the others.
     """
     rows = conn.execute(
         sa.select(*DISPATCH_COLUMNS, nodes.c.attempt_base.label("base"))
         .select_from(nodes.join(workflows, workflows.c.id == nodes.c.workflow_id))
-        .where(nodes.c.state == _N.QUEUED, _overdue(delay, at), _may_run())
-        .order_by(nodes.c.workflow_id, nodes.c.position)
+        .where(nodes.c.state == _N.QUEUED, _overdue(delay, since), _may_run())
+        .limit(limit)
+        .with_for_update(of=nodes, skip_locked=True)
     ).all()
     return _publish_again(conn, rows, _N.QUEUED, at)
 
 
 def requeue_retrying(
-    conn: sa.Connection, delay: timedelta, at: datetime
+    conn: sa.Connection, delay: timedelta, since: datetime, at: datetime, limit: int
 ) -> list[Dispatch]:
-    """RETRYING nodes whose Celery retry was due ``delay`` ago but never came.
+    """Up to ``limit`` RETRYING nodes whose retry was due ``delay`` ago but never came.
 
     The retry's message can be lost: a worker that held it until its ETA was
     killed (Redis gives it back only after the visibility timeout), or the
@@ -110,11 +117,13 @@ def requeue_retrying(
         .where(
             nodes.c.state == _N.RETRYING,
             current.c.state == AttemptState.RETRY,
-            sa.func.coalesce(current.c.retry_eta, current.c.finished_at) < at - delay,
-            _overdue(delay, at),
+            sa.func.coalesce(current.c.retry_eta, current.c.finished_at)
+            < since - delay,
+            _overdue(delay, since),
             _may_run(),
         )
-        .order_by(nodes.c.workflow_id, nodes.c.position)
+        .limit(limit)
+        .with_for_update(of=nodes, skip_locked=True)
     ).all()
     dispatches = _publish_again(conn, rows, _N.RETRYING, at)
     return [
@@ -222,9 +231,9 @@ def failed_call(conn: sa.Connection, node_id: str) -> FailedCall | None:
 
 
 def requeue_lost(
-    conn: sa.Connection, dead_before: datetime, at: datetime
+    conn: sa.Connection, dead_before: datetime, at: datetime, limit: int
 ) -> list[Dispatch]:
-    """RUNNING nodes whose worker stopped heartbeating: their attempt is LOST.
+    """Up to ``limit`` RUNNING nodes whose worker stopped heartbeating: LOST.
 
     They are queued again while their workflow runs, held back (PENDING)
     while it pauses or failed, cancelled with it otherwise.
@@ -254,6 +263,7 @@ def requeue_lost(
                 workers.c.heartbeat_at.is_(None), workers.c.heartbeat_at < dead_before
             ),
         )
+        .limit(limit)
         .with_for_update(of=nodes, skip_locked=True)
     ).all()
     requeue = []
