@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,10 @@ class WorkflowRecord:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    #: the first failure's exception class ("module:qualname") and its
+    #: arguments as JSON text, to rebuild it (None: not known)
+    exc_class: str | None = None
+    exc_args: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,20 @@ class NewWorkflow:
     result_node_id: str
     nodes: list[NewNode]
     edges: list[NewEdge]
+    #: what the workflow does after a failure (``states.OnFailure``)
+    on_failure: str = "continue"
+
+
+class Failure(NamedTuple):
+    """A node's failure for good, as its workflow keeps it."""
+
+    node_id: str | None
+    exc_type: str
+    exc_message: str
+    #: "module:qualname" of the exception's class (None: not known)
+    exc_class: str | None = None
+    #: the exception's arguments as JSON text (None: not known)
+    exc_args: str | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +218,9 @@ class Outcome:
     workflow_state: str | None
     finished: bool = False
     settle: bool = False
+    #: the workflow has a failure and this outcome released nothing: it may
+    #: have been the last node that could run
+    failing: bool = False
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,26 @@ class NodeKind(StrEnum):
 EMPTY_GROUP_KEY = "empty_group"
 
 
+class OnFailure(StrEnum):
+    """What a workflow does once a node failed for good (``on_failure``)."""
+
+    #: every node whose parents all succeeded still runs, as in Celery; the
+    #: workflow is FAILED once nothing more can run
+    CONTINUE = "continue"
+    #: nothing that has not started yet runs: the workflow is FAILED at once
+    STOP = "stop"
+
+    @classmethod
+    def named(cls, value: str) -> OnFailure:
+        """The policy called ``value``; a ValueError names a wrong one."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(
+                f"on_failure must be 'continue' or 'stop', not {value!r}"
+            ) from None
+
+
 class AttemptState(StrEnum):
     """The outcome of one run of a node's body."""
 
@@ -103,7 +123,8 @@ WORKFLOW_TRANSITIONS: list[dict[str, str | list[str]]] = [
         "source": [_W.IN_PROGRESS, _W.REQUESTING_PAUSE, _W.PAUSED],
         "dest": _W.COMPLETED,
     },
-    # a node failed for good; PAUSED for the same race as above
+    # a node failed for good and, unless on_failure="stop", nothing more can
+    # run; PAUSED for the same race as above
     {
         "trigger": "fail",
         "source": [_W.IN_PROGRESS, _W.REQUESTING_PAUSE, _W.PAUSED],

@@ -25,6 +25,7 @@ from celery.canvas import Signature, _chain, chord, chunks, group, maybe_signatu
 from celery.utils.functional import maybe_list
 
 from celeriac.engine.arguments import check_storable
+from celeriac.engine.call_options import sort_call_options
 from celeriac.errors import InvalidCanvas, UnknownTask
 from celeriac.records import NewEdge, NewNode, NewWorkflow
 from celeriac.states import EMPTY_GROUP_KEY, NodeKind
@@ -82,13 +83,25 @@ def compile_canvas(
     kwargs: dict[str, Any] | None = None,
     name: str | None = None,
     metadata: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> NewWorkflow:
-    """Turn ``canvas`` (called as ``canvas(*args, **kwargs)``) into a workflow."""
+    """Turn ``canvas`` (called as ``canvas(*args, **kwargs)``) into a workflow.
+
+    ``options``: the call options, as ``canvas.apply_async(**options)``.
+    """
     sig = _as_signature(app, canvas)
+    given = sort_call_options(app, sig, options or {})
+    if given.errbacks:
+        sig = _without_errbacks(sig)  # the call's replace the canvas's own
     check_storable(sig, args, kwargs, metadata)
     builder = _Builder(app)
-    call = _Call(tuple(args), dict(kwargs or {}))
-    result_node = builder.add(sig, None, call, [], None)
+    call = _Call(
+        tuple(args),
+        dict(kwargs or {}),
+        _execution_options(given.options),
+        given.links,
+    )
+    result_node = builder.add(sig, None, call, given.errbacks, None)
     builder.close()
     return NewWorkflow(
         id=str(uuid.uuid4()),

@@ -6,6 +6,7 @@ import logging
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from datetime import timedelta
 from traceback import format_exc
 from typing import Any
@@ -23,6 +24,7 @@ from celeriac.engine.errbacks import (
     rebuilt_arguments,
     rebuilt_exception,
 )
+from celeriac.engine.exceptions import failure_of
 from celeriac.engine.handle import Workflow
 from celeriac.engine.hooks import (
     TRACEBACK_LIMIT,
@@ -34,9 +36,9 @@ from celeriac.engine.liveness import Liveness
 from celeriac.engine.machine import decider
 from celeriac.engine.recovery import RecoveryLoop
 from celeriac.errors import InvalidTransition, StorageError
-from celeriac.records import Delivery, Dispatch, Outcome, TransitionResult
+from celeriac.records import Delivery, Dispatch, Failure, Outcome, TransitionResult
 from celeriac.settings import database_url as resolve_database_url
-from celeriac.states import TERMINAL_WORKFLOW_STATES, NodeKind
+from celeriac.states import TERMINAL_WORKFLOW_STATES, NodeKind, OnFailure
 from celeriac.storage import Store, connect, migrate
 from celeriac.storage.claims import delivery_key
 from celeriac.storage.database import RETRY_SECONDS, first_line
@@ -67,6 +69,9 @@ class Engine:
             ``StorageError``; ``max_result_bytes`` (10 MiB): a task whose
             result is longer as JSON text fails with ``ResultTooLarge``.
 
+    The ``on_failure`` option ("continue") is what a workflow does after a
+    failure when ``submit`` does not say (see there).
+
     Building the engine in the module a worker imports is all a worker needs:
     the hooks that record each node's outcome are installed on ``app``.
     """
@@ -83,6 +88,7 @@ class Engine:
         self.store = Store(self.db)
         self.finishes = Finishes(self.db)
         self.options = options
+        self.on_failure = OnFailure.named(options.get("on_failure", "continue"))
         self.max_result_bytes = int(options.get("max_result_bytes", MAX_RESULT_BYTES))
         auto_migrate = options.get("auto_migrate", self.db.dialect.name == "sqlite")
         if auto_migrate:
@@ -118,14 +124,30 @@ class Engine:
         kwargs: dict[str, Any] | None = None,
         name: str | None = None,
         metadata: dict[str, Any] | None = None,
+        *,
+        on_failure: str | None = None,
+        **options: Any,
     ) -> Workflow:
         """Store ``canvas`` as a DAG in one transaction and start it.
+
+        ``on_failure``: ``"continue"`` (the default, or the engine's
+        ``on_failure`` option): after a failure every node whose parents all
+        succeeded still runs, as in Celery; ``"stop"``: nothing not yet
+        started runs. ``options`` are the call options of Celery's
+        ``canvas.apply_async(args, kwargs, **options)`` (``countdown``,
+        ``eta``, ``expires``, ``queue``, ``priority``, ``link``,
+        ``link_error``, ``headers``, ...), applied as Celery applies them.
 
         Raises:
             UnknownTask: the canvas names a task the app does not know.
             InvalidCanvas: the canvas or its arguments cannot be stored.
+            ValueError: ``on_failure`` is neither "continue" nor "stop".
         """
-        new = compile_canvas(self.app, canvas, tuple(args), kwargs, name, metadata)
+        policy = OnFailure.named(on_failure) if on_failure else self.on_failure
+        new = compile_canvas(
+            self.app, canvas, tuple(args), kwargs, name, metadata, options
+        )
+        new = replace(new, on_failure=policy)
         delivery = self._after(new.id, self.store.insert_workflow(new))
         if delivery.unsent:
             logger.warning(
@@ -397,6 +419,8 @@ class Engine:
 
     def _after(self, workflow_id: str, outcome: Outcome) -> Delivery:
         delivery = self._publish(outcome.dispatch)
+        if outcome.failing:
+            self._transition_quietly(workflow_id, "fail")
         if outcome.finished:
             self._transition_quietly(workflow_id, "complete")
         elif outcome.settle:
@@ -425,8 +449,7 @@ class Engine:
             live = ErrbackArguments(request, exc, getattr(einfo, "traceback", None))
         self._publish(outcome.dispatch, live)
         if kind != NodeKind.ERRBACK:
-            error = (node_id, type(exc).__name__, str(exc))
-            self._transition_quietly(workflow_id, "fail", error)
+            self._transition_quietly(workflow_id, "fail", failure_of(node_id, exc))
         elif outcome.settle:
             self.settle(workflow_id)
 
@@ -499,7 +522,7 @@ class Engine:
         self,
         workflow_id: str,
         trigger: str,
-        error: tuple[str | None, str, str] | None = None,
+        error: Failure | None = None,
     ) -> tuple[TransitionResult | None, Delivery]:
         result = self.store.transition_workflow(
             workflow_id, trigger, decider(workflow_id), error
@@ -529,7 +552,7 @@ class Engine:
         self,
         workflow_id: str,
         trigger: str,
-        error: tuple[str | None, str, str] | None = None,
+        error: Failure | None = None,
     ) -> None:
         """Internal triggers may lose a race (a cancel, a resume): that is fine."""
         with suppress(InvalidTransition):

@@ -6,8 +6,9 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from celeriac.errors import WorkflowCancelled, WorkflowFailed
-from celeriac.records import Delivery, Node, Progress
+from celeriac.engine.exceptions import raised_by
+from celeriac.errors import CeleriacError, WorkflowCancelled, WorkflowFailed
+from celeriac.records import Delivery, Node, Progress, WorkflowRecord
 from celeriac.states import NodeState, WorkflowState
 
 if TYPE_CHECKING:
@@ -34,8 +35,15 @@ class Workflow:
         """The workflow's current state (equal to its name: ``"PAUSED"``)."""
         return WorkflowState(self._engine.store.workflow_state(self.id))
 
-    def get(self, timeout: float | None = None) -> Any:
+    def get(self, timeout: float | None = None, propagate: bool = True) -> Any:
         """Wait for the workflow to finish and return the canvas's result.
+
+        A failed workflow raises its first failure: an instance of the
+        failing task's own exception class that is a ``WorkflowFailed`` as
+        well (plain ``WorkflowFailed`` when the class cannot be rebuilt, see
+        ``engine/exceptions.py``). With ``propagate=False`` the exception of
+        a failed or cancelled workflow is returned instead, as Celery's
+        ``AsyncResult.get(propagate=False)`` returns it.
 
         Raises:
             WorkflowFailed: a node failed for good.
@@ -50,15 +58,11 @@ class Workflow:
             record = self._engine.store.get_workflow(self.id)
             if record.state == WorkflowState.COMPLETED:
                 return record.result
-            if record.state == WorkflowState.FAILED:
-                raise WorkflowFailed(
-                    self.id,
-                    record.failed_node_id,
-                    record.exc_type or "",
-                    record.exc_message or "",
-                )
-            if record.state == WorkflowState.CANCELLED:
-                raise WorkflowCancelled(self.id)
+            ended = _ending_error(record)
+            if ended is not None:
+                if propagate:
+                    raise ended
+                return ended
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"workflow {self.id} still {record.state} after {timeout} s"
@@ -119,3 +123,18 @@ class Workflow:
         while after is not None:
             page, after = self._engine.store.node_page(self.id, after)
             yield from page
+
+
+def _ending_error(record: WorkflowRecord) -> CeleriacError | None:
+    """What a failed or cancelled workflow raises; None for any other state."""
+    if record.state == WorkflowState.FAILED:
+        failed = WorkflowFailed(
+            record.id,
+            record.failed_node_id,
+            record.exc_type or "",
+            record.exc_message or "",
+        )
+        return raised_by(failed, record.exc_class, record.exc_args)
+    if record.state == WorkflowState.CANCELLED:
+        return WorkflowCancelled(record.id)
+    return None

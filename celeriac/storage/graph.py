@@ -582,10 +582,18 @@ def reset_failed(conn: sa.Connection, workflow_id: str, at: datetime) -> None:
 def skip_unrun(conn: sa.Connection, workflow_id: str, at: datetime) -> None:
     """Task nodes that cannot run once the workflow failed become SKIPPED.
 
-    A retry of the workflow makes them PENDING again.
+    Those waiting, and those queued but not claimed (``on_failure="stop"``:
+    their message is dropped when it comes). A retry of the workflow makes
+    them PENDING again.
     """
     set_node_state(
-        conn, workflow_id, None, (_N.PENDING,), _N.SKIPPED, at, kind=NodeKind.TASK
+        conn,
+        workflow_id,
+        None,
+        (_N.PENDING, _N.QUEUED),
+        _N.SKIPPED,
+        at,
+        kind=NodeKind.TASK,
     )
 
 

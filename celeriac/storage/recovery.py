@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from celeriac.records import Dispatch, FailedCall
+from celeriac.records import Dispatch, FailedCall, Failure
 from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
 from celeriac.storage.claims import mark_lost, parse_delivery
 from celeriac.storage.graph import (
@@ -180,7 +180,7 @@ def unsettled_workflows(conn: sa.Connection) -> list[tuple[str, str]]:
     return found
 
 
-def first_failure(conn: sa.Connection, workflow_id: str) -> tuple[str, str, str] | None:
+def first_failure(conn: sa.Connection, workflow_id: str) -> Failure | None:
     """The earliest failed task node: (node id, exception type, message)."""
     row = conn.execute(
         sa.select(nodes.c.id, nodes.c.exc_type, nodes.c.exc_message)
@@ -194,7 +194,7 @@ def first_failure(conn: sa.Connection, workflow_id: str) -> tuple[str, str, str]
     ).first()
     if row is None:
         return None
-    return row.id, row.exc_type or "", row.exc_message or ""
+    return Failure(row.id, row.exc_type or "", row.exc_message or "")
 
 
 def failed_call(conn: sa.Connection, node_id: str) -> FailedCall | None:

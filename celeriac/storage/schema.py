@@ -44,6 +44,12 @@ workflows = sa.Table(
     sa.Column("exc_message", Message, nullable=True),
     sa.Column("created_at", Timestamp, nullable=False, index=True),
     sa.Column("updated_at", Timestamp, nullable=False),
+    #: after a failure: "continue" (as Celery) or "stop" (nothing new starts)
+    sa.Column("on_failure", sa.String(16), nullable=False, server_default="continue"),
+    #: the first failure's exception class ("module:qualname") and its args
+    #: (JSON text), from which ``Workflow.get()`` rebuilds it
+    sa.Column("exc_class", sa.String(255), nullable=True),
+    sa.Column("exc_args", sa.Text, nullable=True),
     #: indexed for purges, which take the longest finished first
     sa.Column("finished_at", Timestamp, nullable=True, index=True),
 )

@@ -23,6 +23,7 @@ from celeriac.records import (
     Attempt,
     Dispatch,
     FailedCall,
+    Failure,
     Lease,
     NewWorkflow,
     Node,
@@ -37,7 +38,16 @@ from celeriac.states import (
     NodeState,
     WorkflowState,
 )
-from celeriac.storage import bulk, claims, finishes, graph, progress, recovery, rows
+from celeriac.storage import (
+    bulk,
+    claims,
+    failures,
+    finishes,
+    graph,
+    progress,
+    recovery,
+    rows,
+)
 from celeriac.storage.batches import PAGE
 from celeriac.storage.claims import Admission
 from celeriac.storage.database import retry_transient
@@ -165,6 +175,7 @@ class Store:
                     "kwargs": new.kwargs,
                     "metadata": new.metadata,
                     "result_node_id": new.result_node_id,
+                    "on_failure": new.on_failure,
                     "created_at": at,
                     "updated_at": at,
                 },
@@ -306,8 +317,19 @@ class Store:
             dispatch, finished = graph.release(
                 conn, workflow_id, state, children, (result,), at
             )
+            failing = (
+                not dispatch
+                and not finished
+                and state not in TERMINAL_WORKFLOW_STATES
+                and failures.has_failure(conn, workflow_id)
+            )
         return Outcome(
-            True, dispatch, state, finished, settle=state == _W.REQUESTING_PAUSE
+            True,
+            dispatch,
+            state,
+            finished,
+            settle=state == _W.REQUESTING_PAUSE,
+            failing=failing,
         )
 
     @retry_transient
@@ -490,13 +512,14 @@ class Store:
         workflow_id: str,
         trigger: str,
         decide: Decide,
-        error: tuple[str | None, str, str] | None = None,
+        error: Failure | None = None,
     ) -> TransitionResult | None:
         """Apply ``trigger`` to a workflow, with its side effects, atomically.
 
         ``decide(state, trigger)`` names the new state or raises
         ``InvalidTransition``; nothing is written then. Returns None when an
-        internal trigger has nothing to do (``settle`` with nodes running).
+        internal trigger has nothing to do (``settle`` with nodes running,
+        ``fail`` while nodes can still run: ``error`` is kept meanwhile).
         """
         at = now()
         with self._write() as conn:
@@ -505,6 +528,11 @@ class Store:
             counts = graph.running_and_queued(conn, workflow_id)
             if trigger == "settle" and counts[_N.RUNNING]:
                 return None
+            if trigger == "fail":
+                if error is not None:
+                    failures.keep_first(conn, workflow_id, error)
+                if not failures.may_end(conn, workflow_id):
+                    return None
             dispatch: list[Dispatch] = []
             revoke: list[str] = []
             queued_at = None
@@ -517,7 +545,13 @@ class Store:
             elif trigger in ("resume", "retry"):
                 if trigger == "retry":
                     graph.reset_failed(conn, workflow_id, at)
-                    values.update(failed_node_id=None, exc_type=None, exc_message=None)
+                    values.update(
+                        failed_node_id=None,
+                        exc_type=None,
+                        exc_message=None,
+                        exc_class=None,
+                        exc_args=None,
+                    )
                     values["finished_at"] = None
                 if graph.redispatch_ready(conn, workflow_id, at):
                     queued_at = at
@@ -535,14 +569,9 @@ class Store:
                     at,
                     kind=NodeKind.ERRBACK,
                 )
-            elif trigger == "fail" and error is not None:
+            elif trigger == "fail":
                 graph.skip_unrun(conn, workflow_id, at)
-                values.update(
-                    failed_node_id=error[0],
-                    exc_type=error[1],
-                    exc_message=error[2],
-                    finished_at=at,
-                )
+                values["finished_at"] = at
             conn.execute(
                 sa.update(workflows)
                 .where(workflows.c.id == workflow_id)
@@ -621,7 +650,7 @@ class Store:
                 )
 
     @retry_transient
-    def unsettled_workflows(self) -> list[tuple[str, str, tuple[str, str, str] | None]]:
+    def unsettled_workflows(self) -> list[tuple[str, str, Failure | None]]:
         """(workflow id, trigger, failure) for workflows whose state lags behind."""
         with self._read() as conn:
             return [

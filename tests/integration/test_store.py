@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from celeriac.engine.machine import decider
 from celeriac.errors import InvalidTransition, WorkflowNotFound
-from celeriac.records import Lease, NewEdge, NewNode, NewWorkflow, Outcome
+from celeriac.records import Failure, Lease, NewEdge, NewNode, NewWorkflow, Outcome
 from celeriac.states import NodeKind, NodeState, WorkflowState
 from celeriac.storage import Store, connect, migrate
 from celeriac.storage.finishes import Finishes
@@ -535,7 +535,7 @@ def fail_b(store: Store, flow: Flow) -> None:
     run(store, flow, "a", 1)
     claim(store, flow.id, flow["b"], "0.0", "w1", 1)
     store.record_failure(flow.id, flow["b"], 1, "ValueError", "bad", "Traceback")
-    error = (flow["b"], "ValueError", "bad")
+    error = Failure(flow["b"], "ValueError", "bad")
     store.transition_workflow(flow.id, "fail", decider(flow.id), error)
 
 
