@@ -23,6 +23,8 @@ MAX_RESULT_BYTES = 10 * 1024 * 1024
 _KEY_TYPES = (str, int, float, bool, type(None))
 #: What kombu's serializer raises for a value it cannot encode.
 _ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError)
+#: The keys of kombu's envelope for a typed value, which its loader unpacks.
+_ENVELOPE = {"__type__", "__value__"}
 
 
 class Unencodable(ValueError):
@@ -58,6 +60,8 @@ def encode(value: Any, root: str = "value") -> str:
         text: str = dumps(value)
     except _ENCODE_ERRORS as exc:
         raise Unencodable(root, *_locate(value, exc)) from exc
+    if '"__type__"' in text:  # rare: only then can the loader refuse it
+        _check_readable(text, value, root)
     return text
 
 
@@ -88,7 +92,7 @@ def decode(text: str) -> Any:
     """
     try:
         return loads(text)
-    except (ValueError, TypeError, RecursionError) as exc:
+    except Exception as exc:  # the loader's type decoders raise anything
         raise UndecodableValue(f"a stored value cannot be read: {exc}") from exc
 
 
@@ -134,6 +138,44 @@ def _find(
         except _ENCODE_ERRORS as exc:
             where = (*keys, key)
             return _find(item, where, inside) or (where, _reason(item, exc))
+    return None
+
+
+def _check_readable(text: str, value: Any, root: str) -> None:
+    """Refuse a dict shaped as kombu's envelope that its loader cannot unpack.
+
+    ``{"__type__": "nope", "__value__": 1}`` encodes, but Celery's JSON
+    loader (and so a worker receiving it) cannot read it back.
+    """
+    try:
+        loads(text)
+    except Exception as exc:
+        keys = _unreadable(value, ()) or ()
+        raise Unencodable(
+            root,
+            keys,
+            'has the keys "__type__" and "__value__" of kombu\'s typed values, '
+            f"and Celery's JSON loader cannot read it back ({exc})",
+        ) from exc
+
+
+def _unreadable(value: Any, keys: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The keys to the first envelope in ``value`` the loader cannot unpack."""
+    if isinstance(value, dict):
+        if value.keys() == _ENVELOPE:
+            try:
+                loads(dumps(value))
+            except Exception:
+                return keys
+        items = list(value.items())
+    elif isinstance(value, list | tuple):
+        items = list(enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        found = _unreadable(item, (*keys, key))
+        if found is not None:
+            return found
     return None
 
 

@@ -48,6 +48,10 @@ VALUES: dict[str, Any] = {
 }
 
 
+#: Encodes, but Celery's JSON loader cannot read it back: no such type.
+UNREADABLE = {"__type__": "no such type", "__value__": 1}
+
+
 class Unencodable:
     """An object Celery's JSON serializer refuses."""
 
@@ -248,8 +252,21 @@ def test_a_stored_value_that_is_not_celery_json_raises_value_error(engine, tasks
             lambda t: ((t.collect.s(), (nested(100_000),)), {}),
             "args is nested too deeply",
         ),
+        (
+            lambda t: ((t.collect.s(), ()), {"kwargs": {"k": [UNREADABLE]}}),
+            'kwargs["k"][0] has the keys "__type__" and "__value__"',
+        ),
     ],
-    ids=["args", "kwargs", "metadata", "signature", "key", "huge int", "deep"],
+    ids=[
+        "args",
+        "kwargs",
+        "metadata",
+        "signature",
+        "key",
+        "huge int",
+        "deep",
+        "envelope",
+    ],
 )
 def test_an_unencodable_argument_is_refused_with_its_path_and_nothing_stored(
     engine, tasks, submit, where
