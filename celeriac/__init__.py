@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from celeriac.errors import (
+    AmbiguousWorkflowId,
     CeleriacError,
     InvalidCanvas,
     InvalidTransition,
@@ -40,6 +41,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AmbiguousWorkflowId",
     "Attempt",
     "CeleriacError",
     "Delivery",

@@ -4,6 +4,7 @@
 
     CeleriacError
     ├── WorkflowNotFound (also LookupError)
+    ├── AmbiguousWorkflowId (also LookupError)
     ├── InvalidTransition
     ├── UnknownTask
     ├── InvalidCanvas (also ValueError)
@@ -28,6 +29,18 @@ class WorkflowNotFound(CeleriacError, LookupError):
     def __init__(self, workflow_id: str) -> None:
         self.workflow_id = workflow_id
         super().__init__(f"no workflow with id {workflow_id!r}")
+
+
+class AmbiguousWorkflowId(CeleriacError, LookupError):
+    """Raised when a short id is the start of several workflows' ids."""
+
+    def __init__(self, prefix: str, candidates: list[str]) -> None:
+        self.prefix = prefix
+        self.candidates = candidates
+        super().__init__(
+            f"{prefix!r} is the start of several workflow ids: "
+            f"{', '.join(candidates)}; give more of the id"
+        )
 
 
 class InvalidTransition(CeleriacError):

@@ -23,7 +23,6 @@ import click
 from click.core import ParameterSource
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from celeriac import Delivery, Engine, Node, Workflow, WorkflowState
 from celeriac.cli.config import Config, Group
@@ -42,9 +41,11 @@ from celeriac.cli.render import (
     join_json,
     json_option,
     node_json,
+    short_id,
     shorten,
     styled,
     when,
+    workflow_table,
 )
 from celeriac.cli.tree import node_tree
 from celeriac.demo import run_demo
@@ -54,6 +55,10 @@ from celeriac.states import NodeKind
 from celeriac.storage import migrate
 from celeriac.storage.retention import FINISHED
 
+#: Lines of nodes ``show`` draws unless told otherwise.
+SHOWN_NODES = 100
+#: Characters of a workflow's result ``show`` prints.
+RESULT_CHARS = 300
 #: Where ``watch`` stops: the workflow finished, or it is paused.
 _STOPS = frozenset(
     {
@@ -157,40 +162,59 @@ def list_command(
     limit: int,
     as_json: bool,
 ) -> None:
-    """List workflows, newest first."""
+    """List workflows, newest first.
+
+    Below 120 columns the table shows short ids (8 characters), which every
+    command takes back.
+    """
     records = config.engine().store.list_workflows(
         state=state,
         name=name,
-        limit=limit,
+        limit=limit + 1,  # one more, to know whether any were left out
         created_after=None if since is None else ago(since),
         created_before=None if older_than is None else ago(older_than),
     )
+    more, records = len(records) > limit, records[:limit]
     if as_json:
         echo_json([dataclasses.asdict(record) for record in records])
         return
     if not records:
         console.print("no workflows")
         return
-    table = Table("ID", "NAME", "STATE", "CREATED", "FINISHED", box=None)
-    table.columns[0].no_wrap = True
+    table = workflow_table()
     for record in records:
         table.add_row(
-            record.id,
+            short_id(record.id),
             escape(record.name or ""),
             styled(record.state),
             when(record.created_at),
             when(record.finished_at),
         )
     console.print(table)
+    if more:
+        console.print(
+            f"the newest {limit} shown; more match: --limit {limit * 2} for more"
+        )
 
 
 @main.command()
 @click.argument("workflow_id", metavar="ID")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=SHOWN_NODES,
+    show_default=True,
+    help="At most this many lines of nodes (--json lists them all).",
+)
 @json_option
 @click.pass_obj
-def show(config: Config, workflow_id: str, as_json: bool) -> None:
-    """Show a workflow and its nodes: states, attempts, durations."""
+def show(config: Config, workflow_id: str, limit: int, as_json: bool) -> None:
+    """Show a workflow and its nodes: states, attempts, durations.
+
+    ID may be the first 8 or more characters of the workflow's id.
+    """
     engine = config.engine()
+    workflow_id = engine.workflow(workflow_id).id
     record = engine.store.get_workflow(workflow_id)
     nodes = dag_nodes(engine, workflow_id)
     progress = engine.workflow(workflow_id).progress()
@@ -220,8 +244,14 @@ def show(config: Config, workflow_id: str, as_json: bool) -> None:
             markup=False,
         )
     if record.state == WorkflowState.COMPLETED:
-        console.print(f"result    {shorten(repr(record.result))}", markup=False)
-    console.print(node_tree(nodes))
+        result = repr(record.result)
+        cut = " (cut: --json prints it whole)" if len(result) > RESULT_CHARS else ""
+        console.print(f"result    {shorten(result, RESULT_CHARS)}{cut}", markup=False)
+    console.print(node_tree(nodes, limit))
+    if len(nodes) > limit:
+        console.print(
+            f"{limit} of {len(nodes)} nodes shown; --limit {len(nodes)} for all"
+        )
 
 
 @main.command()
@@ -317,7 +347,7 @@ def graph(config: Config, workflow_id: str, fmt: str, as_json: bool) -> None:
     """
     engine = config.engine()
     workflow = engine.workflow(workflow_id)
-    nodes = dag_nodes(engine, workflow_id)
+    nodes = dag_nodes(engine, workflow.id)
     if as_json:
         echo_json(
             {

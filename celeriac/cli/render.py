@@ -11,8 +11,10 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from celeriac import Node
+from celeriac.engine.ids import SHORT_ID_LENGTH
 from celeriac.states import NodeKind
 
 STATE_STYLES = {
@@ -33,12 +35,32 @@ STATE_STYLES = {
 #: the ``nodes`` of ``show --json``. JOIN and END nodes are bookkeeping.
 LISTED_KINDS = frozenset({NodeKind.TASK, NodeKind.ERRBACK})
 
+#: Below this many columns, ``list`` shows short ids.
+FULL_ID_WIDTH = 120
+
 console = Console(highlight=False)
 if not console.is_terminal and "COLUMNS" not in os.environ:
     console.width = 160  # piped output: wide rows beat wrapped ones
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def workflow_table() -> Table:
+    """The table ``list`` fills: only NAME wraps, so that no state is cut."""
+    table = Table("ID", "NAME", "STATE", "CREATED", "FINISHED", box=None)
+    for column in table.columns:
+        column.no_wrap = True
+    table.columns[1].no_wrap = False
+    table.columns[1].overflow = "fold"
+    return table
+
+
+def short_id(workflow_id: str) -> str:
+    """The whole id on a wide console; below, its first 8 characters."""
+    if console.width >= FULL_ID_WIDTH:
+        return workflow_id
+    return workflow_id[:SHORT_ID_LENGTH]
 
 
 def json_option(fn: F) -> F:

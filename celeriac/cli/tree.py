@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 
 from rich.markup import escape
 from rich.table import Table
@@ -27,6 +28,8 @@ from celeriac.cli.render import LISTED_KINDS, duration_text, styled
 from celeriac.states import NodeKind
 
 JOIN_LABEL = "group results"
+#: At most this many numbers or ranges name a node's parents in a note.
+NAMED_PARTS = 4
 
 
 @dataclass
@@ -41,15 +44,23 @@ class Branch:
     note: str = ""
 
 
-def node_tree(nodes: Sequence[Node]) -> Table:
-    """The nodes as a table whose TASK column draws the tree."""
+def node_tree(nodes: Sequence[Node], limit: int | None = None) -> Table:
+    """The nodes as a table whose TASK column draws the tree.
+
+    Only the TASK and ERROR columns wrap, so that a long name or note never
+    squeezes the others out at 80 columns. ``limit``: at most that many rows,
+    the first in the tree's order.
+    """
     drawn = [node for node in nodes if node.kind != NodeKind.END]
     errors = any(node.error for node in drawn)
     table = Table("#", "NODE", "TASK", "STATE", "ATTEMPTS", "DURATION")
-    table.columns[2].no_wrap = True
+    for column in table.columns:
+        column.no_wrap = True
+    table.columns[2].no_wrap = False
+    table.columns[2].overflow = "fold"
     if errors:
-        table.add_column("ERROR")
-    for guide, branch in walk(build(drawn)):
+        table.add_column("ERROR", overflow="fold", ratio=1)
+    for guide, branch in islice(walk(build(drawn)), limit):
         node = branch.node
         join = node.kind == NodeKind.JOIN
         task = JOIN_LABEL if join else node.task or node.kind
@@ -143,11 +154,38 @@ def _note(branch: Branch, holder: str | None, branches: dict[str, Branch]) -> st
         return ""
     if branch.parents == [holder]:
         return "on error" if errback else ""
-    names = ", ".join(_name(branches[parent]) for parent in branch.parents)
+    names = named_list([branches[parent] for parent in branch.parents])
     if branch.node.kind == NodeKind.JOIN:
         return f"of {names}"
     return f"on error of {names}" if errback else f"after {names}"
 
 
-def _name(branch: Branch) -> str:
-    return f"#{branch.number}" if branch.number else JOIN_LABEL
+def named_list(branches: Sequence[Branch]) -> str:
+    """``#2, #3``, runs of three or more as ``#2-#1001``, at most a few parts.
+
+    A group of 1,000 members reads ``#2-#1001``; scattered numbers end in
+    ``… (60 in all)`` after :data:`NAMED_PARTS` parts.
+    """
+    numbers = [branch.number for branch in branches if branch.number]
+    parts = [_run_text(run) for run in _runs(numbers)]
+    parts += [JOIN_LABEL] * (len(branches) - len(numbers))
+    if len(parts) > NAMED_PARTS:
+        parts = [*parts[:NAMED_PARTS], f"… ({len(branches)} in all)"]
+    return ", ".join(parts)
+
+
+def _runs(numbers: list[int]) -> list[list[int]]:
+    """Consecutive numbers, grouped: [2, 3, 4, 7] -> [[2, 3, 4], [7]]."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and runs[-1][-1] + 1 == number:
+            runs[-1].append(number)
+        else:
+            runs.append([number])
+    return runs
+
+
+def _run_text(run: list[int]) -> str:
+    if len(run) >= 3:
+        return f"#{run[0]}-#{run[-1]}"
+    return ", ".join(f"#{number}" for number in run)

@@ -32,10 +32,11 @@ from celeriac.engine.hooks import (
     WorkerHooks,
     takes_request,
 )
+from celeriac.engine.ids import complete_id
 from celeriac.engine.liveness import Liveness
 from celeriac.engine.machine import decider
 from celeriac.engine.recovery import RecoveryLoop
-from celeriac.errors import InvalidTransition, StorageError
+from celeriac.errors import InvalidTransition, StorageError, WorkflowNotFound
 from celeriac.records import Delivery, Dispatch, Failure, Outcome, TransitionResult
 from celeriac.settings import database_url as resolve_database_url
 from celeriac.states import TERMINAL_WORKFLOW_STATES, NodeKind, OnFailure
@@ -159,8 +160,19 @@ class Engine:
         return Workflow(self, new.id, name)
 
     def workflow(self, workflow_id: str) -> Workflow:
-        """The stored workflow ``workflow_id``; raises ``WorkflowNotFound``."""
-        record = self.store.get_workflow(workflow_id)
+        """The stored workflow ``workflow_id``, or the one whose id starts so.
+
+        A short id (its first 8 or more characters, as ``celeriac show``
+        prints it) will do when only one workflow's id starts with it.
+
+        Raises:
+            WorkflowNotFound: no workflow has this id, or starts with it.
+            AmbiguousWorkflowId: several workflows' ids start with it.
+        """
+        try:
+            record = self.store.get_workflow(workflow_id)
+        except WorkflowNotFound:
+            record = self.store.get_workflow(complete_id(self.store, workflow_id))
         return Workflow(self, record.id, record.name)
 
     def pause(self, workflow_id: str) -> None:
@@ -193,40 +205,25 @@ class Engine:
         """
         return self._transition(workflow_id, "retry")[1]
 
-    def recover(self, broker_emptied: bool = False) -> Delivery:
+    def recover(self) -> Delivery:
         """One recovery pass: publish again what a crash left behind.
 
         Publishes QUEUED nodes that did not start within the
-        ``recovery_delay`` option (seconds, default 60), or every QUEUED
-        node when ``broker_emptied`` (the broker lost its messages), and
-        nodes RUNNING on a worker that stopped heartbeating, and applies the
-        state changes a process died before making. Nodes are claimed and
-        published a batch at a time, each batch by one of the processes
-        running a pass at once; a workflow whose state change fails is
-        logged and skipped. Returns how many nodes were published again, and
+        ``recovery_delay`` option (seconds, default 60) and nodes RUNNING on
+        a worker that stopped heartbeating, and applies the state changes a
+        process died before making. Safe to run from several
+        processes at once. Returns how many nodes were published again, and
         how many stay QUEUED because the broker could not be reached.
         """
-        delay = (
-            0.0 if broker_emptied else float(self.options.get("recovery_delay", 60.0))
-        )
-        since = now()
-        delivery = Delivery()
-        requeues: tuple[Callable[[], list[Dispatch]], ...] = (
-            lambda: self.store.requeue_stale(delay, since),
-            lambda: self.store.requeue_lost(self.liveness.timeout),
-        )
-        for requeue in requeues:
-            while batch := requeue():
-                logger.warning("recovery: publishing %d nodes again", len(batch))
-                delivery += self._publish(batch)
+        delay = float(self.options.get("recovery_delay", 60.0))
+        dispatch = self.store.requeue_stale(delay)
+        dispatch += self.store.requeue_lost(self.liveness.timeout)
+        if dispatch:
+            logger.warning("recovery: publishing %d nodes again", len(dispatch))
+        delivery = self._publish(dispatch)
         for workflow_id, trigger, failure in self.store.unsettled_workflows():
             logger.warning("recovery: %s workflow %s", trigger, workflow_id)
-            try:
-                self._transition_quietly(workflow_id, trigger, failure)
-            except Exception:  # one workflow never blocks the others
-                logger.exception(
-                    "recovery: %s of workflow %s failed; skipped", trigger, workflow_id
-                )
+            self._transition_quietly(workflow_id, trigger, failure)
         return delivery
 
     def purge(
@@ -531,22 +528,7 @@ class Engine:
             return None, Delivery()
         if result.dest in TERMINAL_WORKFLOW_STATES:
             self.finishes.announce()
-        delivery = self._publish(result.dispatch)
-        return result, delivery + self._publish_queued(workflow_id, result)
-
-    def _publish_queued(self, workflow_id: str, result: TransitionResult) -> Delivery:
-        """Publish the nodes a transition queued (resume, retry), a page at a time.
-
-        A million ready nodes are never all in memory: each page is read,
-        published and let go. A process that dies half way leaves the rest
-        QUEUED, for the recovery pass.
-        """
-        delivery = Delivery()
-        after: int | None = -1
-        while result.queued_at is not None and after is not None:
-            page, after = self.store.queued_page(workflow_id, result.queued_at, after)
-            delivery += self._publish(page)
-        return delivery
+        return result, self._publish(result.dispatch)
 
     def _transition_quietly(
         self,
