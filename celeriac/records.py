@@ -113,7 +113,7 @@ class Delivery:
         return self.unsent > 0 and self.sent == 0
 
     def __add__(self, other: Delivery) -> Delivery:
-        """Both deliveries' counts added up (an action that published twice)."""
+        """Both counts together: an action that sends in several batches."""
         return Delivery(
             self.sent + other.sent,
             self.unsent + other.unsent,
@@ -231,6 +231,9 @@ class TransitionResult:
     dest: str
     dispatch: list[Dispatch]
     revoke: list[str]
+    #: when set, the nodes it queued then, to publish a page at a time
+    #: (``Store.queued_page``): a resume of a million ready nodes
+    queued_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -205,25 +205,40 @@ class Engine:
         """
         return self._transition(workflow_id, "retry")[1]
 
-    def recover(self) -> Delivery:
+    def recover(self, broker_emptied: bool = False) -> Delivery:
         """One recovery pass: publish again what a crash left behind.
 
         Publishes QUEUED nodes that did not start within the
-        ``recovery_delay`` option (seconds, default 60) and nodes RUNNING on
-        a worker that stopped heartbeating, and applies the state changes a
-        process died before making. Safe to run from several
-        processes at once. Returns how many nodes were published again, and
+        ``recovery_delay`` option (seconds, default 60), or every QUEUED
+        node when ``broker_emptied`` (the broker lost its messages), and
+        nodes RUNNING on a worker that stopped heartbeating, and applies the
+        state changes a process died before making. Nodes are claimed and
+        published a batch at a time, each batch by one of the processes
+        running a pass at once; a workflow whose state change fails is
+        logged and skipped. Returns how many nodes were published again, and
         how many stay QUEUED because the broker could not be reached.
         """
-        delay = float(self.options.get("recovery_delay", 60.0))
-        dispatch = self.store.requeue_stale(delay)
-        dispatch += self.store.requeue_lost(self.liveness.timeout)
-        if dispatch:
-            logger.warning("recovery: publishing %d nodes again", len(dispatch))
-        delivery = self._publish(dispatch)
+        delay = (
+            0.0 if broker_emptied else float(self.options.get("recovery_delay", 60.0))
+        )
+        since = now()
+        delivery = Delivery()
+        requeues: tuple[Callable[[], list[Dispatch]], ...] = (
+            lambda: self.store.requeue_stale(delay, since),
+            lambda: self.store.requeue_lost(self.liveness.timeout),
+        )
+        for requeue in requeues:
+            while batch := requeue():
+                logger.warning("recovery: publishing %d nodes again", len(batch))
+                delivery += self._publish(batch)
         for workflow_id, trigger, failure in self.store.unsettled_workflows():
             logger.warning("recovery: %s workflow %s", trigger, workflow_id)
-            self._transition_quietly(workflow_id, trigger, failure)
+            try:
+                self._transition_quietly(workflow_id, trigger, failure)
+            except Exception:  # one workflow never blocks the others
+                logger.exception(
+                    "recovery: %s of workflow %s failed; skipped", trigger, workflow_id
+                )
         return delivery
 
     def purge(
@@ -528,7 +543,22 @@ class Engine:
             return None, Delivery()
         if result.dest in TERMINAL_WORKFLOW_STATES:
             self.finishes.announce()
-        return result, self._publish(result.dispatch)
+        delivery = self._publish(result.dispatch)
+        return result, delivery + self._publish_queued(workflow_id, result)
+
+    def _publish_queued(self, workflow_id: str, result: TransitionResult) -> Delivery:
+        """Publish the nodes a transition queued (resume, retry), a page at a time.
+
+        A million ready nodes are never all in memory: each page is read,
+        published and let go. A process that dies half way leaves the rest
+        QUEUED, for the recovery pass.
+        """
+        delivery = Delivery()
+        after: int | None = -1
+        while result.queued_at is not None and after is not None:
+            page, after = self.store.queued_page(workflow_id, result.queued_at, after)
+            delivery += self._publish(page)
+        return delivery
 
     def _transition_quietly(
         self,

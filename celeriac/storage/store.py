@@ -10,7 +10,7 @@ which serializes writers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from enum import Enum
@@ -48,6 +48,7 @@ from celeriac.storage import (
     recovery,
     rows,
 )
+from celeriac.storage.batches import PAGE
 from celeriac.storage.claims import Admission
 from celeriac.storage.database import retry_transient
 from celeriac.storage.retention import Purged, Purger, Retention
@@ -83,6 +84,52 @@ def _lock_as_claims_do(conn: sa.Connection, workflow_id: str, node_id: str) -> s
     state = graph.workflow_state(conn, workflow_id, lock="share")
     claims.lock_node(conn, node_id)
     return state
+
+
+#: What a workflow's record holds: not its canvas and arguments, which grow
+#: with the canvas, so that polling a workflow costs the same at any size.
+_RECORD_COLUMNS = tuple(
+    column for column in workflows.c if column.name not in ("canvas", "args", "kwargs")
+)
+#: What a ``Node`` shows: not the signature the node is published with.
+_NODE_COLUMNS = tuple(column for column in nodes.c if column.name != "signature")
+
+
+def _shown(bookkeeping: bool) -> sa.ColumnElement[bool]:
+    """The nodes users see: tasks and errbacks; ``bookkeeping`` adds joins, END."""
+    kinds = [NodeKind.TASK, NodeKind.ERRBACK]
+    if bookkeeping:
+        kinds += [NodeKind.JOIN, NodeKind.END]
+    return nodes.c.kind.in_(kinds)
+
+
+def _node_records(
+    node_rows: Sequence[Any], attempt_rows: Sequence[Any], edge_rows: Sequence[Any]
+) -> list[Node]:
+    """``Node`` records for node rows, with their attempts and parents."""
+    by_node: dict[str, list[Attempt]] = {}
+    for row in attempt_rows:
+        by_node.setdefault(row.node_id, []).append(rows.attempt_record(row))
+    parents: dict[str, list[str]] = {}
+    for edge in edge_rows:
+        parents.setdefault(edge.child_id, []).append(edge.parent_id)
+    return [
+        Node(
+            id=row.id,
+            task=row.task,
+            state=row.state,
+            kind=row.kind,
+            position=row.position,
+            attempts=by_node.get(row.id, []),
+            result=row.result,
+            error=f"{row.exc_type}: {row.exc_message}" if row.exc_type else None,
+            exc_type=row.exc_type,
+            label=row.label,
+            parents=parents.get(row.id, []),
+            progress=progress.node_progress(row),
+        )
+        for row in node_rows
+    ]
 
 
 class Store:
@@ -488,6 +535,7 @@ class Store:
                     return None
             dispatch: list[Dispatch] = []
             revoke: list[str] = []
+            queued_at = None
             values: dict[str, Any] = {"state": dest, "updated_at": at}
             graph.add_event(conn, workflow_id, None, source, dest, at, trigger)
             if trigger == "pause" and not counts[_N.RUNNING]:
@@ -505,7 +553,8 @@ class Store:
                         exc_args=None,
                     )
                     values["finished_at"] = None
-                dispatch = graph.redispatch_ready(conn, workflow_id, at)
+                if graph.redispatch_ready(conn, workflow_id, at):
+                    queued_at = at
             elif trigger == "cancel":
                 revoke = graph.cancel_nodes(conn, workflow_id, at)
                 values["finished_at"] = at
@@ -530,30 +579,53 @@ class Store:
             )
             if dest in TERMINAL_WORKFLOW_STATES:
                 finishes.notify_finished(conn, workflow_id)
-        return TransitionResult(source, dest, dispatch, revoke)
+        return TransitionResult(source, dest, dispatch, revoke, queued_at)
+
+    @retry_transient
+    def queued_page(
+        self, workflow_id: str, queued_at: datetime, after: int = -1
+    ) -> tuple[list[Dispatch], int | None]:
+        """A page of the nodes a transition queued at ``queued_at``, to publish.
+
+        Those still QUEUED past canvas position ``after``; with the position
+        the next page starts after, None after the last page.
+        """
+        with self._read() as conn:
+            return graph.queued_page(conn, workflow_id, queued_at, after, PAGE)
 
     # -- recovery ---------------------------------------------------------
 
     @retry_transient
-    def requeue_stale(self, older_than: float) -> list[Dispatch]:
-        """Nodes whose message is ``older_than`` seconds overdue, to publish again.
+    def requeue_stale(
+        self, older_than: float, since: datetime | None = None, limit: int = PAGE
+    ) -> list[Dispatch]:
+        """A batch of nodes ``older_than`` seconds overdue at ``since``.
 
-        QUEUED nodes not started since they were queued, and RETRYING nodes
-        whose Celery retry was due that long ago; a node published again
-        waits twice as long each time.
+        To publish again: QUEUED nodes not started since they were queued,
+        and RETRYING nodes whose Celery retry was due that long ago, up to
+        ``limit`` of each; a node published again waits twice as long each
+        time. A pass calls it again, with the same ``since`` (its start,
+        default now), until it returns nothing: each batch is claimed in its
+        own short transaction, and passes running at once share the nodes.
         """
         at = now()
+        since = since or at
         delay = timedelta(seconds=older_than)
         with self._write() as conn:
-            stale = recovery.requeue_stale(conn, delay, at)
-            return stale + recovery.requeue_retrying(conn, delay, at)
+            stale = recovery.requeue_stale(conn, delay, since, at, limit)
+            return stale + recovery.requeue_retrying(conn, delay, since, at, limit)
 
     @retry_transient
-    def requeue_lost(self, dead_after: float) -> list[Dispatch]:
-        """Nodes RUNNING on workers silent for ``dead_after`` s, to publish again."""
+    def requeue_lost(self, dead_after: float, limit: int = PAGE) -> list[Dispatch]:
+        """A batch of nodes RUNNING on workers silent for ``dead_after`` s.
+
+        Up to ``limit``, to publish again; call it again until it returns
+        nothing.
+        """
         at = now()
+        dead_before = at - timedelta(seconds=dead_after)
         with self._write() as conn:
-            return recovery.requeue_lost(conn, at - timedelta(seconds=dead_after), at)
+            return recovery.requeue_lost(conn, dead_before, at, limit)
 
     @retry_transient
     def heartbeat(self, worker_id: str, hostname: str | None, pid: int) -> None:
@@ -599,7 +671,7 @@ class Store:
         """The workflow row; raises ``WorkflowNotFound``."""
         with self._read() as conn:
             row = conn.execute(
-                sa.select(workflows).where(workflows.c.id == workflow_id)
+                sa.select(*_RECORD_COLUMNS).where(workflows.c.id == workflow_id)
             ).first()
         if row is None:
             raise WorkflowNotFound(workflow_id)
@@ -638,7 +710,9 @@ class Store:
         ``created_before`` those created before it.
         """
         query = (
-            sa.select(workflows).order_by(workflows.c.created_at.desc()).limit(limit)
+            sa.select(*_RECORD_COLUMNS)
+            .order_by(workflows.c.created_at.desc())
+            .limit(limit)
         )
         if state:
             query = query.where(workflows.c.state == state)
@@ -658,13 +732,10 @@ class Store:
         ``bookkeeping`` adds the JOIN and END nodes the database completes,
         for drawing the whole graph.
         """
-        kinds = [NodeKind.TASK, NodeKind.ERRBACK]
-        if bookkeeping:
-            kinds += [NodeKind.JOIN, NodeKind.END]
         with self._read() as conn:
             node_rows = conn.execute(
-                sa.select(nodes)
-                .where(nodes.c.workflow_id == workflow_id, nodes.c.kind.in_(kinds))
+                sa.select(*_NODE_COLUMNS)
+                .where(nodes.c.workflow_id == workflow_id, _shown(bookkeeping))
                 .order_by(nodes.c.position)
             ).all()
             attempt_rows = conn.execute(
@@ -677,29 +748,43 @@ class Store:
                 .where(edges.c.workflow_id == workflow_id)
                 .order_by(edges.c.position)
             ).all()
-        by_node: dict[str, list[Attempt]] = {}
-        for row in attempt_rows:
-            by_node.setdefault(row.node_id, []).append(rows.attempt_record(row))
-        parents: dict[str, list[str]] = {}
-        for edge in edge_rows:
-            parents.setdefault(edge.child_id, []).append(edge.parent_id)
-        return [
-            Node(
-                id=row.id,
-                task=row.task,
-                state=row.state,
-                kind=row.kind,
-                position=row.position,
-                attempts=by_node.get(row.id, []),
-                result=row.result,
-                error=f"{row.exc_type}: {row.exc_message}" if row.exc_type else None,
-                exc_type=row.exc_type,
-                label=row.label,
-                parents=parents.get(row.id, []),
-                progress=progress.node_progress(row),
-            )
-            for row in node_rows
-        ]
+        return _node_records(node_rows, attempt_rows, edge_rows)
+
+    @retry_transient
+    def node_page(
+        self, workflow_id: str, after: int = -1, limit: int = PAGE
+    ) -> tuple[list[Node], int | None]:
+        """Up to ``limit`` of ``list_nodes``'s nodes past canvas position ``after``.
+
+        With the position the next page starts after, None after the last
+        page. Each page is one short read, whatever the workflow's size.
+        """
+        with self._read() as conn:
+            node_rows = conn.execute(
+                sa.select(*_NODE_COLUMNS)
+                .where(
+                    nodes.c.workflow_id == workflow_id,
+                    nodes.c.position > after,
+                    _shown(False),
+                )
+                .order_by(nodes.c.position)
+                .limit(limit)
+            ).all()
+            ids = [row.id for row in node_rows]
+            attempt_rows = conn.execute(
+                sa.select(attempts)
+                .where(
+                    attempts.c.workflow_id == workflow_id, attempts.c.node_id.in_(ids)
+                )
+                .order_by(attempts.c.number)
+            ).all()
+            edge_rows = conn.execute(
+                sa.select(edges.c.parent_id, edges.c.child_id)
+                .where(edges.c.workflow_id == workflow_id, edges.c.child_id.in_(ids))
+                .order_by(edges.c.position)
+            ).all()
+        last = node_rows[-1].position if len(node_rows) == limit else None
+        return _node_records(node_rows, attempt_rows, edge_rows), last
 
     @retry_transient
     def count_nodes(
