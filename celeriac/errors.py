@@ -8,6 +8,7 @@
     ├── InvalidTransition
     ├── UnknownTask
     ├── InvalidCanvas (also ValueError)
+    ├── SubmitKeyReused (also ValueError)
     ├── WorkflowFailed
     ├── WorkflowCancelled
     └── StorageError
@@ -63,6 +64,18 @@ class UnknownTask(CeleriacError):
 
 class InvalidCanvas(CeleriacError, ValueError):
     """Raised when a canvas cannot be stored (for example, arguments not JSON)."""
+
+
+class SubmitKeyReused(CeleriacError, ValueError):
+    """Raised when a submit key names a workflow of another canvas; nothing stored."""
+
+    def __init__(self, key: str, workflow_id: str) -> None:
+        self.key = key
+        self.workflow_id = workflow_id
+        super().__init__(
+            f"submit key {key!r} is already used by workflow {workflow_id}, "
+            "with another canvas or other arguments"
+        )
 
 
 class WorkflowFailed(CeleriacError):

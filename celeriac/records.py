@@ -140,6 +140,8 @@ class WorkflowRecord:
     #: arguments as JSON text, to rebuild it (None: not known)
     exc_class: str | None = None
     exc_args: str | None = None
+    #: the idempotency key it was submitted with
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,8 @@ class NewWorkflow:
     result_node_id: str
     nodes: list[NewNode]
     edges: list[NewEdge]
+    #: the idempotency key given to ``submit`` (one workflow per key)
+    key: str | None = None
     #: what the workflow does after a failure (``states.OnFailure``)
     on_failure: str = "continue"
 

@@ -20,15 +20,14 @@ from __future__ import annotations
 import json
 import os
 import time
-import traceback
 from typing import Any
 
-import psycopg
 import redis
 import sqlalchemy as sa
 from celery import Celery
 
 from celeriac import Engine
+from tests import faults
 
 BROKER_URL = os.environ["CELERIAC_TEST_BROKER_URL"]
 STAMPS_KEY = "proc:stamps"
@@ -70,25 +69,17 @@ def client() -> redis.Redis[bytes]:
     return _clients[pid]
 
 
+def _first_in_all_processes(method: str) -> bool:
+    """Whether no process broke a COMMIT yet (a Redis flag): this one does."""
+    return bool(client().set("proc:reply-lost", method, nx=True))
+
+
 def lose_commit_reply(db: sa.Engine, method: str) -> None:
     """Fault injection: the first COMMIT made inside Store.``method`` loses its reply.
 
-    The transaction commits, then the connection breaks before the client
-    hears so: what a database or network failure at the wrong moment does.
-    The client cannot tell whether it committed, and its retry replays the
-    transaction. Once in all processes (a Redis flag), so a test is exact.
+    Once in all processes (see ``tests.faults.lose_commit_reply``).
     """
-    commit = db.dialect.do_commit
-
-    def do_commit(dbapi_connection: Any) -> None:
-        commit(dbapi_connection)
-        inside = method in {frame.name for frame in traceback.extract_stack()}
-        if inside and client().set("proc:reply-lost", method, nx=True):
-            # the driver's connection, not the pool's proxy around it
-            dbapi_connection.driver_connection.close()
-            raise psycopg.OperationalError("server closed the connection unexpectedly")
-
-    db.dialect.do_commit = do_commit  # type: ignore[method-assign]
+    faults.lose_commit_reply(db, method, _first_in_all_processes)
 
 
 if os.environ.get("CELERIAC_TEST_LOSE_COMMIT_REPLY"):

@@ -50,6 +50,7 @@ from celeriac.cli.render import (
 from celeriac.cli.tree import node_tree
 from celeriac.demo import run_demo
 from celeriac.engine.dot import to_dot, to_mermaid
+from celeriac.records import WorkflowRecord
 from celeriac.settings import APP_VARIABLE, DATABASE_URL_VARIABLE
 from celeriac.states import NodeKind
 from celeriac.storage import migrate
@@ -131,6 +132,7 @@ def db_upgrade(config: Config) -> None:
     help="Only workflows in this state.",
 )
 @click.option("--name", help="Only workflows with this name.")
+@click.option("--key", help="Only the workflow submitted with this key.")
 @click.option(
     "--since",
     type=Duration(),
@@ -157,6 +159,7 @@ def list_command(
     config: Config,
     state: str | None,
     name: str | None,
+    key: str | None,
     since: timedelta | None,
     older_than: timedelta | None,
     limit: int,
@@ -170,6 +173,7 @@ def list_command(
     records = config.engine().store.list_workflows(
         state=state,
         name=name,
+        key=key,
         limit=limit + 1,  # one more, to know whether any were left out
         created_after=None if since is None else ago(since),
         created_before=None if older_than is None else ago(older_than),
@@ -185,7 +189,7 @@ def list_command(
     for record in records:
         table.add_row(
             short_id(record.id),
-            escape(record.name or ""),
+            escape(named(record)),
             styled(record.state),
             when(record.created_at),
             when(record.finished_at),
@@ -195,6 +199,13 @@ def list_command(
         console.print(
             f"the newest {limit} shown; more match: --limit {limit * 2} for more"
         )
+
+
+def named(record: WorkflowRecord) -> str:
+    """A workflow's name in ``list``, with the key it was submitted with."""
+    if record.key is None:
+        return record.name or ""
+    return f"{record.name or ''} (key {record.key})".lstrip()
 
 
 @main.command()
@@ -231,6 +242,8 @@ def show(config: Config, workflow_id: str, limit: int, as_json: bool) -> None:
     console.print(f"[bold]workflow[/] {record.id}  {styled(record.state)}")
     if record.name:
         console.print(f"name      {escape(record.name)}")
+    if record.key is not None:
+        console.print(f"key       {escape(record.key)}")
     console.print(f"created   {when(record.created_at)}")
     console.print(f"finished  {when(record.finished_at)}")
     console.print(

@@ -127,6 +127,7 @@ class Engine:
         metadata: dict[str, Any] | None = None,
         *,
         on_failure: str | None = None,
+        key: str | None = None,
         **options: Any,
     ) -> Workflow:
         """Store ``canvas`` as a DAG in one transaction and start it.
@@ -143,13 +144,23 @@ class Engine:
             UnknownTask: the canvas names a task the app does not know.
             InvalidCanvas: the canvas or its arguments cannot be stored.
             ValueError: ``on_failure`` is neither "continue" nor "stop".
+            SubmitKeyReused: ``key`` names a workflow of another canvas.
+
+        ``key``: an idempotency key. A submit with a key already used returns
+        the workflow stored then (two racing submits store one), as long as
+        the canvas, args and kwargs are the same.
         """
         policy = OnFailure.named(on_failure) if on_failure else self.on_failure
         new = compile_canvas(
             self.app, canvas, tuple(args), kwargs, name, metadata, options
         )
         new = replace(new, on_failure=policy)
-        delivery = self._after(new.id, self.store.insert_workflow(new))
+        new = replace(new, key=submit_key(key))
+        outcome = self.store.insert_workflow(new)
+        if not outcome.recorded:  # the key named a stored workflow
+            (stored,) = self.store.list_workflows(key=new.key, limit=1)
+            return Workflow(self, stored.id, stored.name)
+        delivery = self._after(new.id, outcome)
         if delivery.unsent:
             logger.warning(
                 "workflow %s is stored, but %d of its first nodes could not be "
@@ -536,8 +547,10 @@ class Engine:
         trigger: str,
         error: Failure | None = None,
     ) -> tuple[TransitionResult | None, Delivery]:
+        # a call's own token: a replay of its transaction finds what it did
+        token = uuid.uuid4().hex if trigger in USER_TRIGGERS else None
         result = self.store.transition_workflow(
-            workflow_id, trigger, decider(workflow_id), error
+            workflow_id, trigger, decider(workflow_id), error, token
         )
         if result is None:
             return None, Delivery()
@@ -634,3 +647,20 @@ def unrecorded_error(cause: Exception) -> tuple[str, str]:
     error = inner if isinstance(inner, Exception) else cause
     message = without_nul(first_line(error))
     return type(error).__name__, f"the outcome could not be recorded: {message}"
+
+
+#: The state changes a user asks for; each call's transaction is replayable.
+USER_TRIGGERS = frozenset({"pause", "resume", "cancel", "retry"})
+#: The longest submit key the database keeps.
+MAX_KEY_LENGTH = 255
+
+
+def submit_key(key: object) -> str | None:
+    """``key`` checked: None, or a non-empty string the database can keep."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key or "\x00" in key:
+        raise ValueError(f"key must be a non-empty string without NUL, not {key!r}")
+    if len(key) > MAX_KEY_LENGTH:
+        raise ValueError(f"key is {len(key)} characters long; at most 255")
+    return key

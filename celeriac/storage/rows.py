@@ -35,6 +35,7 @@ def workflow_record(row: sa.Row[Any]) -> WorkflowRecord:
         created_at=aware(row.created_at) or now(),
         updated_at=aware(row.updated_at) or now(),
         finished_at=aware(row.finished_at),
+        key=row.submit_key,
         exc_class=row.exc_class,
         exc_args=row.exc_args,
     )

@@ -37,6 +37,11 @@ workflows = sa.Table(
     sa.Column("args", Json, nullable=False),
     sa.Column("kwargs", Json, nullable=False),
     sa.Column("metadata", Json, nullable=True),
+    #: the idempotency key of ``submit(..., key=...)``: one workflow per key
+    sa.Column("submit_key", sa.String(255), nullable=True),
+    #: SHA-256 of the stored canvas, args and kwargs: a key reused with
+    #: another canvas is refused
+    sa.Column("fingerprint", sa.String(64), nullable=True),
     sa.Column("result_node_id", Id, nullable=False),
     sa.Column("result", Json, nullable=True),
     sa.Column("failed_node_id", Id, nullable=True),
@@ -52,6 +57,7 @@ workflows = sa.Table(
     sa.Column("exc_args", sa.Text, nullable=True),
     #: indexed for purges, which take the longest finished first
     sa.Column("finished_at", Timestamp, nullable=True, index=True),
+    sa.Index("uq_celeriac_workflows_submit_key", "submit_key", unique=True),
 )
 
 nodes = sa.Table(
@@ -181,4 +187,25 @@ events = sa.Table(
     # a workflow's events in the order they happened (a purge deletes them
     # in slices of that order)
     sa.Index("ix_celeriac_events_workflow_event", "workflow_id", "id"),
+)
+
+#: What each pause, resume, cancel and retry did, under a token unique to the
+#: call: a transaction replayed after its COMMIT reply was lost finds it.
+transitions = sa.Table(
+    "celeriac_transitions",
+    metadata,
+    sa.Column("token", sa.String(32), primary_key=True),
+    sa.Column(
+        "workflow_id",
+        Id,
+        sa.ForeignKey("celeriac_workflows.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("from_state", StateName, nullable=False),
+    sa.Column("to_state", StateName, nullable=False),
+    #: the running tasks a cancel revoked, as JSON text
+    sa.Column("revoke", sa.Text, nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
 )

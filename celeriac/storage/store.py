@@ -46,6 +46,7 @@ from celeriac.storage import (
     graph,
     progress,
     recovery,
+    replays,
     rows,
 )
 from celeriac.storage.batches import PAGE
@@ -160,10 +161,30 @@ class Store:
         """Store a compiled workflow and mark its first nodes QUEUED.
 
         The outcome is ``finished`` for a canvas without any task (an empty
-        group): its END node completes right away.
+        group): its END node completes right away. A replay of a submit that
+        committed offers its first nodes again. When ``new.key`` already
+        names a workflow (a racing submit included), nothing is stored and
+        the outcome is not ``recorded``; ``SubmitKeyReused`` if that
+        workflow has another canvas.
         """
+        digest = replays.fingerprint(new)
+        try:
+            return self._insert_workflow(new, digest)
+        except sa.exc.IntegrityError:
+            if new.key is None:
+                raise
+            with self._read() as conn:  # a racing submit of the key committed
+                stored = replays.stored_submission(conn, new, digest)
+            if stored is None:
+                raise
+            return stored
+
+    def _insert_workflow(self, new: NewWorkflow, digest: str) -> Outcome:
         at = now()
         with self._write() as conn:
+            stored = replays.stored_submission(conn, new, digest)
+            if stored is not None:
+                return stored
             conn.execute(
                 workflows.insert(),
                 {
@@ -174,6 +195,8 @@ class Store:
                     "args": new.args,
                     "kwargs": new.kwargs,
                     "metadata": new.metadata,
+                    "submit_key": new.key,
+                    "fingerprint": digest,
                     "result_node_id": new.result_node_id,
                     "on_failure": new.on_failure,
                     "created_at": at,
@@ -513,8 +536,12 @@ class Store:
         trigger: str,
         decide: Decide,
         error: Failure | None = None,
+        token: str | None = None,
     ) -> TransitionResult | None:
         """Apply ``trigger`` to a workflow, with its side effects, atomically.
+
+        ``token``, unique to the call, keeps what it did: a replay whose first
+        try committed returns that (the tasks a cancel revokes included).
 
         ``decide(state, trigger)`` names the new state or raises
         ``InvalidTransition``; nothing is written then. Returns None when an
@@ -523,6 +550,10 @@ class Store:
         """
         at = now()
         with self._write() as conn:
+            if token is not None:
+                replayed = replays.recorded_transition(conn, token, workflow_id)
+                if replayed is not None:
+                    return replayed
             source = graph.workflow_state(conn, workflow_id, lock="update")
             dest = decide(source, trigger)
             counts = graph.running_and_queued(conn, workflow_id)
@@ -579,6 +610,10 @@ class Store:
             )
             if dest in TERMINAL_WORKFLOW_STATES:
                 finishes.notify_finished(conn, workflow_id)
+            if token is not None:
+                replays.record_transition(
+                    conn, token, workflow_id, trigger, (source, dest, revoke), at
+                )
         return TransitionResult(source, dest, dispatch, revoke, queued_at)
 
     @retry_transient
@@ -703,11 +738,13 @@ class Store:
         limit: int = 50,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        key: str | None = None,
     ) -> list[WorkflowRecord]:
         """Workflows, newest first, optionally filtered.
 
         ``created_after`` keeps those created at or after it,
-        ``created_before`` those created before it.
+        ``created_before`` those created before it; ``key``, the one
+        submitted with that key.
         """
         query = (
             sa.select(*_RECORD_COLUMNS)
@@ -722,6 +759,8 @@ class Store:
             query = query.where(workflows.c.created_at >= created_after)
         if created_before is not None:
             query = query.where(workflows.c.created_at < created_before)
+        if key is not None:
+            query = query.where(workflows.c.submit_key == key)
         with self._read() as conn:
             return [rows.workflow_record(row) for row in conn.execute(query)]
 
