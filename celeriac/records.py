@@ -184,6 +184,12 @@ class NewWorkflow:
     key: str | None = None
     #: what the workflow does after a failure (``states.OnFailure``)
     on_failure: str = "continue"
+    #: node ids the canvas chose (frozen task ids): no stored node may have one
+    frozen_ids: tuple[str, ...] = ()
+
+
+#: The longest id a workflow or a node may have (the id columns' length).
+MAX_ID_LENGTH = 64
 
 
 class Failure(NamedTuple):

@@ -27,7 +27,7 @@ from celery.utils.functional import maybe_list
 from celeriac.engine.arguments import check_storable
 from celeriac.engine.call_options import sort_call_options
 from celeriac.errors import InvalidCanvas, UnknownTask
-from celeriac.records import NewEdge, NewNode, NewWorkflow
+from celeriac.records import MAX_ID_LENGTH, NewEdge, NewNode, NewWorkflow
 from celeriac.states import EMPTY_GROUP_KEY, NodeKind
 
 #: Options that describe Celery's own wiring of a canvas; celeriac replaces
@@ -44,7 +44,6 @@ _WIRING_OPTIONS = frozenset(
         "parent_id",
         "root_id",
         "reply_to",
-        "stamped_headers",
         "stamps",
     }
 )
@@ -113,6 +112,7 @@ def compile_canvas(
         result_node_id=result_node,
         nodes=builder.nodes,
         edges=builder.edges,
+        frozen_ids=tuple(builder.frozen_ids),
     )
 
 
@@ -136,6 +136,8 @@ class _Builder:
         self.app = app
         self.nodes: list[NewNode] = []
         self.edges: list[NewEdge] = []
+        #: the ids tasks were frozen with (``sig.freeze()``), now node ids
+        self.frozen_ids: list[str] = []
         self._waiting: dict[str, int] = {}
         self._has_children: set[str] = set()
         self._guards: dict[str, set[str]] = {}
@@ -358,9 +360,9 @@ class _Builder:
         else:
             call_args = call.args + tuple(sig.args)
             call_kwargs = {**sig.kwargs, **call.kwargs}
-        options = {**sig.options, **call.options}
+        options = _task_options(sig, call.options)
         stored = _stored_signature(sig, call_args, call_kwargs, options)
-        node = self._node(NodeKind.TASK, sig.task, stored, label)
+        node = self._node(NodeKind.TASK, sig.task, stored, label, self._frozen_id(sig))
         if parent is not None:
             self._edge(parent, node, 0)
         for errback in errbacks:
@@ -388,6 +390,21 @@ class _Builder:
         if task not in guarded:
             self.edges.append(NewEdge(task, errback_node, len(guarded), on_error=True))
             guarded.add(task)
+
+    def _frozen_id(self, sig: Signature) -> str | None:
+        """The id ``sig`` was frozen with, if any: its node's id, as natively."""
+        task_id = sig.options.get("task_id")
+        if task_id is None:
+            return None
+        if not isinstance(task_id, str) or not 0 < len(task_id) <= MAX_ID_LENGTH:
+            raise InvalidCanvas(
+                f"the task id of {sig.task} is not a string of 1 to "
+                f"{MAX_ID_LENGTH} characters: {task_id!r}"
+            )
+        if task_id in self.frozen_ids:
+            raise InvalidCanvas(f"two tasks of the canvas have the task id {task_id}")
+        self.frozen_ids.append(task_id)
+        return task_id
 
     def _check_task(self, sig: Signature) -> None:
         if sig.task not in self.app.tasks:
@@ -456,8 +473,9 @@ class _Builder:
         task: str | None,
         signature: dict[str, Any] | None,
         label: str | None,
+        node_id: str | None = None,
     ) -> str:
-        node_id = str(uuid.uuid4())
+        node_id = node_id or str(uuid.uuid4())
         self.nodes.append(
             NewNode(node_id, len(self.nodes), kind, task, signature, 0, label)
         )
@@ -516,6 +534,23 @@ def _merged(first: Sequence[Errback], second: Sequence[Errback]) -> list[Errback
     merged = list(first)
     merged.extend(errback for errback in second if errback not in merged)
     return merged
+
+
+def _task_options(sig: Signature, call_options: dict[str, Any]) -> dict[str, Any]:
+    """The options a task is sent with: the call's over its own.
+
+    Except, as in Celery's ``Signature._merge``, the stamps the task carries
+    (``sig.stamp()``): a group's or a chain's own stamps do not replace them.
+    """
+    kept = {"stamped_headers", *(sig.options.get("stamped_headers") or ())}
+    return {
+        **sig.options,
+        **{
+            key: value
+            for key, value in call_options.items()
+            if key not in kept or key not in sig.options
+        },
+    }
 
 
 def _execution_options(options: dict[str, Any]) -> dict[str, Any]:

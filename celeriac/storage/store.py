@@ -48,6 +48,7 @@ from celeriac.storage import (
     recovery,
     replays,
     rows,
+    task_ids,
 )
 from celeriac.storage.batches import PAGE
 from celeriac.storage.claims import Admission
@@ -185,6 +186,7 @@ class Store:
             stored = replays.stored_submission(conn, new, digest)
             if stored is not None:
                 return stored
+            task_ids.refuse_taken(conn, new.frozen_ids)
             conn.execute(
                 workflows.insert(),
                 {
