@@ -10,7 +10,7 @@ import pytest
 from celeriac import Engine
 from tests.tasks import make_app
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "tests.hypothesis_profiles"]
 
 
 @pytest.fixture(autouse=True)
