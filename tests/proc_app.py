@@ -7,7 +7,8 @@ The test process imports this module too, with the same environment, to
 submit workflows and to read what the tasks recorded.
 ``CELERIAC_TEST_ENGINE_OPTIONS`` (JSON) adds options to the ``Engine``,
 ``CELERIAC_TEST_TRANSPORT_OPTIONS`` (JSON) sets the broker transport options, and
-``CELERIAC_TEST_LOSE_COMMIT_REPLY`` injects a fault (see ``lose_commit_reply``).
+``CELERIAC_TEST_LOSE_COMMIT_REPLY`` and ``CELERIAC_TEST_DIE_AFTER`` inject
+faults (see ``lose_commit_reply`` and ``die_after``).
 
 Tasks record in Redis (the broker's database, flushed per test), since the
 test runs in another process than they do: each body's start, as
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -84,6 +86,33 @@ def lose_commit_reply(db: sa.Engine, method: str) -> None:
 
 if os.environ.get("CELERIAC_TEST_LOSE_COMMIT_REPLY"):
     lose_commit_reply(engine.db, os.environ["CELERIAC_TEST_LOSE_COMMIT_REPLY"])
+
+
+def die_after(method: str) -> None:
+    """Fault injection: the process SIGKILLs itself once Store.``method`` committed.
+
+    Once in all processes (a Redis flag): a pool process dies between
+    recording an outcome and acting on it (running an errback, say).
+    """
+    real = getattr(engine.store, method)
+
+    def committed_then_die(*args: Any, **kwargs: Any) -> Any:
+        outcome = real(*args, **kwargs)
+        if client().set("proc:died-after", method, nx=True):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return outcome
+
+    setattr(engine.store, method, committed_then_die)
+
+
+def died_after() -> str | None:
+    """The Store method after whose commit ``die_after`` killed a process."""
+    died = client().get("proc:died-after")
+    return died.decode() if died is not None else None
+
+
+if os.environ.get("CELERIAC_TEST_DIE_AFTER"):
+    die_after(os.environ["CELERIAC_TEST_DIE_AFTER"])
 
 
 def reply_lost() -> str | None:
@@ -207,6 +236,34 @@ def gate(value: Any, limit: float = 120.0) -> Any:
     return value
 
 
+ERRBACKS_KEY = "proc:errbacks"
+
+
+@app.task(name="p.fail", shared=False)
+def fail(value: Any) -> None:
+    """Raise ``ValueError(f"fail {value}")``."""
+    _ran("p.fail")
+    raise ValueError(f"fail {value}")
+
+
+@app.task(name="p.on_error", shared=False)
+def on_error(task_id: str) -> str:
+    """An errback of Celery's old form: given the failed task's id."""
+    _ran("p.on_error")
+    client().rpush(ERRBACKS_KEY, json.dumps(["p.on_error", task_id]))
+    return task_id
+
+
+@app.task(name="p.on_error_request", shared=False)
+def on_error_request(request: Any, exc: BaseException, traceback: Any) -> str:
+    """An errback taking ``(request, exc, traceback)``: records what it got."""
+    _ran("p.on_error_request")
+    got = [request.id, request.task, list(request.args), dict(request.kwargs)]
+    got += [type(exc).__name__, str(exc), str(traceback)]
+    client().rpush(ERRBACKS_KEY, json.dumps(["p.on_error_request", *got]))
+    return str(request.id)
+
+
 # -- read by the test process -------------------------------------------------
 
 
@@ -250,6 +307,11 @@ def runs(name: str) -> int:
 def open_gate() -> None:
     """Let every ``p.gate`` body return."""
     client().set(GATE_KEY, 1)
+
+
+def errback_calls() -> list[list[Any]]:
+    """What each ``p.on_error``/``p.on_error_request`` call was given, in order."""
+    return [json.loads(item) for item in client().lrange(ERRBACKS_KEY, 0, -1)]
 
 
 def retried(key: str) -> int:
