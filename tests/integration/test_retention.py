@@ -227,3 +227,44 @@ def test_a_large_workflow_is_purged_in_slices(engine, monkeypatch):
     # 25 nodes in slices of 7, their 25 events in slices of 5, then the row
     assert len(transactions) > 2 * (4 + 5)
     assert set(rows_of(engine.db, big).values()) == {0}
+
+
+@pytest.mark.slow
+def test_a_million_finished_nodes_are_purged_while_a_chain_runs(
+    engine, tasks, database_url
+):
+    on_postgres = engine.db.dialect.name == "postgresql"
+    history = 1_000_000 if on_postgres else 100_000
+    with engine.db.begin() as conn:
+        insert_history(conn, history, 1_000)
+        # and one workflow too large for a transaction: purged in slices
+        insert_history(conn, 30_000, 30_000, prefix="huge")
+    paused = engine.submit(chain(tasks.add.s(1, 1), tasks.add.s(2)))
+    paused.pause()
+    age(engine.db, paused.id, timedelta(days=400))
+    kept = rows_of(engine.db, paused.id)
+    steps = 40
+    with engine.embedded_worker():
+        running = engine.submit(
+            chain(tasks.add.s(0, 1), *(tasks.add.s(1) for _ in range(steps - 1)))
+        )
+        assert running.state == "IN_PROGRESS"
+
+        purged = engine.purge_counts(timedelta(days=30))
+
+        assert running.get(timeout=60) == steps
+    assert (purged.workflows, purged.nodes) == (history // 1_000 + 1, history + 30_000)
+    # the paused workflow's events are older than their retention too
+    assert purged.events == history + 30_000 + kept["celeriac_events"]
+    with engine.db.connect() as conn:
+        left = conn.execute(sa.select(sa.func.count()).select_from(nodes)).scalar_one()
+    assert (
+        left
+        == kept["celeriac_nodes"] + rows_of(engine.db, running.id)["celeriac_nodes"]
+    )
+    # (its held-back message, delivered to the worker, adds an event)
+    assert rows_of(engine.db, paused.id) | {"celeriac_events": 0} == kept | {
+        "celeriac_events": 0
+    }
+    assert paused.state == "PAUSED"
+    assert rows_of(engine.db, running.id)["celeriac_attempts"] == steps
