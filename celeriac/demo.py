@@ -81,11 +81,13 @@ def run_demo(console: Console, database_url: str | None = None) -> int:
             console.print(f"submitted workflow {workflow.id}")
             console.print("  3 x prepare (a chain) -> 8 x crunch (a group) -> total")
             result = _drive(console, workflow)
+        console.print(f"result: [bold]{result!r}[/]")
+        console.print(_node_table(workflow))
     except (CeleriacError, TimeoutError) as exc:
         console.print(f"[red]demo failed:[/] {exc}")
         return 1
-    console.print(f"result: [bold]{result!r}[/]")
-    console.print(_node_table(workflow))
+    finally:
+        engine.close()  # on SQLite: the data moves from the -wal file into the db
     console.print(f"see it again with: celeriac show {workflow.id}")
     return 0
 

@@ -26,6 +26,7 @@ from celery.utils.functional import maybe_list
 
 from celeriac.engine.arguments import check_storable
 from celeriac.engine.call_options import sort_call_options
+from celeriac.engine.inputs import check_submission
 from celeriac.errors import InvalidCanvas, UnknownTask
 from celeriac.records import MAX_ID_LENGTH, NewEdge, NewNode, NewWorkflow
 from celeriac.states import EMPTY_GROUP_KEY, NodeKind
@@ -88,6 +89,7 @@ def compile_canvas(
 
     ``options``: the call options, as ``canvas.apply_async(**options)``.
     """
+    check_submission(canvas, name, metadata)
     sig = _as_signature(app, canvas)
     given = sort_call_options(app, sig, options or {})
     if given.errbacks:

@@ -35,6 +35,7 @@ from celeriac.engine.hooks import (
 from celeriac.engine.ids import complete_id
 from celeriac.engine.liveness import Liveness
 from celeriac.engine.machine import decider
+from celeriac.engine.quiet import quiet_missing_backend
 from celeriac.engine.recovery import RecoveryLoop
 from celeriac.errors import InvalidTransition, StorageError, WorkflowNotFound
 from celeriac.records import Delivery, Dispatch, Failure, Outcome, TransitionResult
@@ -42,7 +43,7 @@ from celeriac.settings import database_url as resolve_database_url
 from celeriac.states import TERMINAL_WORKFLOW_STATES, NodeKind, OnFailure
 from celeriac.storage import Store, connect, migrate
 from celeriac.storage.claims import delivery_key
-from celeriac.storage.database import RETRY_SECONDS, first_line
+from celeriac.storage.database import RETRY_SECONDS, checkpoint, first_line
 from celeriac.storage.finishes import Finishes
 from celeriac.storage.retention import Purged, Retention
 from celeriac.storage.rows import now
@@ -104,6 +105,7 @@ class Engine:
         )
         self._hooks = WorkerHooks(self)
         self._hooks.install()
+        quiet_missing_backend()
 
     # -- the public API ---------------------------------------------------
 
@@ -112,6 +114,7 @@ class Engine:
         self.recovery.stop()
         self.liveness.stop()
         self.finishes.close()
+        checkpoint(self.db)
         self.db.dispose()
 
     def migrate(self) -> None:

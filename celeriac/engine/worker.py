@@ -17,7 +17,7 @@ from celery.contrib.testing.worker import start_worker
 def embedded_worker(app: Celery, concurrency: int = 2, **options: Any) -> Iterator[Any]:
     """Run a threads-pool worker on ``app``'s broker (``memory://`` if none)."""
     if not app.conf.broker_url:
-        app.conf.update(broker_url="memory://localhost/")
+        _use_broker(app, "memory://localhost/")
     if str(app.conf.broker_url).startswith("memory"):
         # kombu's in-memory transport polls its queues, once a second by default
         transport_options = app.conf.broker_transport_options
@@ -40,6 +40,24 @@ def embedded_worker(app: Celery, concurrency: int = 2, **options: Any) -> Iterat
     finally:
         if worker is not None:
             _wait_for_running_tasks(worker)
+
+
+def _use_broker(app: Celery, url: str) -> None:
+    """Point ``app`` at ``url``, dropping connections made for its old broker.
+
+    A submit before the worker started published through pools built for
+    the default broker (``amqp://localhost``); left in place, every later
+    publish would go there instead of to the worker's broker. (Celery resets
+    the same two pools after a fork.)
+    """
+    app.conf.update(broker_url=url)
+    state = vars(app)
+    pool = state.pop("_pool", None)  # the class's default, None, shows again
+    if pool is not None:
+        pool.force_close_all()
+    amqp = state.get("amqp")  # a cached property: present once used
+    if amqp is not None:
+        amqp._producer_pool = None
 
 
 def _wait_for_running_tasks(worker: Any) -> None:
