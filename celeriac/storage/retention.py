@@ -20,7 +20,15 @@ import sqlalchemy as sa
 from celeriac.states import WorkflowState
 from celeriac.storage.database import retry_transient
 from celeriac.storage.rows import aware
-from celeriac.storage.schema import attempts, edges, events, nodes, workers, workflows
+from celeriac.storage.schema import (
+    attempts,
+    edges,
+    events,
+    nodes,
+    transitions,
+    workers,
+    workflows,
+)
 
 _W = WorkflowState
 #: The states a workflow can be purged in.
@@ -287,6 +295,7 @@ def _delete_whole(conn: sa.Connection, ids: Sequence[str], purged: Purged) -> No
     ).rowcount
     conn.execute(sa.delete(attempts).where(attempts.c.workflow_id.in_(ids)))
     conn.execute(sa.delete(edges).where(edges.c.workflow_id.in_(ids)))
+    conn.execute(sa.delete(transitions).where(transitions.c.workflow_id.in_(ids)))
     purged.nodes += conn.execute(
         sa.delete(nodes).where(nodes.c.workflow_id.in_(ids))
     ).rowcount

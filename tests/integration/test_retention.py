@@ -19,6 +19,7 @@ from celeriac.storage.schema import (
     edges,
     events,
     nodes,
+    transitions,
     workers,
     workflows,
 )
@@ -31,6 +32,7 @@ PER_WORKFLOW = (
     (edges, edges.c.workflow_id),
     (attempts, attempts.c.workflow_id),
     (events, events.c.workflow_id),
+    (transitions, transitions.c.workflow_id),
 )
 
 
