@@ -189,9 +189,14 @@ def retry_transient(
     """Run a whole transaction again when it failed for a transient reason.
 
     Every decorated method is one transaction, so a retry replays it from the
-    start; each is written to be safe to replay (conditional updates). Any
-    other error is raised at once, unchanged; a transient one that outlasts
-    the bound becomes ``StorageError``.
+    start, also when its first try committed but the reply was lost. Each is
+    safe to replay: it recognises its own first try and answers what that
+    did (a claim by its token, an outcome by its attempt, a submit by its
+    workflow id, a pause, resume, cancel or retry by its token), or its
+    updates are conditional and find nothing left to do (the recovery pass
+    makes up for what such a replay no longer offers). Any other error is
+    raised at once, unchanged; a transient one that outlasts the bound
+    becomes ``StorageError``.
     """
     retrying = tenacity.retry(
         retry=tenacity.retry_if_exception(is_transient),
