@@ -103,6 +103,8 @@ def compile_canvas(
         given.links,
     )
     result_node = builder.add(sig, None, call, given.errbacks, None)
+    if isinstance(sig, group):
+        result_node = builder.group_result(result_node)
     builder.close()
     return NewWorkflow(
         id=str(uuid.uuid4()),
@@ -422,7 +424,8 @@ class _Builder:
     def _chain_steps(self, sig: _chain) -> list[Signature]:
         """The steps Celery runs.
 
-        A group of one runs as its task; empty groups are skipped, unless
+        A group of one runs as its task; empty groups and empty chains are
+        skipped (``chain(chain(), add.s(10))`` is ``add.s(10)``), unless
         nothing else is left.
         """
         steps = []
@@ -434,7 +437,11 @@ class _Builder:
             )
         if not steps:
             raise InvalidCanvas("an empty chain has nothing to run")
-        return [step for step in steps if not _is_empty_group(step)] or steps[-1:]
+        return [
+            step
+            for step in steps
+            if not (_is_empty_group(step) or _is_empty_chain(step))
+        ] or steps[-1:]
 
     def _group_members(self, sig: group) -> list[Signature]:
         """The members Celery applies.
@@ -447,9 +454,22 @@ class _Builder:
             member = _as_signature(self.app, task)
             if isinstance(member, group):
                 members.extend(self._group_members(member))
-            elif not (isinstance(member, _chain) and not member.tasks):
+            elif not _is_empty_chain(member):
                 members.append(member)
         return members
+
+    def group_result(self, join: str) -> str:
+        """The node holding what ``group.apply_async()`` returns, for ``join``.
+
+        Celery returns the one member's own group result, not a list of it,
+        when the member's result is a group's (``group(a | group(b, c))``
+        gives ``[b, c]``).
+        """
+        kinds = {node.id: node.kind for node in self.nodes}
+        parents = [edge.parent_id for edge in self.edges if edge.child_id == join]
+        if len(parents) == 1 and kinds[parents[0]] == NodeKind.JOIN:
+            return parents[0]
+        return join
 
     def _links(self, sig: Signature, call: _Call) -> list[Signature]:
         """The callbacks ``sig`` runs with: those of the call, else its own."""
@@ -523,6 +543,10 @@ def _call_args(sig: Signature, call: _Call) -> tuple[Any, ...]:
 def _header_tasks(sig: chord) -> list[Any]:
     tasks = sig.tasks
     return list(tasks.tasks if isinstance(tasks, group) else tasks)
+
+
+def _is_empty_chain(sig: Signature) -> bool:
+    return isinstance(sig, _chain) and not sig.tasks
 
 
 def _is_empty_group(sig: Signature) -> bool:

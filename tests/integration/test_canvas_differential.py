@@ -391,6 +391,15 @@ CASES = [
         lambda t: group(t.add.s(1, 1), t.add.s(2, 2) | group(t.add.s(1), t.add.s(2))),
     ),
     Case(
+        "group-of-one-chain-ending-in-group",
+        lambda t: group(t.add.s(1, 2) | group(t.add.s(1), t.add.s(2))),
+    ),
+    Case(
+        "chain-starting-with-empty-chain",
+        lambda t: chain(chain(), t.add.s(10)),
+        args=(5,),
+    ),
+    Case(
         "group-of-one-in-chain",
         lambda t: t.add.s(1, 1) | group(t.mul.s(5)) | t.add.s(1),
     ),
