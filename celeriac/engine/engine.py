@@ -142,23 +142,23 @@ class Engine:
         ``canvas.apply_async(args, kwargs, **options)`` (``countdown``,
         ``eta``, ``expires``, ``queue``, ``priority``, ``link``,
         ``link_error``, ``headers``, ...), applied as Celery applies them.
+        ``key``: an idempotency key. A submit with a key already used returns
+        the workflow stored then (two racing submits store one), as long as
+        the canvas, args and kwargs are the same.
 
         Raises:
             UnknownTask: the canvas names a task the app does not know.
             InvalidCanvas: the canvas or its arguments cannot be stored.
-            ValueError: ``on_failure`` is neither "continue" nor "stop".
+            ValueError: ``on_failure`` is neither "continue" nor "stop", or
+                ``key`` is not a string of 1 to 255 characters without NUL.
             SubmitKeyReused: ``key`` names a workflow of another canvas.
-
-        ``key``: an idempotency key. A submit with a key already used returns
-        the workflow stored then (two racing submits store one), as long as
-        the canvas, args and kwargs are the same.
         """
+        key = submit_key(key)
         policy = OnFailure.named(on_failure) if on_failure else self.on_failure
         new = compile_canvas(
             self.app, canvas, tuple(args), kwargs, name, metadata, options
         )
-        new = replace(new, on_failure=policy)
-        new = replace(new, key=submit_key(key))
+        new = replace(new, on_failure=policy, key=key)
         outcome = self.store.insert_workflow(new)
         if not outcome.recorded:  # the key named a stored workflow
             (stored,) = self.store.list_workflows(key=new.key, limit=1)
