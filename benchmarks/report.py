@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from benchmarks import scale
+from benchmarks.rows import Row, seconds, verdict
 from benchmarks.workloads import FAST_RECOVERY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,29 +96,6 @@ def machine(postgres: str, redis: str) -> dict[str, Any]:
 # -- rows ---------------------------------------------------------------------------
 
 
-@dataclass
-class Row:
-    """One line of the results table."""
-
-    workload: str
-    native: str
-    celeriac: str
-    ratio: str
-    target: str
-    verdict: str
-
-
-def seconds(value: float) -> str:
-    """A duration for the table."""
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    return f"{value:.2f} s"
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
 def compared_rows(key: str, title: str, figures: dict[str, Any]) -> list[Row]:
     """Rows of a workload run on native Celery and on celeriac."""
     if "error" in figures:
@@ -140,7 +118,7 @@ def compared_rows(key: str, title: str, figures: dict[str, Any]) -> list[Row]:
                 seconds(medians["celeriac"]),
                 f"{ratio:.2f}",
                 f"ratio ≤ {target}",
-                _verdict(ratio <= target),
+                verdict(ratio <= target),
             )
         )
     return rows
@@ -159,7 +137,7 @@ def submit_row(title: str, figures: dict[str, Any]) -> Row:
         f"{seconds(time_)}, peak +{mb:.0f} MB",
         "—",
         f"< {SUBMIT_SECONDS:.0f} s, < {SUBMIT_MB:.0f} MB",
-        _verdict(ok),
+        verdict(ok),
     )
 
 
@@ -178,7 +156,7 @@ def pause_row(title: str, figures: dict[str, Any]) -> Row:
         f"last task ended; {late} started after pause()",
         "—",
         f"≤ {PAUSE_SECONDS * 1000:.0f} ms; 0 started",
-        _verdict(ok),
+        verdict(ok),
     )
 
 
@@ -196,7 +174,7 @@ def recovery_row(title: str, figures: dict[str, Any]) -> Row:
         "worker was ready",
         "—",
         f"≤ {RECOVERY_SECONDS:.0f} s (recovery delay + 1 s)",
-        _verdict(ok),
+        verdict(ok),
     )
 
 
@@ -210,6 +188,7 @@ def titles(sizes: dict[str, int]) -> dict[str, str]:
         "submit": f"submit a {sizes['submit']:,}-node canvas (group of chains)",
         "pause": "pause latency: pause() with 4 running 200 ms tasks",
         "recovery": "recovery: a worker SIGKILLed mid-workflow",
+        **scale.titles(sizes),
     }
 
 
@@ -224,6 +203,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
             found.append(pause_row(names[key], figures))
         elif key == "recovery":
             found.append(recovery_row(names[key], figures))
+        elif key in scale.ROWS:
+            found.extend(scale.ROWS[key](names[key], figures))
         else:
             found.extend(compared_rows(key, names[key], figures))
     return found
@@ -257,7 +238,7 @@ def table(found: list[Row]) -> str:
 
 
 def _tx_verdict(counts: dict[str, Any]) -> str:
-    return _verdict(counts["node_transactions"] <= TX_PER_NODE)
+    return verdict(counts["node_transactions"] <= TX_PER_NODE)
 
 
 def sql_table(results: dict[str, Any]) -> str:
@@ -393,6 +374,14 @@ workload runs one worker with quick failure detection
 ({recovery_options}), SIGKILLs it (with its pool) while a chain's third
 task runs, starts a new one, and times from the new worker's `worker_ready`
 until the killed task starts again.
+
+The scale rows run celeriac alone: the million-node workflow is submitted
+and then cancelled in fresh processes with no worker listening (time, and
+peak memory above the process's resident set before the call); the poll is
+one `get()` read of a running workflow, against a 10-node one; the chain of
+the history row runs on tables holding that many finished nodes (inserted
+in SQL), against the same chain on empty tables, each on a worker of its
+own; the purge deletes part of that history afterwards.
 
 ## Database work per node
 

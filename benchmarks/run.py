@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: import benchmarks, tests, celeriac
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import report  # noqa: E402
+from benchmarks import report, scale  # noqa: E402
 from benchmarks.harness import Harness, System, Unavailable  # noqa: E402
 from benchmarks.workloads import (  # noqa: E402
     FAST_RECOVERY,
@@ -53,6 +53,10 @@ WORKLOADS = (
     "submit",
     "pause",
     "recovery",
+    "million",
+    "poll",
+    "history",
+    "purge",
 )
 COMPARED = ("chain_short", "chain_long", "group", "chord")
 
@@ -202,6 +206,26 @@ def run_recovery(harness: Harness, sizes: Sizes, repeat: int) -> dict[str, Any]:
         system.stop()
 
 
+def run_scale(
+    harness: Harness, sizes: Sizes, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The scale rows asked for (``benchmarks/scale.py``)."""
+    found: dict[str, Any] = {}
+    if "million" in args.only:
+        log(f"million: submit and cancel {sizes.million} nodes")
+        found["million"] = attempt(scale.million, harness, sizes.million, log)
+    if "poll" in args.only:
+        log(f"poll: get() on {sizes.poll} nodes and on 10")
+        found["poll"] = attempt(scale.poll, harness, sizes.poll, log)
+    wanted = [key for key in ("history", "purge") if key in args.only]
+    if wanted:
+        log(f"history: {sizes.history} finished nodes, then purge {sizes.purge}")
+        both = attempt(scale.history_and_purge, harness, sizes, args.repeat, log)
+        for key in wanted:  # an error is both rows' error
+            found[key] = both.get(key, both)
+    return found
+
+
 def benchmark(args: argparse.Namespace, harness: Harness) -> dict[str, Any]:
     sizes = Sizes.quick() if args.quick else Sizes()
     results: dict[str, Any] = {
@@ -229,6 +253,7 @@ def benchmark(args: argparse.Namespace, harness: Harness) -> dict[str, Any]:
         workloads["pause"] = run_pause(harness, sizes, args.repeat)
     if "recovery" in args.only:
         workloads["recovery"] = run_recovery(harness, sizes, args.repeat)
+    workloads.update(run_scale(harness, sizes, args))
     results["elapsed"] = time.monotonic() - started
     results["machine"]["load_after"] = round(os.getloadavg()[0], 2)
     return results

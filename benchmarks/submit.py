@@ -17,11 +17,12 @@ import json
 import os
 import resource
 import time
+from typing import Any
 
 import redis
 from celery import chain, group
 
-from benchmarks.app import build
+from benchmarks.app import Bench, build
 
 CHAIN = 10
 MB = 1024 * 1024
@@ -38,6 +39,16 @@ def peak() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def chains_of(bench: Bench, nodes: int) -> tuple[Any, int]:
+    """A group of 10-task chains with about ``nodes`` tasks; the exact count."""
+    length = min(CHAIN, nodes)
+    chains = max(1, nodes // length)
+    canvas = group(
+        [chain(*[bench.noop.s() for _ in range(length)]) for _ in range(chains)]
+    )
+    return canvas, chains * length
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--broker", required=True)
@@ -48,11 +59,7 @@ def main() -> None:
 
     bench = build("celeriac", args.broker, args.queue, database_url=args.database_url)
     assert bench.engine is not None
-    length = min(CHAIN, args.nodes)
-    chains = max(1, args.nodes // length)
-    canvas = group(
-        [chain(*[bench.noop.s() for _ in range(length)]) for _ in range(chains)]
-    )
+    canvas, nodes = chains_of(bench, args.nodes)
     gc.collect()
     before, peak_before = resident(), peak()
 
@@ -67,7 +74,8 @@ def main() -> None:
     client.close()
     bench.close()
     figures = {
-        "nodes": chains * length,
+        "workflow": workflow.id,
+        "nodes": nodes,
         "stored_nodes": stored,
         "published": published,
         "seconds": seconds,

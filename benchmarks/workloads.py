@@ -60,11 +60,19 @@ class Sizes:
     #: the chain of 500 ms tasks whose worker is killed
     recovery: int = 6
     warmup: int = 10
+    #: the workflow submitted, then cancelled, in fresh processes
+    million: int = 1_000_000
+    #: the workflow whose get() poll is timed against a 10-node one's
+    poll: int = 100_000
+    #: finished nodes in the tables under a chain of ``chain_short``
+    history: int = 10_000_000
+    #: of those, the nodes purged at the end (purge throughput)
+    purge: int = 1_000_000
 
     @classmethod
     def quick(cls) -> Sizes:
-        """N = 20 for every size: a smoke test."""
-        return cls(20, 20, 20, 20, 20, 20, 4, 5)
+        """N = 20 for every size (a few thousand for the scale rows): a smoke test."""
+        return cls(20, 20, 20, 20, 20, 20, 4, 5, 2_000, 2_000, 20_000, 10_000)
 
 
 # -- canvases -------------------------------------------------------------------
@@ -181,6 +189,29 @@ def compare(
 # -- submit a big canvas ----------------------------------------------------------
 
 
+def child_json(
+    harness: Harness, module: str, url: str, queue: str, args: list[str]
+) -> dict[str, Any]:
+    """Run ``python -m module`` on the database and queue; the JSON it printed."""
+    command = [sys.executable, "-m", module, "--broker", harness.broker_url]
+    command += ["--database-url", url, "--queue", queue, *args]
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=harness.child_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{module} failed ({done.returncode}):\n{done.stderr[-3000:]}"
+        )
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
 def submit_big(
     harness: Harness, n: int, repeat: int, log: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -195,28 +226,9 @@ def submit_big(
         url = harness.database(f"submit{index}")
         queue = f"bench-submit-{harness.run_id}-{index}"
         try:
-            command = [
-                sys.executable,
-                "-m",
-                "benchmarks.submit",
-                "--broker",
-                harness.broker_url,
-            ]
-            command += ["--database-url", url, "--queue", queue, "--nodes", str(n)]
-            done = subprocess.run(
-                command,
-                cwd=ROOT,
-                env=harness.child_env(),
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT,
-                check=False,
+            figures = child_json(
+                harness, "benchmarks.submit", url, queue, ["--nodes", str(n)]
             )
-            if done.returncode != 0:
-                raise RuntimeError(
-                    f"submit failed ({done.returncode}):\n{done.stderr[-3000:]}"
-                )
-            figures = json.loads(done.stdout.strip().splitlines()[-1])
         finally:
             client.delete(queue)
             harness.drop(url)

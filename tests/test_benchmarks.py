@@ -25,6 +25,10 @@ WORKLOADS = {
     "submit",
     "pause",
     "recovery",
+    "million",
+    "poll",
+    "history",
+    "purge",
 }
 
 
@@ -61,4 +65,10 @@ def test_the_quick_benchmark_runs_every_workload_on_both_systems(
         assert counted["statements"] > 0
     assert "celery-sql" in workloads["chord"]["medians"]
     assert workloads["submit"]["runs"][0]["stored_nodes"] >= 20
+    assert workloads["million"]["cancelled_state"] == "CANCELLED"
+    assert workloads["purge"]["n"] == results["sizes"]["purge"]
+    assert set(workloads["history"]["medians"]) == {
+        "celeriac-empty",
+        "celeriac-history",
+    }
     assert results["machine"]["postgresql"]
