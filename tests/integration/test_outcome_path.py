@@ -197,3 +197,59 @@ def test_an_inline_errback_whose_outcome_cannot_be_recorded_is_failed(quick, met
         "RuntimeError: the outcome could not be recorded: injected bug"
     )
     assert [a.state for a in handler.attempts] == ["FAILED"]
+
+
+def test_a_failure_whose_fallback_record_raises_too_goes_to_recovery(quick):
+    tasks = quick.app.test_tasks
+    calls = fail_first(quick, "record_failure", 2, a_bug)
+    with quick.embedded_worker():
+        workflow = quick.submit(tasks.boom.s(7))
+        with pytest.raises(WorkflowFailed) as caught:
+            workflow.get(timeout=TIMEOUT)
+    # the failure, then the fallback: both refused; released, run again
+    assert len(calls) == 3
+    assert (caught.value.exc_type, caught.value.exc_message) == (
+        "ValueError",
+        "boom [7]",
+    )
+    (node,) = workflow.nodes()
+    assert [a.state for a in node.attempts] == ["LOST", "FAILED"]
+
+
+def test_an_attempt_is_released_once_the_database_takes_it(quick):
+    tasks = quick.app.test_tasks
+    fail_first(quick, "record_success", 1, database_gone)
+    releases = fail_first(quick, "release_attempt", 3, database_gone)
+    with quick.embedded_worker():
+        workflow = quick.submit(chain(tasks.add.s(1, 2), tasks.add.s(3)))
+        assert workflow.get(timeout=TIMEOUT) == 6
+    # the heartbeat thread tried again before each beat until it went through
+    assert len(releases) == 4
+    first = workflow.nodes()[0]
+    assert [a.state for a in first.attempts] == ["LOST", "SUCCEEDED"]
+
+
+def test_a_workflow_whose_failed_state_cannot_be_recorded_is_failed_by_recovery(
+    quick,
+):
+    tasks = quick.app.test_tasks
+    real = quick.store.transition_workflow
+    refused: list[str] = []
+
+    def faulty(workflow_id: str, trigger: str, *args: Any) -> Any:
+        if trigger == "fail" and not refused:
+            refused.append(trigger)
+            raise database_gone()
+        return real(workflow_id, trigger, *args)
+
+    quick.store.transition_workflow = faulty  # type: ignore[method-assign]
+    with quick.embedded_worker():
+        workflow = quick.submit(chain(tasks.boom.s(7), tasks.add.s(3)))
+        with pytest.raises(WorkflowFailed) as caught:
+            workflow.get(timeout=TIMEOUT)
+    assert refused == ["fail"]
+    assert (caught.value.exc_type, caught.value.exc_message) == (
+        "ValueError",
+        "boom [7]",
+    )
+    assert [node.state for node in workflow.nodes()] == ["FAILED", "SKIPPED"]
