@@ -20,8 +20,10 @@ KEPT = (
     "t/integration/conftest.py",
 )
 CONVERTED = "t/integration/test_canvas.py"
-#: appended to Celery's conftest: the worker fixture of ``fixtures`` wins
-WORKER_IMPORT = "\nfrom tests.celery_suite.fixtures import celery_session_worker\n"
+#: appended to Celery's conftest: the app and worker fixtures of ``fixtures`` win
+WORKER_IMPORT = (
+    "\nfrom tests.celery_suite.fixtures import celery_app, celery_session_worker\n"
+)
 PYTEST_INI = """\
 [pytest]
 python_classes = test_*

@@ -1,11 +1,14 @@
-"""The worker of the converted suite, in place of ``celery.contrib.pytest``'s.
+"""The app and worker of the converted suite, in place of Celery's pytest plugin's.
 
-The conversion appends an import of ``celery_session_worker`` to Celery's
-integration conftest, so this one is used: a threads-pool worker in the test
-process (Celery's own is prefork), on the broker and result backend the
-suite's configuration names. In celeriac mode an ``Engine`` is bound to the
-session app first, on ``CELERIAC_DATABASE_URL`` (or a SQLite file), and the
-dispatches go to its ``submit()``.
+The conversion appends an import of ``celery_app`` and ``celery_session_worker``
+to Celery's integration conftest, so these are used: each test's app is the
+session's (Celery's suite makes one per test; a threads-pool worker runs the
+tasks of whichever app is the default, and the engine is bound to one app),
+and the worker is a threads-pool worker in the test process (Celery's own is
+prefork), on the broker and result backend the suite's configuration names.
+In celeriac mode an ``Engine`` is bound to the session app first, on
+``CELERIAC_DATABASE_URL`` (or a SQLite file), and the dispatches go to its
+``submit()``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ from tests.celery_suite.dispatch import CELERIAC, RUN
 
 #: Threads in the worker: Celery's tests wait on tasks that wait on others.
 CONCURRENCY = 8
+
+
+@pytest.fixture
+def celery_app(celery_session_app: Celery) -> Celery:
+    """The session's app, for every test."""
+    return celery_session_app
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,8 @@
 It sets the dispatch mode from ``CELERIAC_SUITE_MODE`` and writes, at the
 end of the session, ``{test id: record}`` to ``CELERIAC_SUITE_REPORT``: the
 outcome (passed, failed, skipped), the first line of the failure, how many
-workflows the test submitted and why it was not expressible, if it was not.
+workflows the test submitted, why it was not expressible (if it was not) and
+how many seconds it took.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ def _celeriac_test_start() -> None:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     record = _records.setdefault(
-        report.nodeid, {"outcome": "passed", "message": "", "submitted": 0}
+        report.nodeid,
+        {"outcome": "passed", "message": "", "submitted": 0, "seconds": 0.0},
     )
+    record["seconds"] += report.duration
     if report.outcome != "passed" and record["outcome"] == "passed":
         record["outcome"] = report.outcome
         record["message"] = _first_line(report)
