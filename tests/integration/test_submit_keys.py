@@ -22,6 +22,7 @@ from celery import chain
 
 from celeriac import Engine, SubmitKeyReused, Workflow
 from celeriac.storage.schema import nodes, workflows
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 THREADS = 8
@@ -149,3 +150,53 @@ def test_the_cli_shows_and_filters_by_key(app, tasks, sqlite_url):
         celeriac(sqlite_url, "show", keyed.id, "--json").stdout
     )
     assert shown_json["key"] == "order-77"
+
+
+@pytest.mark.postgres
+def test_a_submit_that_loses_the_race_for_its_key_returns_the_winner(
+    app, tasks, postgres_url
+):
+    """The loser's INSERT waits for the winner's key, then finds it committed."""
+    engine = Engine(app, postgres_url)
+    engine.migrate()
+    winner_stored, go_on = threading.Event(), threading.Event()
+    commit = engine.db.dialect.do_commit
+
+    def do_commit(dbapi_connection: Any) -> None:
+        # the winner's first commit (its submit) waits until the loser waits
+        if threading.current_thread().name == "winner" and not winner_stored.is_set():
+            winner_stored.set()
+            go_on.wait(30)
+        commit(dbapi_connection)
+
+    engine.db.dialect.do_commit = do_commit  # type: ignore[method-assign]
+    submitted: dict[str, Workflow] = {}
+
+    def submit() -> None:
+        name = threading.current_thread().name
+        submitted[name] = engine.submit(tasks.add.s(1, 2), name=name, key="race")
+
+    def loser_waits_for_a_lock() -> bool:
+        with engine.db.connect() as conn:
+            waiting = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            ).scalar()
+        return bool(waiting)
+
+    try:
+        winner = threading.Thread(target=submit, name="winner")
+        winner.start()
+        assert winner_stored.wait(10)
+        loser = threading.Thread(target=submit, name="loser")
+        loser.start()
+        wait_for(loser_waits_for_a_lock, timeout=10, what="the loser's INSERT to wait")
+        go_on.set()
+        winner.join(30)
+        loser.join(30)
+        assert submitted["loser"].id == submitted["winner"].id
+        assert submitted["loser"].name == "winner"
+        assert count(engine, workflows) == 1
+    finally:
+        go_on.set()
+        engine.close()
