@@ -91,7 +91,10 @@ def _run(
     _flush(redis.url)
     report_path = directory / f"{mode}.json"
     log_path = directory / f"{mode}.log"
-    command = [sys.executable, "-m", "pytest", CONVERTED, "-q", "-rN"]
+    # --tb=line: Python 3.11's ast.parse can fail on a deep traceback's source
+    # ("AST constructor recursion depth mismatch"), and the records need
+    # only the one line
+    command = [sys.executable, "-m", "pytest", CONVERTED, "-q", "-rN", "--tb=line"]
     command += ["-p", "celery.contrib.pytest", "-p", "tests.celery_suite.recorder"]
     command += ["-p", "no:cacheprovider", f"--timeout={TEST_TIMEOUT}"]
     if select:

@@ -1,0 +1,174 @@
+"""Random canvases for the differential test: a spec, a strategy, a builder.
+
+A spec is a small tree of frozen dataclasses, printed by Hypothesis when it
+shrinks a disagreement and kept as a regression case (``@example``). ``build``
+turns a spec into a Celery canvas of ``tests.random_canvas_app``'s tasks,
+numbering the tasks in the order it meets them (the labels they record).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from celery import chain, chord, group
+from hypothesis import strategies as st
+
+MAX_DEPTH = 4
+MAX_WIDTH = 8
+KINDS = ("step", "fail", "retry")
+#: how many parts a chain, group or chord header has: mostly few, at times
+#: none (an empty group or header) or ``MAX_WIDTH``
+WIDTHS = st.sampled_from((0, 1, 1, 2, 2, 2, 3, 3, 4, MAX_WIDTH))
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What any part may carry: a ``link`` callback, a ``link_error`` errback."""
+
+    link: bool = False
+    link_error: bool = False
+
+
+@dataclass(frozen=True)
+class Task:
+    """One signature: ``r.<kind>.s(label=..., **kwargs)`` (``.si``: immutable)."""
+
+    kind: str = "step"
+    immutable: bool = False
+    kwargs: tuple[tuple[str, int], ...] = ()
+    extras: Extras = Extras()
+
+
+@dataclass(frozen=True)
+class Chain:
+    parts: tuple[Spec, ...]
+    extras: Extras = Extras()
+
+
+@dataclass(frozen=True)
+class Group:
+    members: tuple[Spec, ...]
+    extras: Extras = Extras()
+
+
+@dataclass(frozen=True)
+class Chord:
+    header: tuple[Spec, ...]
+    body: Spec
+    extras: Extras = Extras()
+
+
+Spec: TypeAlias = Task | Chain | Group | Chord
+
+
+def depth(spec: Spec) -> int:
+    """How deep the spec nests: 0 for a task."""
+    if isinstance(spec, Task):
+        return 0
+    children = _children(spec)
+    return 1 + max((depth(child) for child in children), default=0)
+
+
+def size(spec: Spec) -> int:
+    """How many task signatures the spec has (callbacks and errbacks too)."""
+    own = int(spec.extras.link) + int(spec.extras.link_error)
+    if isinstance(spec, Task):
+        return 1 + own
+    return own + sum(size(child) for child in _children(spec))
+
+
+def _children(spec: Chain | Group | Chord) -> tuple[Spec, ...]:
+    if isinstance(spec, Chain):
+        return spec.parts
+    if isinstance(spec, Group):
+        return spec.members
+    return (*spec.header, spec.body)
+
+
+# -- the strategy ------------------------------------------------------------------
+
+#: one part in four carries a callback, one in four an errback
+sometimes = st.sampled_from((False, False, False, True))
+extras = st.builds(Extras, link=sometimes, link_error=sometimes)
+tasks = st.builds(
+    Task,
+    # mostly tasks that succeed, so that failures come at random places
+    kind=st.sampled_from(("step",) * 6 + KINDS[1:]),
+    immutable=st.booleans(),
+    kwargs=st.lists(
+        st.tuples(st.sampled_from("abc"), st.integers(0, 9)),
+        max_size=2,
+        unique_by=lambda pair: pair[0],
+    ).map(tuple),
+    extras=extras,
+)
+
+
+@st.composite
+def canvases(draw: st.DrawFn, level: int = 0) -> Spec:
+    """A canvas nesting at most ``MAX_DEPTH - level`` more levels."""
+    if level >= MAX_DEPTH or draw(st.integers(0, MAX_DEPTH + 1)) <= level + 1:
+        return draw(tasks)
+    inner = canvases(level + 1)
+    kind = draw(st.sampled_from(("chain", "group", "chord")))
+    mark = draw(extras)
+    width = draw(WIDTHS)
+    if kind == "chain":
+        parts = draw(st.lists(inner, min_size=max(width, 1), max_size=max(width, 1)))
+        return Chain(tuple(parts), mark)
+    members = tuple(draw(st.lists(inner, min_size=width, max_size=width)))
+    if kind == "group":
+        # Celery links a group's callback to its first member: none, none
+        return Group(members, mark if members else Extras(link_error=mark.link_error))
+    return Chord(members, draw(inner), mark)
+
+
+# -- building -----------------------------------------------------------------------
+
+
+@dataclass
+class Built:
+    """A spec's canvas, and the labels of the callbacks linked to nested chains.
+
+    (Celery drops a ``link`` on a chain that is a part of another chain:
+    docs/differences.md, D12.)
+    """
+
+    canvas: Any
+    nested_chain_links: set[int]
+
+
+def build(spec: Spec, app_tasks: Any) -> Built:
+    """The Celery canvas of ``spec``, on the tasks of ``app_tasks``."""
+    built = Built(None, set())
+    built.canvas = _build(spec, app_tasks, itertools.count(1), built, False)
+    return built
+
+
+def _build(
+    spec: Spec, t: Any, labels: Iterator[int], built: Built, in_chain: bool
+) -> Any:
+    if isinstance(spec, Task):
+        task = getattr(t, spec.kind)
+        make = task.si if spec.immutable else task.s
+        canvas = make(label=next(labels), **dict(spec.kwargs))
+    elif isinstance(spec, Chain):
+        parts = (_build(part, t, labels, built, True) for part in spec.parts)
+        canvas = chain(*parts)
+    elif isinstance(spec, Group):
+        members = [_build(one, t, labels, built, False) for one in spec.members]
+        canvas = group(members)
+    else:
+        header = [_build(one, t, labels, built, False) for one in spec.header]
+        canvas = chord(header, _build(spec.body, t, labels, built, False))
+    if spec.extras.link:
+        label = next(labels)
+        if in_chain and isinstance(spec, Chain):
+            built.nested_chain_links.add(label)
+        canvas.link(t.step.s(label=label))
+    if spec.extras.link_error:
+        canvas.link_error(t.errback.s(label=next(labels)))
+    return canvas
