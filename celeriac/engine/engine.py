@@ -244,7 +244,10 @@ class Engine:
         for requeue in requeues:
             while batch := requeue():
                 logger.warning("recovery: publishing %d nodes again", len(batch))
-                delivery += self._publish(batch)
+                sent = self._publish(batch)
+                delivery += sent
+                if sent.broker_down:  # the rest waits for a later pass
+                    break
         for workflow_id, trigger, failure in self.store.unsettled_workflows():
             logger.warning("recovery: %s workflow %s", trigger, workflow_id)
             try:
