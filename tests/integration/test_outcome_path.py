@@ -17,6 +17,7 @@ from celery import chain
 
 from celeriac import Engine, StorageError, WorkflowFailed, WorkflowState
 from tests.tasks import make_app
+from tests.waiting import wait_for
 
 TIMEOUT = 20.0
 #: liveness and recovery in fractions of a second: a released attempt runs
@@ -253,3 +254,34 @@ def test_a_workflow_whose_failed_state_cannot_be_recorded_is_failed_by_recovery(
         "boom [7]",
     )
     assert [node.state for node in workflow.nodes()] == ["FAILED", "SKIPPED"]
+
+
+def test_an_errback_taking_the_request_runs_after_its_claim_hit_storage_error(quick):
+    """The failure is recorded, the errback's claim is not: recovery runs it."""
+    tasks = quick.app.test_tasks
+    real = quick.store.claim_node
+    refused: list[str] = []
+
+    def faulty(workflow_id: str, node_id: str, *args: Any) -> Any:
+        node = next(n for n in quick.store.list_nodes(workflow_id) if n.id == node_id)
+        if node.kind == "ERRBACK" and not refused:
+            refused.append(node_id)
+            raise database_gone()
+        return real(workflow_id, node_id, *args)
+
+    quick.store.claim_node = faulty  # type: ignore[method-assign]
+    with quick.embedded_worker():
+        workflow = quick.submit(tasks.boom.s(7).on_error(tasks.on_error_report.s()))
+        with pytest.raises(WorkflowFailed):
+            workflow.get(timeout=TIMEOUT)
+        failed, handler = workflow.nodes()
+        wait_for(
+            lambda: workflow.nodes()[1].state == "SUCCEEDED",
+            timeout=TIMEOUT,
+            what="the errback, run by recovery",
+        )
+    assert refused == [handler.id]
+    # the request, exception and traceback rebuilt from the stored failure
+    reports = [args for name, args in tasks.ran if name == "t.on_error_report"]
+    assert reports == [(failed.id, "ValueError", "boom [7]")]
+    assert workflow.nodes()[1].result == [failed.id, "ValueError", "boom [7]"]
