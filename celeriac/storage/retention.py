@@ -94,12 +94,20 @@ class Retention:
                 "than that may belong to a live worker"
             )
         return cls(
-            workflows_before=at - older_than,
+            workflows_before=_before(at, older_than),
             states=chosen,
             name=name,
-            events_before=at - events_older_than,
-            workers_before=at - workers_older_than,
+            events_before=_before(at, events_older_than),
+            workers_before=_before(at, workers_older_than),
         )
+
+
+def _before(at: datetime, age: timedelta) -> datetime:
+    """``age`` before ``at``; the earliest time there is if that is earlier."""
+    try:
+        return at - age
+    except OverflowError:
+        return datetime.min.replace(tzinfo=at.tzinfo)
 
 
 def _or(age: timedelta | None, default: timedelta) -> timedelta:

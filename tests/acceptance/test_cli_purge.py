@@ -98,3 +98,9 @@ def test_bad_purge_options_are_bad_usage_and_delete_nothing(history, args, words
     assert_usage_error(history.cli("purge", *args), *words)
 
     assert set(listed_ids(url=history.url)) == before
+
+
+def test_an_age_beyond_the_calendar_purges_nothing(history):
+    done = history.cli("purge", "--older-than", "100000000w", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["workflows"] == 0

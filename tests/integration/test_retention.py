@@ -171,6 +171,10 @@ def test_purge_refuses_a_negative_age_and_a_worker_retention_below_the_timeout(
         engine.purge(30)
 
 
+def test_an_age_beyond_the_calendar_purges_nothing(engine, stocked):
+    assert engine.purge(timedelta(days=999_999_999)) == 0
+
+
 def test_purge_prunes_old_events_and_silent_workers(engine, stocked):
     now = datetime.now(UTC)
     with engine.db.begin() as conn:
