@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from celeriac.errors import (
     AmbiguousWorkflowId,
     CeleriacError,
+    CorruptRecord,
     InvalidCanvas,
     InvalidTransition,
     StorageError,
@@ -45,6 +46,7 @@ __all__ = [
     "AmbiguousWorkflowId",
     "Attempt",
     "CeleriacError",
+    "CorruptRecord",
     "Delivery",
     "Engine",
     "InvalidCanvas",

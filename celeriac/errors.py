@@ -5,6 +5,7 @@
     CeleriacError
     ├── WorkflowNotFound (also LookupError)
     ├── AmbiguousWorkflowId (also LookupError)
+    ├── CorruptRecord
     ├── InvalidTransition
     ├── UnknownTask
     ├── InvalidCanvas (also ValueError)
@@ -42,6 +43,27 @@ class AmbiguousWorkflowId(CeleriacError, LookupError):
             f"{prefix!r} is the start of several workflow ids: "
             f"{', '.join(candidates)}; give more of the id"
         )
+
+
+class CorruptRecord(CeleriacError):
+    """Raised when a stored row cannot be read back as celeriac wrote it.
+
+    ``column`` names the value (``signature``, ``state``, ``metadata``, …) of
+    the workflow ``workflow_id``, or of its node ``node_id`` when there is
+    one; ``problem`` says what is wrong with it. Nothing was changed.
+    """
+
+    def __init__(
+        self, workflow_id: str, node_id: str | None, column: str, problem: str
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.node_id = node_id
+        self.column = column
+        self.problem = problem
+        where = f"workflow {workflow_id}"
+        if node_id is not None:
+            where = f"node {node_id} of {where}"
+        super().__init__(f"{where}: stored {column} {problem}")
 
 
 class InvalidTransition(CeleriacError):

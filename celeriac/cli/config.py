@@ -101,7 +101,7 @@ class Group(click.Group):
                 return super().invoke(ctx)
         except CeleriacError as exc:
             raise click.ClickException(str(exc)) from exc
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        except sa.exc.DBAPIError as exc:  # also a file that is not a database
             config = ctx.find_object(Config)
             message = config.failure(exc) if config else str(exc).splitlines()[0]
             raise click.ClickException(message) from exc

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from celeriac.engine.broker import broker_emptied
+from celeriac.errors import CorruptRecord
 
 if TYPE_CHECKING:
     from celeriac.engine.engine import Engine
@@ -37,6 +38,8 @@ class RecoveryLoop:
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: workflows whose corrupted rows stopped a pass, logged once each
+        self._unreadable: set[str] = set()
 
     def start(self) -> None:
         """Start the loop (once); the first pass runs at once."""
@@ -66,6 +69,10 @@ class RecoveryLoop:
                 if emptied or due:
                     last_pass = time.monotonic()
                     self.engine.recover(broker_emptied=emptied)
+            except CorruptRecord as exc:  # one line, once: it stays corrupt
+                if exc.workflow_id not in self._unreadable:
+                    self._unreadable.add(exc.workflow_id)
+                    logger.error("recovery pass stopped: %s", exc)
             except Exception:  # the next pass tries again
                 logger.warning("recovery pass failed", exc_info=True)
             self._stop.wait(min(self.interval, BROKER_CHECK_INTERVAL))

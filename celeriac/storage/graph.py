@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from celeriac.errors import WorkflowNotFound
 from celeriac.records import Dispatch
 from celeriac.states import EMPTY_GROUP_KEY, NodeKind, NodeState, WorkflowState
+from celeriac.storage import integrity
 from celeriac.storage.batches import chunks
 from celeriac.storage.schema import (
     StateName,
@@ -60,7 +61,7 @@ def workflow_state(conn: sa.Connection, workflow_id: str, lock: str | None) -> s
     state = conn.execute(query, {"b_wf": workflow_id}).scalar_one_or_none()
     if state is None:
         raise WorkflowNotFound(workflow_id)
-    return str(state)
+    return integrity.workflow_state(workflow_id, str(state))
 
 
 #: Where a transaction keeps its event rows until ``write_events`` inserts
@@ -421,7 +422,12 @@ def _queue(
     moved = mark_queued(conn, workflow_id, [row.id for row in rows], _N.PENDING, at)
     return [
         Dispatch(
-            row.id, workflow_id, row.signature, inputs, row.current_attempt, row.kind
+            row.id,
+            workflow_id,
+            integrity.signature(workflow_id, row.id, row.signature),
+            inputs,
+            row.current_attempt,
+            row.kind,
         )
         for row in rows
         if row.id in moved
@@ -548,7 +554,7 @@ def load_dispatches(conn: sa.Connection, rows: Sequence[Any]) -> list[Dispatch]:
         Dispatch(
             row.id,
             row.workflow_id,
-            row.signature,
+            integrity.signature(row.workflow_id, row.id, row.signature),
             inputs.get(row.id, ()),
             row.base,
             row.kind,

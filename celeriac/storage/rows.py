@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from celeriac.records import Attempt, WorkflowRecord
+from celeriac.storage import integrity
 
 
 def now() -> datetime:
@@ -26,12 +27,12 @@ def workflow_record(row: sa.Row[Any]) -> WorkflowRecord:
     return WorkflowRecord(
         id=row.id,
         name=row.name,
-        state=row.state,
+        state=integrity.workflow_state(row.id, row.state),
         result=row.result,
         failed_node_id=row.failed_node_id,
         exc_type=row.exc_type,
         exc_message=row.exc_message,
-        metadata=row.metadata,
+        metadata=integrity.metadata(row.id, row.metadata),
         created_at=aware(row.created_at) or now(),
         updated_at=aware(row.updated_at) or now(),
         finished_at=aware(row.finished_at),

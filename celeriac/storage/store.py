@@ -44,6 +44,7 @@ from celeriac.storage import (
     failures,
     finishes,
     graph,
+    integrity,
     progress,
     recovery,
     replays,
@@ -53,6 +54,7 @@ from celeriac.storage import (
 from celeriac.storage.batches import PAGE
 from celeriac.storage.claims import Admission
 from celeriac.storage.database import retry_transient
+from celeriac.storage.integrity import names_corruption
 from celeriac.storage.retention import Purged, Purger, Retention
 from celeriac.storage.rows import now
 from celeriac.storage.schema import attempts, edges, nodes, workers, workflows
@@ -119,7 +121,7 @@ def _node_records(
         Node(
             id=row.id,
             task=row.task,
-            state=row.state,
+            state=integrity.node_state(row.workflow_id, row.id, row.state),
             kind=row.kind,
             position=row.position,
             attempts=by_node.get(row.id, []),
@@ -531,6 +533,7 @@ class Store:
 
     # -- workflow state changes -------------------------------------------
 
+    @names_corruption
     @retry_transient
     def transition_workflow(
         self,
@@ -557,6 +560,7 @@ class Store:
                 if replayed is not None:
                     return replayed
             source = graph.workflow_state(conn, workflow_id, lock="update")
+            integrity.check_node_states(conn, workflow_id)
             dest = decide(source, trigger)
             counts = graph.running_and_queued(conn, workflow_id)
             if trigger == "settle" and counts[_N.RUNNING]:
@@ -586,6 +590,7 @@ class Store:
                         exc_args=None,
                     )
                     values["finished_at"] = None
+                integrity.check_ready_signatures(conn, workflow_id)
                 if graph.redispatch_ready(conn, workflow_id, at):
                     queued_at = at
             elif trigger == "cancel":
@@ -618,6 +623,7 @@ class Store:
                 )
         return TransitionResult(source, dest, dispatch, revoke, queued_at)
 
+    @names_corruption
     @retry_transient
     def queued_page(
         self, workflow_id: str, queued_at: datetime, after: int = -1
@@ -632,6 +638,7 @@ class Store:
 
     # -- recovery ---------------------------------------------------------
 
+    @names_corruption
     @retry_transient
     def requeue_stale(
         self, older_than: float, since: datetime | None = None, limit: int = PAGE
@@ -652,6 +659,7 @@ class Store:
             stale = recovery.requeue_stale(conn, delay, since, at, limit)
             return stale + recovery.requeue_retrying(conn, delay, since, at, limit)
 
+    @names_corruption
     @retry_transient
     def requeue_lost(self, dead_after: float, limit: int = PAGE) -> list[Dispatch]:
         """A batch of nodes RUNNING on workers silent for ``dead_after`` s.
@@ -686,6 +694,7 @@ class Store:
                     },
                 )
 
+    @names_corruption
     @retry_transient
     def unsettled_workflows(self) -> list[tuple[str, str, Failure | None]]:
         """(workflow id, trigger, failure) for workflows whose state lags behind."""
@@ -703,6 +712,7 @@ class Store:
 
     # -- reads ------------------------------------------------------------
 
+    @names_corruption
     @retry_transient
     def get_workflow(self, workflow_id: str) -> WorkflowRecord:
         """The workflow row; raises ``WorkflowNotFound``."""
@@ -726,12 +736,14 @@ class Store:
         with self._read() as conn:
             return list(conn.execute(query).scalars())
 
+    @names_corruption
     @retry_transient
     def workflow_state(self, workflow_id: str) -> str:
         """The workflow's current state; raises ``WorkflowNotFound``."""
         with self._read() as conn:
             return graph.workflow_state(conn, workflow_id, lock=None)
 
+    @names_corruption
     @retry_transient
     def list_workflows(
         self,
@@ -766,6 +778,7 @@ class Store:
         with self._read() as conn:
             return [rows.workflow_record(row) for row in conn.execute(query)]
 
+    @names_corruption
     @retry_transient
     def list_nodes(self, workflow_id: str, bookkeeping: bool = False) -> list[Node]:
         """The workflow's task and errback nodes in canvas order, with attempts.
@@ -791,6 +804,7 @@ class Store:
             ).all()
         return _node_records(node_rows, attempt_rows, edge_rows)
 
+    @names_corruption
     @retry_transient
     def node_page(
         self, workflow_id: str, after: int = -1, limit: int = PAGE
@@ -871,6 +885,7 @@ class Store:
                 conn, node_id, number, current, total, message, now()
             )
 
+    @names_corruption
     @retry_transient
     def count_task_progress(
         self, workflow_id: str, label: str | None = None
