@@ -154,6 +154,9 @@ def unsettled_workflows(conn: sa.Connection) -> list[tuple[str, str]]:
     A process that died between a node's commit and the follow-up state
     change leaves these: the END node done but the workflow not COMPLETED,
     a task FAILED but the workflow not FAILED, a pause with nothing running.
+    A failed workflow that still runs other nodes (``on_failure="continue"``)
+    is found too: its ``fail`` keeps the error and changes nothing else
+    while a node can still run.
     """
     open_states = (_W.IN_PROGRESS, _W.REQUESTING_PAUSE, _W.PAUSED)
     end_done = sa.exists().where(
