@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 
 from celeriac import CorruptRecord
 from celeriac.cli import main
+from tests.acceptance.test_cli import make_project
 
 #: Commands run on each corrupted row.
 COMMANDS = (("show",), ("show", "--json"), ("graph",), ("list",))
@@ -220,3 +221,32 @@ def test_a_file_that_is_not_a_database_is_one_line(tmp_path):
         assert result.exit_code == 1, result.stdout + result.stderr
         (line,) = result.stderr.splitlines()
         assert "not a database" in line
+
+
+def test_the_resume_command_refuses_a_corrupted_signature_and_changes_nothing(
+    tmp_path,
+):
+    project = make_project(tmp_path / "project")
+    try:
+        add = project.module.add
+        workflow = project.submit(chain(add.s(1, 2), add.s(3)))
+        workflow.pause()
+        workflow.first = workflow.nodes()[0].id
+        with project.engine.db.begin() as conn:  # held back, then corrupted
+            conn.execute(
+                sa.text(
+                    "UPDATE celeriac_nodes SET state = 'PENDING', "
+                    "signature = '\"just a string\"' WHERE id = :n"
+                ),
+                {"n": workflow.first},
+            )
+        result = project.cli("resume", workflow.id, app=True)
+        assert result.returncode == 1, result.stdout + result.stderr
+        case = CASES[1]
+        assert result.stderr.splitlines() == [expected_line(workflow, case)]
+        assert stored_states(project.engine, workflow) == (
+            "PAUSED",
+            ["PENDING", "PENDING"],
+        )
+    finally:
+        project.engine.db.dispose()
