@@ -16,7 +16,7 @@ from celeriac.errors import WorkflowNotFound
 from celeriac.records import Dispatch
 from celeriac.states import EMPTY_GROUP_KEY, NodeKind, NodeState, WorkflowState
 from celeriac.storage import integrity
-from celeriac.storage.batches import chunks
+from celeriac.storage.batches import CHUNK, chunks
 from celeriac.storage.schema import (
     StateName,
     Timestamp,
@@ -83,8 +83,14 @@ def add_event(
     at: datetime,
     detail: str | None = None,
 ) -> None:
-    """Record a state change of a workflow or a node, with the transaction."""
-    conn.info[_PENDING_EVENTS].append(
+    """Record a state change of a workflow or a node, with the transaction.
+
+    The rows wait for ``write_events``, at most ``CHUNK`` of them: a
+    transaction that moves more (the roots of a group of a million) writes
+    them as they come, in chunks.
+    """
+    pending = conn.info[_PENDING_EVENTS]
+    pending.append(
         {
             "workflow_id": workflow_id,
             "node_id": node_id,
@@ -94,6 +100,8 @@ def add_event(
             "detail": detail,
         }
     )
+    if len(pending) >= CHUNK:
+        _flush_events(conn)
 
 
 def write_events(conn: sa.Connection) -> None:

@@ -186,6 +186,9 @@ def test_recovery_publishes_70000_lost_nodes_of_a_150000_node_workflow_once(
             + [chain(identity.s(0) for _ in range(TASKS - 2 * lost))]
         )
         workflow = engine.workflow(producer.submit(canvas).id)
+        # one event per root queued, written in chunks as the submit went
+        queued = node_events(engine, workflow.id, from_state=N.PENDING)
+        assert queued == lost + 1
         assert task_counts(workflow) == {
             N.QUEUED: lost + 1,
             N.PENDING: TASKS - lost - 1,
