@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from celeriac.states import WorkflowState
+from celeriac.states import NodeState, WorkflowState
 from celeriac.storage.database import retry_transient
 from celeriac.storage.rows import aware
 from celeriac.storage.schema import (
@@ -164,10 +164,18 @@ class _Slices:
 
 
 def _chosen(retention: Retention) -> sa.ColumnElement[bool]:
-    """The workflows ``retention`` deletes."""
+    """The workflows ``retention`` deletes.
+
+    Not one with a node still RUNNING (a cancelled workflow whose revoked
+    task has not stopped yet): its worker will record the outcome.
+    """
+    running = sa.exists().where(
+        nodes.c.workflow_id == workflows.c.id, nodes.c.state == NodeState.RUNNING
+    )
     condition = sa.and_(
         workflows.c.state.in_(retention.states),
         workflows.c.finished_at < retention.workflows_before,
+        ~running,
     )
     if retention.name is not None:
         condition = sa.and_(condition, workflows.c.name == retention.name)

@@ -124,6 +124,29 @@ def test_purge_keeps_workflows_finished_more_recently(engine, stocked):
         engine.workflow(stocked["FAILED"].id)
 
 
+def test_a_finished_workflow_with_a_node_still_running_waits(engine, stocked):
+    cancelled = stocked["CANCELLED"].id
+    with engine.db.begin() as conn:  # its revoked task has not stopped yet
+        conn.execute(
+            sa.update(nodes)
+            .where(nodes.c.workflow_id == cancelled, nodes.c.kind == "TASK")
+            .values(state="RUNNING")
+        )
+
+    assert engine.purge(timedelta(days=30), dry_run=True) == 2
+    assert engine.purge(timedelta(days=30)) == 2
+    assert rows_of(engine.db, cancelled)["celeriac_nodes"] > 0
+
+    with engine.db.begin() as conn:
+        conn.execute(
+            sa.update(nodes)
+            .where(nodes.c.workflow_id == cancelled, nodes.c.state == "RUNNING")
+            .values(state="CANCELLED")
+        )
+    assert engine.purge(timedelta(days=30)) == 1
+    assert set(rows_of(engine.db, cancelled).values()) == {0}
+
+
 def test_purge_by_state_and_name(engine, stocked):
     assert engine.purge(timedelta(days=1), states=["COMPLETED"], name="b") == 0
     assert engine.purge(timedelta(days=1), states=["completed", "CANCELLED"]) == 2
