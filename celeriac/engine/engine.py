@@ -37,7 +37,12 @@ from celeriac.engine.liveness import Liveness
 from celeriac.engine.machine import decider
 from celeriac.engine.quiet import quiet_missing_backend
 from celeriac.engine.recovery import RecoveryLoop
-from celeriac.errors import InvalidTransition, StorageError, WorkflowNotFound
+from celeriac.errors import (
+    CorruptRecord,
+    InvalidTransition,
+    StorageError,
+    WorkflowNotFound,
+)
 from celeriac.records import Delivery, Dispatch, Failure, Outcome, TransitionResult
 from celeriac.settings import database_url as resolve_database_url
 from celeriac.states import TERMINAL_WORKFLOW_STATES, NodeKind, OnFailure
@@ -106,6 +111,8 @@ class Engine:
         self._hooks = WorkerHooks(self)
         self._hooks.install()
         quiet_missing_backend()
+        #: workflows recovery leaves alone: their rows cannot be read
+        self._unreadable: set[str] = set()
 
     # -- the public API ---------------------------------------------------
 
@@ -237,12 +244,12 @@ class Engine:
         )
         since = now()
         delivery = Delivery()
-        requeues: tuple[Callable[[], list[Dispatch]], ...] = (
-            lambda: self.store.requeue_stale(delay, since),
-            lambda: self.store.requeue_lost(self.liveness.timeout),
+        requeues: tuple[Callable[[Collection[str]], list[Dispatch]], ...] = (
+            lambda skip: self.store.requeue_stale(delay, since, skip=skip),
+            lambda skip: self.store.requeue_lost(self.liveness.timeout, skip=skip),
         )
         for requeue in requeues:
-            while batch := requeue():
+            while batch := self._readable_batch(requeue):
                 logger.warning("recovery: publishing %d nodes again", len(batch))
                 sent = self._publish(batch)
                 delivery += sent
@@ -257,6 +264,23 @@ class Engine:
                     "recovery: %s of workflow %s failed; skipped", trigger, workflow_id
                 )
         return delivery
+
+    def _readable_batch(
+        self, requeue: Callable[[Collection[str]], list[Dispatch]]
+    ) -> list[Dispatch]:
+        """The next batch to publish again, without the workflows it cannot read.
+
+        A workflow whose rows do not decode is logged once and left alone
+        by this engine's passes from then on; the others are recovered.
+        """
+        while True:
+            try:
+                return requeue(frozenset(self._unreadable))
+            except CorruptRecord as exc:
+                if exc.workflow_id in self._unreadable:
+                    raise  # skipped, and still in the way: nothing to learn
+                self._unreadable.add(exc.workflow_id)
+                logger.error("recovery: skipping workflow %s: %s", exc.workflow_id, exc)
 
     def purge(
         self,

@@ -108,15 +108,11 @@ def check_ready_signatures(conn: sa.Connection, workflow_id: str) -> None:
 
 
 def locate(conn: sa.Connection, workflow_id: str | None) -> CorruptRecord | None:
-    """The first stored value of the workflow (any, if None) that does not decode."""
-    columns = [sa.type_coerce(workflows.c[name], sa.Text) for name in _WORKFLOW_VALUES]
-    query = sa.select(workflows.c.id, *columns)
-    if workflow_id is not None:
-        query = query.where(workflows.c.id == workflow_id)
-    for row in conn.execute(query):
-        found = _undecodable(row.id, None, _WORKFLOW_VALUES, row[1:])
-        if found is not None:
-            return found
+    """The first stored value of the workflow (any, if None) that does not decode.
+
+    Nodes first: the values a recovery pass reads for every workflow at once
+    are its nodes' signatures.
+    """
     values = [sa.type_coerce(nodes.c[name], sa.Text) for name in _NODE_VALUES]
     node_query = sa.select(nodes.c.workflow_id, nodes.c.id, *values)
     if workflow_id is not None:
@@ -124,6 +120,15 @@ def locate(conn: sa.Connection, workflow_id: str | None) -> CorruptRecord | None
     with conn.execute(node_query.execution_options(yield_per=PAGE)) as rows:
         for row in rows:
             found = _undecodable(row.workflow_id, row.id, _NODE_VALUES, row[2:])
+            if found is not None:
+                return found
+    columns = [sa.type_coerce(workflows.c[name], sa.Text) for name in _WORKFLOW_VALUES]
+    query = sa.select(workflows.c.id, *columns)
+    if workflow_id is not None:
+        query = query.where(workflows.c.id == workflow_id)
+    with conn.execute(query.execution_options(yield_per=PAGE)) as rows:
+        for row in rows:
+            found = _undecodable(row.id, None, _WORKFLOW_VALUES, row[1:])
             if found is not None:
                 return found
     return None

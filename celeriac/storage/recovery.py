@@ -5,7 +5,7 @@ Every function takes the open connection of the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,7 +61,12 @@ def _overdue(delay: timedelta, at: datetime) -> sa.ColumnElement[bool]:
 
 
 def requeue_stale(
-    conn: sa.Connection, delay: timedelta, since: datetime, at: datetime, limit: int
+    conn: sa.Connection,
+    delay: timedelta,
+    since: datetime,
+    at: datetime,
+    limit: int,
+    skip: Collection[str] = (),
 ) -> list[Dispatch]:
     """Up to ``limit`` QUEUED nodes whose message is overdue, to publish again.
 
@@ -75,20 +80,27 @@ def requeue_stale(
     one pass; ``delay`` zero takes every node queued before it (the broker
     lost its messages). On PostgreSQL the nodes are claimed ``FOR
     UPDATE SKIP LOCKED``: passes running at once take different nodes, and
-    a node one pass took is no longer overdue for the others.
+    a node one pass took is no longer overdue for the others. Workflows in
+    ``skip`` (whose rows cannot be read) are left out.
     """
-    rows = conn.execute(
+    query = (
         sa.select(*DISPATCH_COLUMNS, nodes.c.attempt_base.label("base"))
         .select_from(nodes.join(workflows, workflows.c.id == nodes.c.workflow_id))
         .where(nodes.c.state == _N.QUEUED, _overdue(delay, since), _may_run())
         .limit(limit)
         .with_for_update(of=nodes, skip_locked=True)
-    ).all()
+    )
+    rows = conn.execute(_skipping(query, skip)).all()
     return _publish_again(conn, rows, _N.QUEUED, at)
 
 
 def requeue_retrying(
-    conn: sa.Connection, delay: timedelta, since: datetime, at: datetime, limit: int
+    conn: sa.Connection,
+    delay: timedelta,
+    since: datetime,
+    at: datetime,
+    limit: int,
+    skip: Collection[str] = (),
 ) -> list[Dispatch]:
     """Up to ``limit`` RETRYING nodes whose retry was due ``delay`` ago but never came.
 
@@ -99,7 +111,7 @@ def requeue_retrying(
     counting, and the original, should it turn up, is a duplicate.
     """
     current = attempts.alias("current")
-    rows = conn.execute(
+    query = (
         sa.select(
             *DISPATCH_COLUMNS,
             nodes.c.attempt_base.label("base"),
@@ -124,12 +136,18 @@ def requeue_retrying(
         )
         .limit(limit)
         .with_for_update(of=nodes, skip_locked=True)
-    ).all()
+    )
+    rows = conn.execute(_skipping(query, skip)).all()
     dispatches = _publish_again(conn, rows, _N.RETRYING, at)
     return [
         replace(dispatch, retries=parse_delivery(row.delivery)[1] + 1)
         for dispatch, row in zip(dispatches, rows, strict=True)
     ]
+
+
+def _skipping(query: sa.Select[Any], skip: Collection[str]) -> sa.Select[Any]:
+    """``query`` without the nodes of the workflows in ``skip``, if any."""
+    return query.where(nodes.c.workflow_id.not_in(skip)) if skip else query
 
 
 def _publish_again(
@@ -234,7 +252,11 @@ def failed_call(conn: sa.Connection, node_id: str) -> FailedCall | None:
 
 
 def requeue_lost(
-    conn: sa.Connection, dead_before: datetime, at: datetime, limit: int
+    conn: sa.Connection,
+    dead_before: datetime,
+    at: datetime,
+    limit: int,
+    skip: Collection[str] = (),
 ) -> list[Dispatch]:
     """Up to ``limit`` RUNNING nodes whose worker stopped heartbeating: LOST.
 
@@ -242,7 +264,7 @@ def requeue_lost(
     while it pauses or failed, cancelled with it otherwise.
     """
     current = attempts.alias("current")
-    rows = conn.execute(
+    query = (
         sa.select(
             *DISPATCH_COLUMNS,
             nodes.c.current_attempt.label("base"),
@@ -268,7 +290,8 @@ def requeue_lost(
         )
         .limit(limit)
         .with_for_update(of=nodes, skip_locked=True)
-    ).all()
+    )
+    rows = conn.execute(_skipping(query, skip)).all()
     requeue = []
     for row in rows:
         mark_lost(conn, row.workflow_id, row.id, row.base, at)

@@ -10,7 +10,7 @@ which serializes writers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from enum import Enum
@@ -641,7 +641,11 @@ class Store:
     @names_corruption
     @retry_transient
     def requeue_stale(
-        self, older_than: float, since: datetime | None = None, limit: int = PAGE
+        self,
+        older_than: float,
+        since: datetime | None = None,
+        limit: int = PAGE,
+        skip: Collection[str] = (),
     ) -> list[Dispatch]:
         """A batch of nodes ``older_than`` seconds overdue at ``since``.
 
@@ -651,26 +655,31 @@ class Store:
         time. A pass calls it again, with the same ``since`` (its start,
         default now), until it returns nothing: each batch is claimed in its
         own short transaction, and passes running at once share the nodes.
+        The nodes of the workflows in ``skip`` are left out.
         """
         at = now()
         since = since or at
         delay = timedelta(seconds=older_than)
         with self._write() as conn:
-            stale = recovery.requeue_stale(conn, delay, since, at, limit)
-            return stale + recovery.requeue_retrying(conn, delay, since, at, limit)
+            stale = recovery.requeue_stale(conn, delay, since, at, limit, skip)
+            return stale + recovery.requeue_retrying(
+                conn, delay, since, at, limit, skip
+            )
 
     @names_corruption
     @retry_transient
-    def requeue_lost(self, dead_after: float, limit: int = PAGE) -> list[Dispatch]:
+    def requeue_lost(
+        self, dead_after: float, limit: int = PAGE, skip: Collection[str] = ()
+    ) -> list[Dispatch]:
         """A batch of nodes RUNNING on workers silent for ``dead_after`` s.
 
         Up to ``limit``, to publish again; call it again until it returns
-        nothing.
+        nothing. The nodes of the workflows in ``skip`` are left out.
         """
         at = now()
         dead_before = at - timedelta(seconds=dead_after)
         with self._write() as conn:
-            return recovery.requeue_lost(conn, dead_before, at, limit)
+            return recovery.requeue_lost(conn, dead_before, at, limit, skip)
 
     @retry_transient
     def heartbeat(self, worker_id: str, hostname: str | None, pid: int) -> None:

@@ -11,6 +11,7 @@ works; no state change commits.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 
 import pytest
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from celery import chain
 from click.testing import CliRunner, Result
 
-from celeriac import CorruptRecord
+from celeriac import CorruptRecord, Engine
 from celeriac.cli import main
 from tests.acceptance.test_cli import make_project
 
@@ -250,3 +251,24 @@ def test_the_resume_command_refuses_a_corrupted_signature_and_changes_nothing(
         )
     finally:
         project.engine.db.dispose()
+
+
+@pytest.mark.parametrize("value", ["not json", '"just a string"'])
+def test_recovery_skips_an_unreadable_workflow_once_and_recovers_the_others(
+    app, tasks, database_url, caplog, value
+):
+    engine = Engine(app, database_url, recovery_delay=0)
+    try:
+        good = engine.submit(tasks.add.s(1, 1))
+        bad = engine.submit(tasks.add.s(2, 2))
+        bad.first = bad.nodes()[0].id
+        corrupt(engine, bad, Case("nodes", "signature", value, ""))
+        with caplog.at_level(logging.ERROR, logger="celeriac.engine"):
+            assert engine.recover().sent == 1  # the good workflow's node
+            assert engine.recover().sent == 1  # again: it is still overdue
+        skipped = [r.getMessage() for r in caplog.records if bad.id in r.getMessage()]
+        assert len(skipped) == 1, skipped
+        assert f"node {bad.first} of workflow {bad.id}: stored signature" in skipped[0]
+        assert good.nodes()[0].state == "QUEUED"
+    finally:
+        engine.close()
