@@ -108,15 +108,19 @@ def db_group() -> None:
 
 
 @db_group.command("upgrade")
+@json_option
 @click.pass_obj
-def db_upgrade(config: Config) -> None:
+def db_upgrade(config: Config, as_json: bool) -> None:
     """Bring the schema to the newest revision (Alembic)."""
     engine = config.engine(migrated=False)
     url = escape(safe_url(engine.database_url))
     before = migrate.current(engine.db)
     migrate.upgrade(engine.db)
     after = migrate.current(engine.db)
-    if before == after:
+    if as_json:
+        database = safe_url(engine.database_url)
+        echo_json({"database": database, "from": before, "to": after})
+    elif before == after:
         console.print(f"{url}: schema already at revision {after}")
     else:
         console.print(f"{url}: schema upgraded {before or 'empty'} -> {after}")

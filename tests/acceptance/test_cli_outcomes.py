@@ -17,7 +17,7 @@ from celery import Celery, chain
 
 from celeriac import Engine
 from celeriac.cli.outcome import BROKER_DOWN
-from tests.acceptance.test_cli import assert_refused, make_project
+from tests.acceptance.test_cli import assert_refused, celeriac, make_project
 from tests.servers import free_port
 
 
@@ -194,3 +194,22 @@ def test_submit_whose_transport_cannot_be_imported_still_returns_the_workflow(
         assert any(workflow.id in message for message in messages), messages
     finally:
         engine.close()
+
+
+def test_db_upgrade_prints_json(tmp_path):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    first = celeriac("--database-url", url, "db", "upgrade", "--json")
+    assert first.returncode == 0, first.stderr
+    done = json.loads(first.stdout)
+    assert (done["database"], done["from"]) == (url, None)
+    again = json.loads(
+        celeriac("--database-url", url, "db", "upgrade", "--json").stdout
+    )
+    assert again["from"] == again["to"] == done["to"]
+
+
+@pytest.mark.parametrize("command", ["resume", "retry", "recover"])
+def test_help_of_a_publishing_command_says_it_needs_the_app(command):
+    result = celeriac(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "(needs --app)" in " ".join(result.stdout.split())
