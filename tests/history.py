@@ -30,8 +30,17 @@ def series(conn: sa.Connection, count: int) -> Any:
     return numbers.union_all(sa.select(numbers.c.i + 1).where(numbers.c.i < count - 1))
 
 
-def _text(value: Any) -> Any:
-    return sa.cast(value, sa.String)
+#: Digits of the numbers in the ids: zero-padded, the rows are inserted in
+#: the order of their keys, so every index grows at its end (several times
+#: faster than inserting all over a large index).
+DIGITS = 9
+
+
+def _text(conn: sa.Connection, value: Any) -> Any:
+    """``value`` (an integer) as zero-padded text, in SQL."""
+    if conn.dialect.name == "postgresql":
+        return sa.func.lpad(sa.cast(value, sa.String), DIGITS, "0")
+    return sa.func.printf(f"%0{DIGITS}d", value)
 
 
 def insert_history(
@@ -54,8 +63,8 @@ def insert_history(
     times = {"created_at": started, "finished_at": finished_at}
 
     run = series(conn, count)
-    workflow_id = sa.literal(f"{prefix}-") + _text(run.c.i)
-    last_node = workflow_id + sa.literal(f"-{per_workflow - 1}")
+    workflow_id = sa.literal(f"{prefix}-") + _text(conn, run.c.i)
+    last_node = workflow_id + sa.literal(f"-{per_workflow - 1:0{DIGITS}d}")
     conn.execute(
         workflows.insert().from_select(
             [
@@ -86,9 +95,9 @@ def insert_history(
     )
 
     node = series(conn, count * per_workflow)
-    owner = sa.literal(f"{prefix}-") + _text(node.c.i // per_workflow)
+    owner = sa.literal(f"{prefix}-") + _text(conn, node.c.i // per_workflow)
     position = node.c.i % per_workflow
-    node_id = owner + sa.literal("-") + _text(position)
+    node_id = owner + sa.literal("-") + _text(conn, position)
     at = sa.literal(finished_at, nodes.c.finished_at.type)
     conn.execute(
         nodes.insert().from_select(
@@ -126,14 +135,14 @@ def insert_history(
     # a chain: each node but the last is the parent of the next
     edge = series(conn, count * per_workflow)
     parent_position = edge.c.i % per_workflow
-    edge_owner = sa.literal(f"{prefix}-") + _text(edge.c.i // per_workflow)
+    edge_owner = sa.literal(f"{prefix}-") + _text(conn, edge.c.i // per_workflow)
     conn.execute(
         edges.insert().from_select(
             ["workflow_id", "parent_id", "child_id", "position", "on_error"],
             sa.select(
                 edge_owner,
-                edge_owner + sa.literal("-") + _text(parent_position),
-                edge_owner + sa.literal("-") + _text(parent_position + 1),
+                edge_owner + sa.literal("-") + _text(conn, parent_position),
+                edge_owner + sa.literal("-") + _text(conn, parent_position + 1),
                 sa.literal(0),
                 sa.false(),
             ).where(parent_position < per_workflow - 1),
@@ -149,8 +158,8 @@ def insert_history(
         (events, ["node_id", "workflow_id", "from_state", "to_state"], []),
     ):
         rows = series(conn, count * per_workflow)
-        row_owner = sa.literal(f"{prefix}-") + _text(rows.c.i // per_workflow)
-        row_node = row_owner + sa.literal("-") + _text(rows.c.i % per_workflow)
+        row_owner = sa.literal(f"{prefix}-") + _text(conn, rows.c.i // per_workflow)
+        row_node = row_owner + sa.literal("-") + _text(conn, rows.c.i % per_workflow)
         if table is attempts:
             selected = [row_node, row_owner, *values, sa.literal("0.0")]
             stamps = ["started_at", "finished_at"]
@@ -167,7 +176,7 @@ def insert_history(
                 ),
             )
         )
-    return [f"{prefix}-{index}" for index in range(count)]
+    return [f"{prefix}-{index:0{DIGITS}d}" for index in range(count)]
 
 
 def _superuser(conn: sa.Connection) -> bool:
