@@ -80,6 +80,20 @@ def size(spec: Spec) -> int:
     return own + sum(size(child) for child in _children(spec))
 
 
+def nests_a_group(spec: Spec) -> bool:
+    """Whether a group is a member of a group or of a chord's header, anywhere.
+
+    (Celery hands such a group's results on reversed: docs/differences.md, D1.)
+    """
+    if isinstance(spec, Task):
+        return False
+    members = spec.members if isinstance(spec, Group) else ()
+    header = spec.header if isinstance(spec, Chord) else ()
+    return any(isinstance(one, Group) for one in (*members, *header)) or any(
+        nests_a_group(child) for child in _children(spec)
+    )
+
+
 def _children(spec: Chain | Group | Chord) -> tuple[Spec, ...]:
     if isinstance(spec, Chain):
         return spec.parts
@@ -131,19 +145,21 @@ def canvases(draw: st.DrawFn, level: int = 0) -> Spec:
 
 @dataclass
 class Built:
-    """A spec's canvas, and the labels of the callbacks linked to nested chains.
+    """A spec's canvas, and what the listed differences need to know of it.
 
-    (Celery drops a ``link`` on a chain that is a part of another chain:
-    docs/differences.md, D12.)
+    ``nested_chain_links``: the labels of the callbacks linked to chains that
+    are parts of chains (Celery drops them: docs/differences.md, D12).
+    ``nests_a_group``: see ``nests_a_group`` (D1).
     """
 
     canvas: Any
     nested_chain_links: set[int]
+    nests_a_group: bool
 
 
 def build(spec: Spec, app_tasks: Any) -> Built:
     """The Celery canvas of ``spec``, on the tasks of ``app_tasks``."""
-    built = Built(None, set())
+    built = Built(None, set(), nests_a_group(spec))
     built.canvas = _build(spec, app_tasks, itertools.count(1), built, False)
     return built
 

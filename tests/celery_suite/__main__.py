@@ -1,7 +1,7 @@
 """Run Celery's converted canvas tests natively and through celeriac; print counts.
 
     python -m tests.celery_suite [--mode both|native|celeriac]
-        [--database sqlite|postgres] [--gate] [-k EXPRESSION] [--keep DIR]
+        [--database sqlite|postgres] [--gate] [--ci | -k EXPRESSION] [--keep DIR]
 
 Both runs share one throwaway Redis (broker and result backend), started as
 tests/servers.py starts it (or ``CELERIAC_TEST_REDIS_URL``). Exit status: 0,
@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.celery_suite.ci import CI_TESTS
 from tests.celery_suite.dispatch import CELERIAC, NATIVE
 from tests.celery_suite.fetch import CONVERTED, lay_out
 from tests.celery_suite.tally import problems, report, tally
@@ -73,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
         "--gate", action="store_true", help="fail on unexplained failures"
     )
     parser.add_argument("-k", dest="select", help="pytest -k: run only these tests")
+    parser.add_argument(
+        "--ci",
+        action="store_true",
+        help="only the tests CI runs (tests/celery_suite/ci.py)",
+    )
     parser.add_argument("--keep", type=Path, help="lay the suite out here and keep it")
     return parser
 
@@ -81,11 +87,19 @@ def _runs(
     options: argparse.Namespace, directory: Path, env: dict[str, str], redis: Server
 ) -> dict[str, dict[str, Any]]:
     modes = (NATIVE, CELERIAC) if options.mode == "both" else (options.mode,)
-    return {mode: _run(mode, directory, env, redis, options.select) for mode in modes}
+    tests = [f"{CONVERTED}::{test}" for test in CI_TESTS] if options.ci else [CONVERTED]
+    return {
+        mode: _run(mode, directory, env, redis, tests, options.select) for mode in modes
+    }
 
 
 def _run(
-    mode: str, directory: Path, env: dict[str, str], redis: Server, select: str | None
+    mode: str,
+    directory: Path,
+    env: dict[str, str],
+    redis: Server,
+    tests: list[str],
+    select: str | None,
 ) -> dict[str, Any]:
     """Run the converted tests in one mode; their records, by node id."""
     _flush(redis.url)
@@ -94,7 +108,7 @@ def _run(
     # --tb=line: Python 3.11's ast.parse can fail on a deep traceback's source
     # ("AST constructor recursion depth mismatch"), and the records need
     # only the one line
-    command = [sys.executable, "-m", "pytest", CONVERTED, "-q", "-rN", "--tb=line"]
+    command = [sys.executable, "-m", "pytest", *tests, "-q", "-rN", "--tb=line"]
     command += ["-p", "celery.contrib.pytest", "-p", "tests.celery_suite.recorder"]
     command += ["-p", "no:cacheprovider", f"--timeout={TEST_TIMEOUT}"]
     if select:
