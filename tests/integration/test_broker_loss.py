@@ -128,6 +128,13 @@ def test_four_workers_publish_each_of_10000_lost_nodes_once_more(
     assert set(counts.values()) == {1}
     assert messages(client, parked) == nodes
     proc.engine.cancel(workflow.id)
+    shares = {
+        name.partition("@")[0]: workers.log_path(name)
+        .read_text()
+        .count("recovery: publishing")
+        for name in workers.processes
+    }
+    print(f"\nbatches published again by each worker: {shares}")
 
 
 @pytest.mark.slow
