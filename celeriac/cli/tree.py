@@ -30,6 +30,8 @@ from celeriac.states import NodeKind
 JOIN_LABEL = "group results"
 #: At most this many numbers or ranges name a node's parents in a note.
 NAMED_PARTS = 4
+#: The widest guide drawn before a node's name: five levels of the tree.
+GUIDE_WIDTH = 15
 
 
 @dataclass
@@ -60,7 +62,8 @@ def node_tree(nodes: Sequence[Node], limit: int | None = None) -> Table:
     table.columns[2].overflow = "fold"
     if errors:
         table.add_column("ERROR", overflow="fold", ratio=1)
-    for guide, branch in islice(walk(build(drawn)), limit):
+    for deep_guide, branch in islice(walk(build(drawn)), limit):
+        guide = capped(deep_guide)
         node = branch.node
         join = node.kind == NodeKind.JOIN
         task = JOIN_LABEL if join else node.task or node.kind
@@ -75,6 +78,17 @@ def node_tree(nodes: Sequence[Node], limit: int | None = None) -> Table:
         ]
         table.add_row(*row, *([escape(node.error or "")] if errors else []))
     return table
+
+
+def capped(guide: str) -> str:
+    """A guide at most :data:`GUIDE_WIDTH` wide: deeper levels start with ``⋯``.
+
+    A chain of 40 steps is 40 levels deep; drawn in full, its last names
+    would be pushed out of an 80-column TASK column.
+    """
+    if len(guide) <= GUIDE_WIDTH:
+        return guide
+    return "⋯" + guide[len(guide) - GUIDE_WIDTH + 1 :]
 
 
 def build(nodes: Sequence[Node]) -> list[Branch]:

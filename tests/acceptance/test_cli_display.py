@@ -153,3 +153,15 @@ def test_an_ambiguous_short_id_is_refused_with_the_candidates(project):
     assert sorted(raised.value.candidates) == sorted([workflow.id, twin])
     # the whole id, or a longer prefix, is still one workflow
     assert project.cli("show", workflow.id[:10]).returncode == 0
+
+
+def test_show_draws_a_long_chain_within_80_columns(project):
+    add = project.module.add
+    workflow = project.submit(chain(add.s(1, 2), *[add.s(i) for i in range(40)]))
+    result = project.cli("show", workflow.id, env=NARROW)
+    assert result.returncode == 0, result.stderr
+    lines_fit(result.stdout)
+    tasks = [row[2] for row in table_rows(result.stdout)]
+    assert len(tasks) == 41  # one line each: no name wrapped
+    assert all(task.endswith("cliapp.add") for task in tasks)
+    assert tasks[-1].startswith("⋯")  # deeper than five levels
