@@ -20,14 +20,11 @@ import sqlalchemy as sa
 from celeriac.errors import CorruptRecord
 from celeriac.states import NodeKind, NodeState, WorkflowState
 from celeriac.storage.batches import PAGE
-from celeriac.storage.schema import nodes, workflows
-from celeriac.storage.values import decode
+from celeriac.storage.schema import attempts, nodes, workflows
+from celeriac.storage.values import ExactJson, ExactText, decode
 
 WORKFLOW_STATES = frozenset(WorkflowState)
 NODE_STATES = frozenset(NodeState)
-#: The value (JSON) columns, read again as text to find one that does not decode.
-_WORKFLOW_VALUES = ("canvas", "args", "kwargs", "metadata", "result")
-_NODE_VALUES = ("signature", "result")
 NOT_AN_OBJECT = "is not a JSON object"
 
 P = ParamSpec("P")
@@ -110,27 +107,19 @@ def check_ready_signatures(conn: sa.Connection, workflow_id: str) -> None:
 def locate(conn: sa.Connection, workflow_id: str | None) -> CorruptRecord | None:
     """The first stored value of the workflow (any, if None) that does not decode.
 
-    Nodes first: the values a recovery pass reads for every workflow at once
-    are its nodes' signatures.
+    Every JSON and exact-text column of its nodes, their attempts and the
+    workflow row, read again as raw text; nodes first: the values a recovery
+    pass reads for every workflow at once are its nodes' signatures.
     """
-    values = [sa.type_coerce(nodes.c[name], sa.Text) for name in _NODE_VALUES]
-    node_query = sa.select(nodes.c.workflow_id, nodes.c.id, *values)
-    if workflow_id is not None:
-        node_query = node_query.where(nodes.c.workflow_id == workflow_id)
-    with conn.execute(node_query.execution_options(yield_per=PAGE)) as rows:
-        for row in rows:
-            found = _undecodable(row.workflow_id, row.id, _NODE_VALUES, row[2:])
-            if found is not None:
-                return found
-    columns = [sa.type_coerce(workflows.c[name], sa.Text) for name in _WORKFLOW_VALUES]
-    query = sa.select(workflows.c.id, *columns)
-    if workflow_id is not None:
-        query = query.where(workflows.c.id == workflow_id)
-    with conn.execute(query.execution_options(yield_per=PAGE)) as rows:
-        for row in rows:
-            found = _undecodable(row.id, None, _WORKFLOW_VALUES, row[1:])
-            if found is not None:
-                return found
+    places = (
+        (nodes, nodes.c.workflow_id, nodes.c.id),
+        (attempts, attempts.c.workflow_id, attempts.c.node_id),
+        (workflows, workflows.c.id, sa.null()),
+    )
+    for table, owner, node in places:
+        found = _first_undecodable(conn, table, owner, node, workflow_id)
+        if found is not None:
+            return found
     return None
 
 
@@ -170,12 +159,30 @@ def _decoded(workflow_id: str, node_id: str | None, column: str, text: Any) -> A
         raise CorruptRecord(workflow_id, node_id, column, "is not JSON") from None
 
 
-def _undecodable(
-    workflow_id: str, node_id: str | None, names: tuple[str, ...], texts: Any
+def _first_undecodable(
+    conn: sa.Connection,
+    table: sa.Table,
+    owner: sa.ColumnElement[Any],
+    node: sa.ColumnElement[Any],
+    workflow_id: str | None,
 ) -> CorruptRecord | None:
-    for name, text in zip(names, texts, strict=True):
-        try:
-            _decoded(workflow_id, node_id, name, text)
-        except CorruptRecord as found:
-            return found
+    """The first value of ``table`` its column's type cannot read back."""
+    readers = {
+        column.name: column.type
+        for column in table.c
+        if isinstance(column.type, ExactJson | ExactText)
+    }
+    raw = [sa.type_coerce(table.c[name], sa.Text) for name in readers]
+    query = sa.select(owner, node, *raw).execution_options(yield_per=PAGE)
+    if workflow_id is not None:
+        query = query.where(owner == workflow_id)
+    with conn.execute(query) as rows:
+        for row in rows:
+            for (name, reader), text in zip(readers.items(), row[2:], strict=True):
+                try:
+                    reader.process_result_value(text, conn.dialect)
+                except ValueError:
+                    json = isinstance(reader, ExactJson)
+                    problem = "is not JSON" if json else "cannot be read"
+                    return CorruptRecord(row[0], row[1], name, problem)
     return None
