@@ -154,11 +154,12 @@ def test_a_message_celery_refuses_is_not_retried_and_the_rest_are_sent(caplog):
         dispatch(app, "bad-value", ({1, 2},)),  # JSON has no sets
     ]
     with caplog.at_level(logging.WARNING, "celeriac.scheduler"):
-        refused = scheduler.publish(app, batch)
-    assert [(d.node_id, type(exc).__name__) for d, exc in refused] == [
+        published = scheduler.publish(app, batch)
+    assert [(d.node_id, type(exc).__name__) for d, exc in published.refused] == [
         ("bad-countdown", "TypeError"),
         ("bad-value", "EncodeError"),
     ]
+    assert published.unsent == 0
     assert not caplog.records  # no retry, and nothing left QUEUED
     queue_name = app.conf.task_default_queue
     with app.connection_for_read() as conn, conn.SimpleQueue(queue_name) as queue:
