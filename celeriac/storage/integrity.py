@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -104,20 +104,25 @@ def check_ready_signatures(conn: sa.Connection, workflow_id: str) -> None:
             signature(workflow_id, row.id, value)
 
 
-def locate(conn: sa.Connection, workflow_id: str | None) -> CorruptRecord | None:
+def locate(
+    conn: sa.Connection, workflow_id: str | None, skip: Collection[str] = ()
+) -> CorruptRecord | None:
     """The first stored value of the workflow (any, if None) that does not decode.
 
+    Workflows in ``skip`` (known to be unreadable already) are passed over.
+
     Every JSON and exact-text column of its nodes, their attempts and the
-    workflow row, read again as raw text; nodes first: the values a recovery
-    pass reads for every workflow at once are its nodes' signatures.
+    workflow row, read again as raw text; the nodes' signatures first, as
+    they are what a recovery pass reads of every workflow at once.
     """
     places = (
-        (nodes, nodes.c.workflow_id, nodes.c.id),
-        (attempts, attempts.c.workflow_id, attempts.c.node_id),
-        (workflows, workflows.c.id, sa.null()),
+        (nodes, nodes.c.workflow_id, nodes.c.id, ("signature",)),
+        (nodes, nodes.c.workflow_id, nodes.c.id, None),
+        (attempts, attempts.c.workflow_id, attempts.c.node_id, None),
+        (workflows, workflows.c.id, sa.null(), None),
     )
-    for table, owner, node in places:
-        found = _first_undecodable(conn, table, owner, node, workflow_id)
+    for table, owner, node, only in places:
+        found = _first_undecodable(conn, table, owner, node, only, workflow_id, skip)
         if found is not None:
             return found
     return None
@@ -129,7 +134,8 @@ def names_corruption(
     """A store method whose read of an undecodable value names where it is.
 
     The method's ``workflow_id`` argument, when it has one, narrows the
-    search; an error ``locate`` cannot pin down is raised as it was.
+    search, and its ``skip`` leaves workflows out; an error ``locate`` cannot
+    pin down is raised as it was.
     """
     takes = inspect.signature(fn)
 
@@ -140,10 +146,10 @@ def names_corruption(
             if isinstance(exc, CorruptRecord):
                 raise
             given = takes.bind_partial(store, *args, **kwargs).arguments
-            workflow_id = given.get("workflow_id")
+            workflow_id, skip = given.get("workflow_id"), given.get("skip", ())
             read_only = store.db.connect().execution_options(celeriac_read_only=True)
             with read_only as conn, conn.begin():
-                found = locate(conn, workflow_id)
+                found = locate(conn, workflow_id, skip)
             if found is None:
                 raise
             raise found from exc
@@ -164,18 +170,23 @@ def _first_undecodable(
     table: sa.Table,
     owner: sa.ColumnElement[Any],
     node: sa.ColumnElement[Any],
+    only: tuple[str, ...] | None,
     workflow_id: str | None,
+    skip: Collection[str],
 ) -> CorruptRecord | None:
-    """The first value of ``table`` its column's type cannot read back."""
+    """The first value of ``table`` (of its columns ``only``) not read back."""
     readers = {
         column.name: column.type
         for column in table.c
         if isinstance(column.type, ExactJson | ExactText)
+        and (only is None or column.name in only)
     }
     raw = [sa.type_coerce(table.c[name], sa.Text) for name in readers]
     query = sa.select(owner, node, *raw).execution_options(yield_per=PAGE)
     if workflow_id is not None:
         query = query.where(owner == workflow_id)
+    if skip:
+        query = query.where(owner.not_in(skip))
     with conn.execute(query) as rows:
         for row in rows:
             for (name, reader), text in zip(readers.items(), row[2:], strict=True):
