@@ -2,13 +2,16 @@
 
 - ``ci`` (the default): a fixed seed, so that every CI run draws the same
   canvases; at least 200 of them in the random-canvas test.
-- ``long``: 2,000 random canvases on PostgreSQL with prefork worker processes::
+- ``long``: 2,000 random canvases on PostgreSQL with prefork worker processes
+  (``CELERIAC_LONG_EXAMPLES`` sets another number)::
 
       bash scripts/test --hypothesis-profile=long \\
           tests/integration/test_random_canvases.py
 """
 
 from __future__ import annotations
+
+import os
 
 from hypothesis import HealthCheck, settings
 
@@ -26,7 +29,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "long",
-    max_examples=2000,
+    max_examples=int(os.environ.get("CELERIAC_LONG_EXAMPLES", "2000")),
     deadline=None,
     database=None,
     print_blob=True,

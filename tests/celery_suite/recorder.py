@@ -1,7 +1,7 @@
 """A pytest plugin (``-p``) that records each converted test's outcome as JSON.
 
-It sets the dispatch mode from ``CELERIAC_SUITE_MODE`` and writes, at the
-end of the session, ``{test id: record}`` to ``CELERIAC_SUITE_REPORT``: the
+It sets the dispatch mode from ``CELERIAC_SUITE_MODE`` and writes, after
+each test, ``{test id: record}`` to ``CELERIAC_SUITE_REPORT``: the
 outcome (passed, failed, skipped), the first line of the failure, how many
 workflows the test submitted, why it was not expressible (if it was not) and
 how many seconds it took.
@@ -42,6 +42,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call":
         record["submitted"] = RUN.submitted
         record["not_expressible"] = list(dict.fromkeys(RUN.not_expressible))
+    if report.when == "teardown":
+        _write()
 
 
 def _first_line(report: pytest.TestReport) -> str:
@@ -53,6 +55,11 @@ def _first_line(report: pytest.TestReport) -> str:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    _write()
+
+
+def _write() -> None:
+    """Write the records so far: a run cut short still leaves its counts."""
     path = os.environ.get("CELERIAC_SUITE_REPORT")
     if path:
         Path(path).write_text(json.dumps(_records, indent=1, sort_keys=True))
