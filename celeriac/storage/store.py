@@ -560,7 +560,6 @@ class Store:
                 if replayed is not None:
                     return replayed
             source = graph.workflow_state(conn, workflow_id, lock="update")
-            integrity.check_node_states(conn, workflow_id)
             dest = decide(source, trigger)
             counts = graph.running_and_queued(conn, workflow_id)
             if trigger == "settle" and counts[_N.RUNNING]:
@@ -590,6 +589,7 @@ class Store:
                         exc_args=None,
                     )
                     values["finished_at"] = None
+                integrity.check_node_states(conn, workflow_id)
                 integrity.check_ready_signatures(conn, workflow_id)
                 if graph.redispatch_ready(conn, workflow_id, at):
                     queued_at = at
