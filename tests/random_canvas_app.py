@@ -27,7 +27,7 @@ from celery import Celery
 from celeriac import Engine
 
 REDIS_URL = os.environ["RANDOM_CANVAS_REDIS_URL"]
-RAN_KEY = "random-canvas:ran"
+RAN_KEY = "record:random-canvas"  # not under the queue's name (``backlog``)
 
 app = Celery("random_canvas", broker=REDIS_URL, set_as_current=False)
 app.conf.update(
