@@ -113,7 +113,8 @@ def _run(
     command += ["-p", "no:cacheprovider", f"--timeout={TEST_TIMEOUT}"]
     if select:
         command += ["-k", select]
-    print(f"+ {mode}: pytest {CONVERTED} (log: {log_path})", flush=True)
+    what = CONVERTED if tests == [CONVERTED] else f"{len(tests)} tests of {CONVERTED}"
+    print(f"+ {mode}: pytest {what} (log: {log_path})", flush=True)
     run_env = {
         **env,
         "CELERIAC_SUITE_MODE": mode,
