@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, TypeAlias
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TypeAlias
 
 from celery import chain, chord, group
 from hypothesis import strategies as st
@@ -149,42 +149,54 @@ class Built:
 
     ``nested_chain_links``: the labels of the callbacks linked to chains that
     are parts of chains (Celery drops them: docs/differences.md, D12).
-    ``nests_a_group``: see ``nests_a_group`` (D1).
+    ``chord_body_errbacks``: the labels of the errbacks linked to a chord's
+    body or to a part of it (D14). ``nests_a_group``: see ``nests_a_group`` (D1).
     """
 
-    canvas: Any
-    nested_chain_links: set[int]
-    nests_a_group: bool
+    canvas: Any = None
+    nested_chain_links: set[int] = field(default_factory=set)
+    chord_body_errbacks: set[int] = field(default_factory=set)
+    nests_a_group: bool = False
+
+
+class Place(NamedTuple):
+    """Where a part sits: directly in a chain, anywhere in a chord's body."""
+
+    in_chain: bool = False
+    in_chord_body: bool = False
 
 
 def build(spec: Spec, app_tasks: Any) -> Built:
     """The Celery canvas of ``spec``, on the tasks of ``app_tasks``."""
-    built = Built(None, set(), nests_a_group(spec))
-    built.canvas = _build(spec, app_tasks, itertools.count(1), built, False)
+    built = Built(nests_a_group=nests_a_group(spec))
+    built.canvas = _build(spec, app_tasks, itertools.count(1), built, Place())
     return built
 
 
-def _build(
-    spec: Spec, t: Any, labels: Iterator[int], built: Built, in_chain: bool
-) -> Any:
+def _build(spec: Spec, t: Any, labels: Iterator[int], built: Built, at: Place) -> Any:
+    def part(child: Spec, in_chain: bool = False, in_body: bool = False) -> Any:
+        inside = Place(in_chain, at.in_chord_body or in_body)
+        return _build(child, t, labels, built, inside)
+
     if isinstance(spec, Task):
         task = getattr(t, spec.kind)
         make = task.si if spec.immutable else task.s
         canvas = make(label=next(labels), **dict(spec.kwargs))
     elif isinstance(spec, Chain):
-        parts = (_build(part, t, labels, built, True) for part in spec.parts)
-        canvas = chain(*parts)
+        canvas = chain(*(part(one, in_chain=True) for one in spec.parts))
     elif isinstance(spec, Group):
-        members = [_build(one, t, labels, built, False) for one in spec.members]
-        canvas = group(members)
+        canvas = group([part(one) for one in spec.members])
     else:
-        header = [_build(one, t, labels, built, False) for one in spec.header]
-        canvas = chord(header, _build(spec.body, t, labels, built, False))
+        header = [part(one) for one in spec.header]
+        canvas = chord(header, part(spec.body, in_body=True))
     if spec.extras.link:
         label = next(labels)
-        if in_chain and isinstance(spec, Chain):
+        if at.in_chain and isinstance(spec, Chain):
             built.nested_chain_links.add(label)
         canvas.link(t.step.s(label=label))
     if spec.extras.link_error:
-        canvas.link_error(t.errback.s(label=next(labels)))
+        label = next(labels)
+        if at.in_chord_body:
+            built.chord_body_errbacks.add(label)
+        canvas.link_error(t.errback.s(label=label))
     return canvas

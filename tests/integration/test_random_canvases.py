@@ -26,6 +26,7 @@ import os
 import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,21 @@ def _errbacks_see_the_task_error(
     return (native[0], ran, native[2]), celeriac
 
 
+def _without_chord_body_errbacks(
+    built: Built, native: Outcome, celeriac: Outcome
+) -> tuple[Outcome, Outcome]:
+    """D14: errbacks in a chord's body that Celery runs on a header failure."""
+    extra = Counter(native[1]) - Counter(celeriac[1])
+    dropped = [
+        entry
+        for entry in extra.elements()
+        if json.loads(entry)[:2]
+        in [["r.errback", label] for label in built.chord_body_errbacks]
+    ]
+    ran = list((Counter(native[1]) - Counter(dropped)).elements())
+    return (native[0], sorted(ran), native[2]), celeriac
+
+
 #: difference id (docs/differences.md) -> how it changes the two outcomes,
 #: given the built canvas, so that what is left compares equal. D3 (get() of
 #: a chord whose header failed raises a ChordError) is ``_native_error``'s.
@@ -146,6 +162,7 @@ DIFFERENCES: dict[str, Callable[[Built, Outcome, Outcome], tuple[Outcome, Outcom
     "D1": _in_any_order,
     "D12": _without_nested_chain_links,
     "D13": _errbacks_see_the_task_error,
+    "D14": _without_chord_body_errbacks,
 }
 NORMALIZED = ("D3",)
 
@@ -327,6 +344,12 @@ def seen(request: pytest.FixtureRequest) -> Iterator[Seen]:
 @example(spec=Chain((Group((Task(), Group((Task(), Task())))),)))
 # D13: the errback of a chord's body, when its header fails
 @example(spec=Chord((Task(kind="fail"),), Task(extras=Extras(link_error=True))))
+# D14: an errback in a chord's body chain, when its header fails
+@example(
+    spec=Chain(
+        (Chord((Task(kind="fail"),), Chain((Task(extras=Extras(link_error=True)),))),)
+    )
+)
 def test_random_canvas_agrees_with_celery(
     random_app: ModuleType, random_workers: None, seen: Seen, spec: Spec
 ) -> None:
