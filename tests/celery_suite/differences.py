@@ -16,8 +16,8 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "differences.md"
 #: The tests that run a task calling ``Task.replace`` (one of
 #: t/integration/tasks.py's ``add_replaced``, ``add_to_all``,
 #: ``fail_replaced``, ``replace_with_chain``, ... named in the test's body):
-#: D11, not supported yet. (``test_replace_chain_with_empty_chain`` is not
-#: here: it passes, its replacing task's result not being checked.)
+#: D11, not supported yet. (``test_replace_chain_with_empty_chain`` and
+#: ``test_replace_merge_stamps`` are not here: they pass all the same.)
 REPLACING: tuple[str, ...] = (
     "test_chain::test_complex_chain",
     "test_chain::test_second_order_replace",
@@ -59,7 +59,6 @@ REPLACING: tuple[str, ...] = (
     "test_chord::test_chord_body_chain_child_replaced_with_chain_first",
     "test_chord::test_chord_body_chain_child_replaced_with_chain_middle",
     "test_chord::test_chord_body_chain_child_replaced_with_chain_last",
-    "test_stamping_mechanism::test_replace_merge_stamps",
 )
 
 #: test -> (difference id, why this test meets it)
@@ -72,7 +71,7 @@ LISTED: dict[str, tuple[str, str]] = {
     "test_chord::test_add_to_chord": ("D7", "a header task calls add_to_chord()"),
     "test_chord::test_add_chord_to_chord": ("D7", "a header task calls add_to_chord()"),
     "test_chord::test_generator": ("D8", "the header generator is consumed at submit"),
-    "test_chord::test_errbacks_of_chord_in_group_body_run_on_header_failure": (
+    "test_chord::test_errbacks_of_chord_in_group_body_run_on_header_failure[method]": (
         "D10",
         "an errback of a chord in a group body, when the outer header fails",
     ),
