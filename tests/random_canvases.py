@@ -94,6 +94,15 @@ def nests_a_group(spec: Spec) -> bool:
     )
 
 
+def ends_in_empty_group(spec: Spec) -> bool:
+    """Whether the part whose result is the canvas's is an empty group (D15)."""
+    if isinstance(spec, Chain):
+        return ends_in_empty_group(spec.parts[-1])
+    if isinstance(spec, Chord):
+        return ends_in_empty_group(spec.body)
+    return isinstance(spec, Group) and not spec.members
+
+
 def _children(spec: Chain | Group | Chord) -> tuple[Spec, ...]:
     if isinstance(spec, Chain):
         return spec.parts
@@ -151,12 +160,14 @@ class Built:
     are parts of chains (Celery drops them: docs/differences.md, D12).
     ``chord_body_errbacks``: the labels of the errbacks linked to a chord's
     body or to a part of it (D14). ``nests_a_group``: see ``nests_a_group`` (D1).
+    ``ends_in_empty_group``: see ``ends_in_empty_group`` (D15).
     """
 
     canvas: Any = None
     nested_chain_links: set[int] = field(default_factory=set)
     chord_body_errbacks: set[int] = field(default_factory=set)
     nests_a_group: bool = False
+    ends_in_empty_group: bool = False
 
 
 class Place(NamedTuple):
@@ -168,7 +179,9 @@ class Place(NamedTuple):
 
 def build(spec: Spec, app_tasks: Any) -> Built:
     """The Celery canvas of ``spec``, on the tasks of ``app_tasks``."""
-    built = Built(nests_a_group=nests_a_group(spec))
+    built = Built(
+        nests_a_group=nests_a_group(spec), ends_in_empty_group=ends_in_empty_group(spec)
+    )
     built.canvas = _build(spec, app_tasks, itertools.count(1), built, Place())
     return built
 

@@ -155,6 +155,15 @@ def _without_chord_body_errbacks(
     return (native[0], sorted(ran), native[2]), celeriac
 
 
+def _empty_group_result(
+    built: Built, native: Outcome, celeriac: Outcome
+) -> tuple[Outcome, Outcome]:
+    """D15: natively, a canvas ending in an empty group has ``[]`` at once."""
+    if built.ends_in_empty_group and native[::2] == (("result", []), "COMPLETED"):
+        return native, (native[0], celeriac[1], native[2])
+    return native, celeriac
+
+
 #: difference id (docs/differences.md) -> how it changes the two outcomes,
 #: given the built canvas, so that what is left compares equal. D3 (get() of
 #: a chord whose header failed raises a ChordError) is ``_native_error``'s.
@@ -163,6 +172,7 @@ DIFFERENCES: dict[str, Callable[[Built, Outcome, Outcome], tuple[Outcome, Outcom
     "D12": _without_nested_chain_links,
     "D13": _errbacks_see_the_task_error,
     "D14": _without_chord_body_errbacks,
+    "D15": _empty_group_result,
 }
 NORMALIZED = ("D3",)
 
@@ -344,6 +354,8 @@ def seen(request: pytest.FixtureRequest) -> Iterator[Seen]:
 @example(spec=Chain((Group((Task(), Group((Task(), Task())))),)))
 # D13: the errback of a chord's body, when its header fails
 @example(spec=Chord((Task(kind="fail"),), Task(extras=Extras(link_error=True))))
+# D15: a chord whose body is an empty group, with a failing header
+@example(spec=Chord((Task(kind="fail"),), Group(())))
 # D14: an errback in a chord's body chain, when its header fails
 @example(
     spec=Chain(
