@@ -103,6 +103,12 @@ def test_with_on_failure_stop_only_tasks_claimed_before_the_failure_run(
 ) -> None:
     for _ in range(RUNS):
         workflow = run_celeriac(engine, build, on_failure="stop")
+        # the workflow is FAILED at once; what was claimed before still runs
+        wait_for(
+            lambda: workflow.progress().running == 0,
+            TIMEOUT,
+            what="the nodes claimed before the failure to finish",
+        )
         claimed = claimed_before_failed(engine, workflow.id)
         nodes = workflow.nodes()
         started = [node for node in nodes if node.attempts]
