@@ -17,7 +17,14 @@ from celeriac.errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
-from celeriac.records import Attempt, Delivery, Node, NodeProgress, Progress
+from celeriac.records import (
+    Attempt,
+    Delivery,
+    Node,
+    NodeProgress,
+    Progress,
+    WorkflowRecord,
+)
 from celeriac.states import NodeState, WorkflowState
 
 if TYPE_CHECKING:
@@ -62,6 +69,7 @@ __all__ = [
     "WorkflowCancelled",
     "WorkflowFailed",
     "WorkflowNotFound",
+    "WorkflowRecord",
     "WorkflowState",
     "report_progress",
 ]

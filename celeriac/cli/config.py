@@ -17,7 +17,6 @@ from celery import Celery
 from celeriac import CeleriacError, Engine
 from celeriac.cli.connection import parse_url, reach, reason, safe_url
 from celeriac.settings import database_url
-from celeriac.storage import migrate
 
 
 class Config:
@@ -65,7 +64,7 @@ class Config:
                 raise click.UsageError(f"{need_app} needs the Celery app: pass --app")
             else:
                 engine = bare_engine(self.database_url, migrated)
-            reach(engine.db.url)
+            reach(sa.engine.make_url(engine.database_url))
             self._engine = engine
         if migrated:
             check_schema(self._engine)
@@ -73,7 +72,7 @@ class Config:
 
     def failure(self, exc: sa.exc.DBAPIError) -> str:
         """One line for a database error that outlasted the store's retries."""
-        url = self._engine.db.url if self._engine else None
+        url = sa.engine.make_url(self._engine.database_url) if self._engine else None
         where = f" at {safe_url(url)}" if url else ""
         return f"the database{where} failed: {reason(exc, url)}"
 
@@ -171,7 +170,7 @@ def sqlite_file_exists(url: str) -> bool:
 
 
 def check_schema(engine: Engine) -> None:
-    if migrate.current(engine.db) is None:
+    if engine.schema_revision() is None:
         raise click.ClickException(
             f"the database {safe_url(engine.database_url)} has no celeriac schema; "
             "run `celeriac db upgrade`"

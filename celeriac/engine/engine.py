@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from traceback import format_exc
 from typing import Any
 
@@ -43,7 +43,14 @@ from celeriac.errors import (
     StorageError,
     WorkflowNotFound,
 )
-from celeriac.records import Delivery, Dispatch, Failure, Outcome, TransitionResult
+from celeriac.records import (
+    Delivery,
+    Dispatch,
+    Failure,
+    Outcome,
+    TransitionResult,
+    WorkflowRecord,
+)
 from celeriac.settings import database_url as resolve_database_url
 from celeriac.states import TERMINAL_WORKFLOW_STATES, NodeKind, OnFailure
 from celeriac.storage import Store, connect, migrate
@@ -127,6 +134,35 @@ class Engine:
     def migrate(self) -> None:
         """Bring the database schema to the newest revision (Alembic)."""
         migrate.upgrade(self.db)
+
+    def schema_revision(self) -> str | None:
+        """The database's schema revision (Alembic's), None when it has none."""
+        return migrate.current(self.db)
+
+    def list_workflows(
+        self,
+        *,
+        state: str | None = None,
+        name: str | None = None,
+        key: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 50,
+    ) -> list[WorkflowRecord]:
+        """Stored workflows, newest first, with the filters given.
+
+        ``created_after`` keeps those created at or after it,
+        ``created_before`` those created before it (aware datetimes);
+        ``key``, the one submitted with that key.
+        """
+        return self.store.list_workflows(
+            state=state,
+            name=name,
+            key=key,
+            limit=limit,
+            created_after=created_after,
+            created_before=created_before,
+        )
 
     def submit(
         self,

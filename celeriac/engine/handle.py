@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from celeriac.engine.exceptions import raised_by
 from celeriac.errors import CeleriacError, WorkflowCancelled, WorkflowFailed
 from celeriac.records import Delivery, Node, Progress, WorkflowRecord
-from celeriac.states import NodeState, WorkflowState
+from celeriac.states import NodeKind, NodeState, WorkflowState
 
 if TYPE_CHECKING:
     from celeriac.engine.engine import Engine
@@ -108,9 +108,24 @@ class Workflow:
             partial=partial,
         )
 
+    def record(self) -> WorkflowRecord:
+        """The stored workflow: name, key, state, times, error and result."""
+        return self._engine.store.get_workflow(self.id)
+
     def nodes(self) -> list[Node]:
         """The workflow's task nodes (and errbacks) in canvas order."""
         return self._engine.store.list_nodes(self.id)
+
+    def graph_nodes(self) -> list[Node]:
+        """Every node of the workflow's drawn DAG, in canvas order.
+
+        The task and errback nodes of :meth:`nodes`, and the JOIN nodes
+        where a group's results meet (each node's ``parents`` gives the
+        edges). The END node every workflow has after its last nodes is
+        left out.
+        """
+        nodes = self._engine.store.list_nodes(self.id, bookkeeping=True)
+        return [node for node in nodes if node.kind != NodeKind.END]
 
     def iter_nodes(self) -> Iterator[Node]:
         """The same nodes as ``nodes()``, read a page (1,000 nodes) at a time.
