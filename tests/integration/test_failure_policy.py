@@ -105,7 +105,7 @@ def test_with_on_failure_stop_only_tasks_claimed_before_the_failure_run(
         workflow = run_celeriac(engine, build, on_failure="stop")
         # the workflow is FAILED at once; what was claimed before still runs
         wait_for(
-            lambda: workflow.progress().running == 0,
+            lambda w=workflow: w.progress().running == 0,
             TIMEOUT,
             what="the nodes claimed before the failure to finish",
         )
