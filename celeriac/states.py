@@ -108,39 +108,55 @@ FINISHED_NODE_STATES = frozenset(
 )
 
 _W = WorkflowState
-#: Every allowed change of a workflow's state: one edge per line, in API.md order.
+#: Every allowed change of a workflow's state: one edge per entry, in API.md
+#: order, with its reason (the engine's machine is built without it).
 WORKFLOW_TRANSITIONS: list[dict[str, str | list[str]]] = [
-    # stop dispatching; running nodes finish and are recorded
-    {"trigger": "pause", "source": _W.IN_PROGRESS, "dest": _W.REQUESTING_PAUSE},
-    # the last running node was recorded
-    {"trigger": "settle", "source": _W.REQUESTING_PAUSE, "dest": _W.PAUSED},
-    # dispatch every ready node again
+    {
+        "trigger": "pause",
+        "source": _W.IN_PROGRESS,
+        "dest": _W.REQUESTING_PAUSE,
+        "reason": "you: pause(); nothing new starts, running nodes finish and "
+        "are recorded",
+    },
+    {
+        "trigger": "settle",
+        "source": _W.REQUESTING_PAUSE,
+        "dest": _W.PAUSED,
+        "reason": "the engine, when the last running node is recorded",
+    },
     {
         "trigger": "resume",
         "source": [_W.REQUESTING_PAUSE, _W.PAUSED],
         "dest": _W.IN_PROGRESS,
+        "reason": "you: resume(); every ready node is dispatched again",
     },
-    # the last node finished; PAUSED is a source because a settle may win the race
     {
         "trigger": "complete",
         "source": [_W.IN_PROGRESS, _W.REQUESTING_PAUSE, _W.PAUSED],
         "dest": _W.COMPLETED,
+        "reason": "the engine, when END completes (from PAUSED too: a settle "
+        "may win the race)",
     },
-    # a node failed for good and, unless on_failure="stop", nothing more can
-    # run; PAUSED for the same race as above
     {
         "trigger": "fail",
         "source": [_W.IN_PROGRESS, _W.REQUESTING_PAUSE, _W.PAUSED],
         "dest": _W.FAILED,
+        "reason": "the engine, when a task node failed for good and nothing more "
+        'can run (at once with on_failure="stop")',
     },
-    # revoke running tasks; dispatch nothing more
     {
         "trigger": "cancel",
         "source": [_W.IN_PROGRESS, _W.REQUESTING_PAUSE, _W.PAUSED],
         "dest": _W.CANCELLED,
+        "reason": "you: cancel(); running tasks are revoked, nothing is "
+        "dispatched again",
     },
-    # an operator fixed the cause: failed and unrun nodes run, succeeded ones do not
-    {"trigger": "retry", "source": _W.FAILED, "dest": _W.IN_PROGRESS},
+    {
+        "trigger": "retry",
+        "source": _W.FAILED,
+        "dest": _W.IN_PROGRESS,
+        "reason": "you: retry(); failed and unrun nodes run, succeeded ones do not",
+    },
 ]
 
 
