@@ -86,14 +86,13 @@ def check_option(name: str, value: object, annotation: Any) -> None:
     if get_origin(annotation) is Annotated:
         annotation, *rest = get_args(annotation)
         bounds = tuple(rest)
-    kinds = get_args(annotation) if get_origin(annotation) in _UNIONS else (annotation,)
-    if value is None and type(None) in kinds:
+    union = get_origin(annotation) in _UNIONS
+    members = get_args(annotation) if union else (annotation,)
+    if value is None and type(None) in members:
         return
-    kinds = tuple(kind for kind in kinds if kind is not type(None))
+    kinds = tuple(kind for kind in members if kind is not type(None))
     if not any(_has_type(value, kind) for kind in kinds):
-        expected = " or ".join(
-            _describe(kind) for kind in get_args(annotation) or kinds
-        )
+        expected = " or ".join(_describe(kind) for kind in members)
         raise TypeError(f"option {name} must be {expected}, not {value!r}")
     for kind in kinds:
         if get_origin(kind) is Literal and value not in get_args(kind):
