@@ -83,9 +83,8 @@ def start_table() -> str:
     lines = [row(("kind", "may start while its workflow is")), row(("---",) * 2)]
     for kind in NodeKind:
         under = starts_under(kind)
-        lines.append(
-            row((f"`{kind}`", states(under) if under else "never: it completes in the database"))
-        )
+        shown = states(under) if under else "never: it completes in the database"
+        lines.append(row((f"`{kind}`", shown)))
     return "\n".join(lines) + "\n"
 
 
