@@ -40,6 +40,7 @@ from celeriac.states import (
     held_back_as,
     may_start,
     sources_of,
+    starts_under,
 )
 from celeriac.storage import (
     bulk,
@@ -284,7 +285,7 @@ class Store:
                 return Claim.RUN, 1
             state = graph.workflow_state(conn, workflow_id, lock="share")
             node = claims.lock_node(conn, node_id)
-            if node is None:
+            if node is None or not starts_under(node.kind):  # JOIN, END: never
                 return Claim.DROP, 0
             if not may_start(node.kind, state):
                 back = held_back_as(state)
