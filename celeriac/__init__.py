@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from celeriac.errors import (
     AmbiguousWorkflowId,
+    AppInUse,
     CeleriacError,
     CorruptRecord,
     InvalidCanvas,
@@ -51,6 +52,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AmbiguousWorkflowId",
+    "AppInUse",
     "Attempt",
     "CeleriacError",
     "CorruptRecord",

@@ -12,7 +12,8 @@
     ├── SubmitKeyReused (also ValueError)
     ├── WorkflowFailed
     ├── WorkflowCancelled
-    └── StorageError
+    ├── StorageError
+    └── AppInUse (also RuntimeError)
 """
 
 from __future__ import annotations
@@ -143,3 +144,19 @@ class StorageError(CeleriacError):
         # A prefork pool child pickles the error for the worker's main
         # process; the default would call __init__ with the message alone.
         return type(self), (self.operation, self.attempts, self.seconds, self.reason)
+
+
+class AppInUse(CeleriacError, RuntimeError):
+    """Raised when an Engine is built on an app another live Engine is bound to.
+
+    Workers of one app record into one database: close the first engine
+    (``engine.close()``) before building another on the same app.
+    """
+
+    def __init__(self, app_name: str, database_url: str) -> None:
+        self.app_name = app_name
+        self.database_url = database_url
+        super().__init__(
+            f"the Celery app {app_name!r} already has a live celeriac Engine "
+            f"(on {database_url}); close it before building another"
+        )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from celeriac import Engine
+from tests.node_events import check_node_events
 from tests.tasks import make_app
 
 pytest_plugins = ["tests.servers", "tests.hypothesis_profiles"]
@@ -21,8 +22,12 @@ def _scrub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'celeriac.db'}"
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    """A SQLite file; its node events are checked against the table at the end."""
+    path = tmp_path / "celeriac.db"
+    yield f"sqlite:///{path}"
+    if path.exists():
+        check_node_events(f"sqlite:///{path}")
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from sqlalchemy.pool import NullPool
 from celeriac.storage import connect
 from celeriac.storage.database import normalize_url
 from celeriac.storage.migrate import upgrade
+from tests.node_events import check_node_events
 
 #: Seconds a server gets to answer after its process started.
 START_TIMEOUT = 60.0
@@ -526,16 +527,26 @@ def postgres_template(postgres_server: Server) -> Iterator[str]:
 def postgres_url(postgres_server: Server, postgres_template: str) -> Iterator[str]:
     """A fresh PostgreSQL database at the newest schema, dropped after the test."""
     name = unique_name("celeriac_test")
-    yield create_database(postgres_server, name, template=postgres_template)
-    drop_database(postgres_server, name)
+    url = create_database(postgres_server, name, template=postgres_template)
+    yield url
+    try:
+        postgres_server.ensure_running()
+        check_node_events(url)
+    finally:
+        drop_database(postgres_server, name)
 
 
 @pytest.fixture
 def empty_postgres_url(postgres_server: Server) -> Iterator[str]:
     """A fresh PostgreSQL database without any table, dropped after the test."""
     name = unique_name("celeriac_empty")
-    yield create_database(postgres_server, name)
-    drop_database(postgres_server, name)
+    url = create_database(postgres_server, name)
+    yield url
+    try:
+        postgres_server.ensure_running()
+        check_node_events(url)
+    finally:
+        drop_database(postgres_server, name)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

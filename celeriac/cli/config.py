@@ -16,6 +16,7 @@ from celery import Celery
 
 from celeriac import CeleriacError, Engine
 from celeriac.cli.connection import parse_url, reach, reason, safe_url
+from celeriac.engine.hooks import engine_of
 from celeriac.settings import database_url
 
 
@@ -58,7 +59,7 @@ class Config:
                 engine = (
                     target
                     if isinstance(target, Engine)
-                    else Engine(target, self.database_url)
+                    else engine_of(target) or Engine(target, self.database_url)
                 )
             elif need_app:
                 raise click.UsageError(f"{need_app} needs the Celery app: pass --app")

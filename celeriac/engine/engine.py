@@ -9,7 +9,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import datetime, timedelta
 from traceback import format_exc
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from celery import Celery
@@ -30,6 +30,7 @@ from celeriac.engine.hooks import (
     TRACEBACK_LIMIT,
     NodeRequest,
     WorkerHooks,
+    refuse_bound,
     takes_request,
 )
 from celeriac.engine.ids import complete_id
@@ -38,6 +39,7 @@ from celeriac.engine.machine import decider
 from celeriac.engine.quiet import quiet_missing_backend
 from celeriac.engine.recovery import RecoveryLoop
 from celeriac.errors import (
+    AppInUse,
     CorruptRecord,
     InvalidTransition,
     StorageError,
@@ -51,6 +53,7 @@ from celeriac.records import (
     TransitionResult,
     WorkflowRecord,
 )
+from celeriac.settings import ByteCount, Interval, Seconds, checked_options
 from celeriac.settings import database_url as resolve_database_url
 from celeriac.states import TERMINAL_WORKFLOW_STATES, NodeKind, OnFailure
 from celeriac.storage import Store, connect, migrate
@@ -72,59 +75,72 @@ class Engine:
         app: The Celery app whose tasks the workflows run.
         database_url: SQLAlchemy URL; defaults to ``$CELERIAC_DATABASE_URL``,
             then ``sqlite:///celeriac.db``.
-        **options: ``auto_migrate`` (default: true for SQLite only) brings the
-            schema to the newest revision when the engine is built;
-            ``recovery_delay`` (60 s): a QUEUED node not started for that long
-            is published again; ``recovery_interval`` (30 s): how often each
-            worker runs a recovery pass; ``heartbeat_interval`` (5 s) and
-            ``worker_timeout`` (30 s): a worker silent that long is dead and
-            its running nodes run again; ``retry_seconds`` (60 s): how long a
-            database call retries a transient fault before it raises
-            ``StorageError``; ``max_result_bytes`` (10 MiB): a task whose
-            result is longer as JSON text fails with ``ResultTooLarge``.
 
-    The ``on_failure`` option ("continue") is what a workflow does after a
-    failure when ``submit`` does not say (see there).
+    The keyword-only options are described once, in docs/api.md (Engine
+    options); each is checked against its annotation when the engine is
+    built (``TypeError`` or ``ValueError`` naming it), and an unknown one is
+    a ``TypeError`` naming it.
 
     Building the engine in the module a worker imports is all a worker needs:
-    the hooks that record each node's outcome are installed on ``app``.
+    the hooks that record each node's outcome are installed on ``app``. One
+    live engine per app: another raises ``AppInUse`` until this one is closed.
     """
 
+    @checked_options
     def __init__(
-        self, app: Celery, database_url: str | None = None, **options: Any
+        self,
+        app: Celery,
+        database_url: str | None = None,
+        *,
+        auto_migrate: bool | None = None,
+        recovery_delay: Seconds = 60.0,
+        recovery_interval: Interval = 30.0,
+        heartbeat_interval: Interval = 5.0,
+        worker_timeout: Interval = 30.0,
+        retry_seconds: Seconds = RETRY_SECONDS,
+        max_result_bytes: ByteCount = MAX_RESULT_BYTES,
+        on_failure: Literal["continue", "stop"] = "continue",
     ) -> None:
         self.app = app
         self.database_url = resolve_database_url(database_url)
-        self.db: sa.Engine = connect(
-            self.database_url,
-            retry_seconds=float(options.get("retry_seconds", RETRY_SECONDS)),
-        )
+        refuse_bound(app)  # before anything is opened
+        self.db: sa.Engine = connect(self.database_url, retry_seconds=retry_seconds)
         self.store = Store(self.db)
         self.finishes = Finishes(self.db)
-        self.options = options
-        self.on_failure = OnFailure.named(options.get("on_failure", "continue"))
-        self.max_result_bytes = int(options.get("max_result_bytes", MAX_RESULT_BYTES))
-        auto_migrate = options.get("auto_migrate", self.db.dialect.name == "sqlite")
+        self.on_failure = OnFailure.named(on_failure)
+        self.max_result_bytes = max_result_bytes
+        #: a QUEUED node not started for this many seconds is published again
+        self.recovery_delay = recovery_delay
+        if auto_migrate is None:
+            auto_migrate = self.db.dialect.name == "sqlite"
         if auto_migrate:
             self.migrate()
-        self.liveness = Liveness(
-            self.store,
-            float(options.get("heartbeat_interval", 5.0)),
-            float(options.get("worker_timeout", 30.0)),
-        )
-        self.recovery = RecoveryLoop(
-            self, float(options.get("recovery_interval", 30.0))
-        )
+        self.liveness = Liveness(self.store, heartbeat_interval, worker_timeout)
+        self.recovery = RecoveryLoop(self, recovery_interval)
         self._hooks = WorkerHooks(self)
-        self._hooks.install()
+        try:
+            self._hooks.install()
+        except AppInUse:  # another engine was bound meanwhile
+            self.db.dispose()
+            raise
         quiet_missing_backend()
         #: workflows recovery leaves alone: their rows cannot be read
         self._unreadable: set[str] = set()
 
+    @property
+    def shown_url(self) -> str:
+        """The database URL, its password hidden."""
+        return self.db.url.render_as_string(hide_password=True)
+
     # -- the public API ---------------------------------------------------
 
     def close(self) -> None:
-        """Stop this engine's background threads and close its connections."""
+        """Undo what the engine installed; stop its threads, close connections.
+
+        Its signal receivers and task gates no longer act for ``app``: another
+        engine may be built on it.
+        """
+        self._hooks.uninstall()
         self.recovery.stop()
         self.liveness.stop()
         self.finishes.close()
@@ -275,9 +291,7 @@ class Engine:
         logged and skipped. Returns how many nodes were published again, and
         how many stay QUEUED because the broker could not be reached.
         """
-        delay = (
-            0.0 if broker_emptied else float(self.options.get("recovery_delay", 60.0))
-        )
+        delay = 0.0 if broker_emptied else self.recovery_delay
         since = now()
         delivery = Delivery()
         requeues: tuple[Callable[[Collection[str]], list[Dispatch]], ...] = (

@@ -1,14 +1,18 @@
 """The worker side: gate each node's start, record each outcome.
 
 Installed on the app when an ``Engine`` is built, so a worker needs nothing
-but the module that builds it. Celery's signals are process-wide: every
-receiver here ignores tasks of other apps and messages without the
-celeriac header.
+but the module that builds it. Celery's signals are process-wide: one set of
+receivers is connected while any engine is live, and each signal goes to the
+engine bound to the app of the task (or worker) that sent it, through
+:data:`_bound`; tasks of other apps and messages without the celeriac header
+are ignored. ``Engine.close()`` unbinds its engine, restores the task classes
+it gated, and disconnects the receivers once no engine is left.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,12 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery, signals
 from celery.exceptions import Ignore
+from celery.utils.dispatch import Signal
 from celery.utils.functional import arity_greater
 
 from celeriac.engine import context
 from celeriac.engine.context import RunningNode
 from celeriac.engine.progress import capture_update_state
 from celeriac.engine.scheduler import HEADER
+from celeriac.errors import AppInUse
 from celeriac.states import NodeKind
 from celeriac.storage.claims import delivery_key
 from celeriac.storage.store import Claim
@@ -57,6 +63,123 @@ class NodeRequest:
         self.number: int = getattr(request, _ATTEMPT, 0)
 
 
+#: The hooks of each live engine, by ``id()`` of its app (the hooks hold the
+#: app, so the id is not reused while the entry exists).
+_bound: dict[int, WorkerHooks] = {}
+_binding = threading.Lock()
+
+
+def hooks_of(app: Any) -> WorkerHooks | None:
+    """The hooks of the live engine bound to ``app``, if any."""
+    hooks = _bound.get(id(app))
+    return hooks if hooks is not None and hooks.app is app else None
+
+
+def engine_of(app: Any) -> Engine | None:
+    """The live engine bound to ``app``, if any."""
+    hooks = hooks_of(app)
+    return hooks.engine if hooks is not None else None
+
+
+def _dispatcher(method: str) -> Callable[..., None]:
+    """A receiver that hands a signal to the hooks of its sender's app."""
+
+    def receive(sender: Any = None, **kwargs: Any) -> None:
+        hooks = hooks_of(getattr(sender, "app", None))
+        if hooks is not None:
+            getattr(hooks, method)(sender, **kwargs)
+
+    receive.__name__ = receive.__qualname__ = f"celeriac{method}"
+    return receive
+
+
+def _on_process_init(**_: Any) -> None:
+    """A forked pool child must not share its parent's pooled connections."""
+    for hooks in list(_bound.values()):
+        hooks.engine.db.dispose(close=False)
+
+
+#: Every signal celeriac receives, and its receiver.
+_RECEIVERS: tuple[tuple[Signal, Callable[..., None]], ...] = (
+    (signals.task_success, _dispatcher("_on_success")),
+    (signals.task_failure, _dispatcher("_on_failure")),
+    (signals.task_retry, _dispatcher("_on_retry")),
+    (signals.task_revoked, _dispatcher("_on_revoked")),
+    (signals.task_postrun, _dispatcher("_on_postrun")),
+    (signals.worker_init, _dispatcher("_gate_all")),
+    (signals.worker_ready, _dispatcher("_on_worker_ready")),
+    (signals.worker_shutdown, _dispatcher("_on_worker_shutdown")),
+    (signals.worker_process_init, _on_process_init),
+)
+
+
+def refuse_bound(app: Celery) -> None:
+    """Raise ``AppInUse`` if a live engine is bound to ``app``."""
+    other = hooks_of(app)
+    if other is not None:
+        raise AppInUse(str(app.main), other.engine.shown_url)
+
+
+def _bind(hooks: WorkerHooks) -> None:
+    """Register ``hooks`` for its app; connect the receivers for the first."""
+    with _binding:
+        refuse_bound(hooks.app)
+        if not _bound:
+            for signal, receiver in _RECEIVERS:
+                signal.connect(receiver, weak=False)
+        _bound[id(hooks.app)] = hooks
+
+
+def _unbind(hooks: WorkerHooks) -> None:
+    """Forget ``hooks``; disconnect the receivers after the last engine."""
+    with _binding:
+        if _bound.get(id(hooks.app)) is not hooks:
+            return
+        del _bound[id(hooks.app)]
+        if not _bound:
+            for signal, receiver in _RECEIVERS:
+                signal.disconnect(receiver)
+
+
+#: What gating changes on a task class: restored when no engine needs it.
+_GATED_ATTRIBUTES = ("before_start", "update_state", "_celeriac_progress")
+_MISSING = object()
+
+
+class _Gate:
+    """A task class's attributes before it was gated, and the apps gating it."""
+
+    def __init__(self, cls: type[Any]) -> None:
+        self.saved = {
+            name: cls.__dict__.get(name, _MISSING) for name in _GATED_ATTRIBUTES
+        }
+        self.apps: set[int] = set()
+
+    def restore(self, cls: type[Any]) -> None:
+        for name, value in self.saved.items():
+            if value is _MISSING:
+                if name in cls.__dict__:
+                    delattr(cls, name)
+            else:
+                setattr(cls, name, value)
+
+
+#: Every gated task class, process-wide (a class may serve several apps).
+_gates: dict[type[Any], _Gate] = {}
+
+
+def _gated_before_start(original: Callable[..., Any]) -> Callable[..., None]:
+    """``before_start`` asking the app's engine first, then ``original``."""
+
+    def before_start(self: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        hooks = hooks_of(self.app)
+        if hooks is not None:
+            hooks.admit(self)
+        original(self, task_id, args, kwargs)
+
+    return before_start
+
+
 class WorkerHooks:
     """Connects one engine to its app's workers."""
 
@@ -65,35 +188,32 @@ class WorkerHooks:
         self.app: Celery = engine.app
 
     def install(self) -> None:
-        """Connect the signal receivers and gate tasks once the app is final."""
-        signals.task_success.connect(self._on_success, weak=False)
-        signals.task_failure.connect(self._on_failure, weak=False)
-        signals.task_retry.connect(self._on_retry, weak=False)
-        signals.task_revoked.connect(self._on_revoked, weak=False)
-        signals.task_postrun.connect(self._on_postrun, weak=False)
-        signals.worker_init.connect(self._on_worker_init, weak=False)
-        signals.worker_ready.connect(self._on_worker_ready, weak=False)
-        signals.worker_process_init.connect(self._on_process_init, weak=False)
-        signals.worker_shutdown.connect(self._on_worker_shutdown, weak=False)
+        """Bind to the app (refused if bound) and gate tasks once it is final.
+
+        Raises:
+            AppInUse: another live engine is bound to the app.
+        """
+        _bind(self)
         self.app.on_after_finalize.connect(self._gate_all, weak=False)
         if self.app.finalized:  # type: ignore[attr-defined]  # not in celery-types
             self._gate_all()
 
-    def _on_worker_init(self, sender: Any = None, **_: Any) -> None:
-        if getattr(sender, "app", None) is self.app:
-            self._gate_all()
-
-    def _on_process_init(self, **_: Any) -> None:
-        """A forked pool child must not share its parent's pooled connections."""
-        self.engine.db.dispose(close=False)
+    def uninstall(self) -> None:
+        """Undo :meth:`install`: unbind, and restore the classes gated for it."""
+        self.app.on_after_finalize.disconnect(self._gate_all)
+        with _binding:
+            for cls, gate in list(_gates.items()):
+                gate.apps.discard(id(self.app))
+                if not gate.apps:
+                    gate.restore(cls)
+                    del _gates[cls]
+        _unbind(self)
 
     def _on_worker_ready(self, sender: Any = None, **_: Any) -> None:
-        if getattr(sender, "app", None) is self.app:
-            self.engine.recovery.start()
+        self.engine.recovery.start()
 
     def _on_worker_shutdown(self, sender: Any = None, **_: Any) -> None:
-        if getattr(sender, "app", None) is self.app:
-            self.engine.recovery.stop()
+        self.engine.recovery.stop()
 
     def _gate_all(self, *_: Any, **__: Any) -> None:
         for task in list(self.app.tasks.values()):
@@ -104,24 +224,18 @@ class WorkerHooks:
 
         ``before_start`` runs inside Celery's traced call, where raising
         ``Ignore`` skips the body cleanly; Celery reads it from the class.
+        The gate asks the engine bound to the task's app, if any.
         """
         cls = type(task)
-        if cls.__dict__.get("_celeriac_gated"):
-            return
-        original: Callable[..., Any] = cls.before_start
-        hooks = self
-
-        def before_start(self: Any, task_id: str, args: Any, kwargs: Any) -> None:
-            hooks._admit(self)
-            original(self, task_id, args, kwargs)
-
-        cls.before_start = before_start
-        cls._celeriac_gated = True
-        capture_update_state(cls)
+        with _binding:
+            gate = _gates.get(cls)
+            if gate is None:
+                gate = _gates[cls] = _Gate(cls)
+                cls.before_start = _gated_before_start(cls.before_start)
+                capture_update_state(cls)
+            gate.apps.add(id(self.app))
 
     def _mine(self, sender: Any) -> NodeRequest | None:
-        if getattr(sender, "app", None) is not self.app:
-            return None
         node = NodeRequest(sender.request)
         return node if node.is_node else None
 
@@ -136,7 +250,8 @@ class WorkerHooks:
         node = self._mine(sender)
         return node if node is not None and node.number else None
 
-    def _admit(self, task: Any) -> None:
+    def admit(self, task: Any) -> None:
+        """Claim the node ``task`` is about to run, or raise ``Ignore``."""
         node = self._mine(task)
         if node is None:
             return
@@ -162,8 +277,7 @@ class WorkerHooks:
         raise Ignore()
 
     def _on_postrun(self, sender: Any = None, **_: Any) -> None:
-        if getattr(sender, "app", None) is self.app:
-            context.enter(None)
+        context.enter(None)
 
     def _on_success(self, sender: Any = None, result: Any = None, **_: Any) -> None:
         node = self._ran(sender)
@@ -188,7 +302,7 @@ class WorkerHooks:
     def _on_retry(
         self, sender: Any = None, request: Any = None, reason: Any = None, **_: Any
     ) -> None:
-        if getattr(sender, "app", None) is not self.app or request is None:
+        if request is None:
             return
         node = NodeRequest(request)
         if not node.is_node or not node.number:
@@ -213,7 +327,7 @@ class WorkerHooks:
         expired: bool = False,
         **_: Any,
     ) -> None:
-        if getattr(sender, "app", None) is not self.app or request is None:
+        if request is None:
             return
         node = NodeRequest(request)
         if node.is_node:

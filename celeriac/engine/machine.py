@@ -12,7 +12,10 @@ from celeriac.states import WORKFLOW_TRANSITIONS, WorkflowState
 _machine = Machine(
     model=None,
     states=list(WorkflowState),
-    transitions=WORKFLOW_TRANSITIONS,
+    transitions=[
+        {key: value for key, value in edge.items() if key != "reason"}
+        for edge in WORKFLOW_TRANSITIONS
+    ],
     initial=None,
     auto_transitions=False,
 )

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from celeriac.records import Lease
-from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
+from celeriac.states import AttemptState, NodeKind, NodeState, starts_under
 from celeriac.storage.graph import (
     add_event,
 )
@@ -20,7 +20,9 @@ from celeriac.storage.rows import aware
 from celeriac.storage.schema import Timestamp, attempts, nodes, workers, workflows
 
 _N = NodeState
-_W = WorkflowState
+#: The one workflow state a task starts in (``states.NODE_TRANSITIONS``): one
+#: value, compared with ``=`` in the claim of the hot path.
+(_TASK_STARTS_UNDER,) = starts_under(NodeKind.TASK)
 
 
 class Admission(Enum):
@@ -170,7 +172,7 @@ _CLAIM_FIRST = _running().where(
         sa.select(workflows.c.id)
         .where(
             workflows.c.id == sa.bindparam("b_wf"),
-            workflows.c.state == _W.IN_PROGRESS,
+            workflows.c.state == _TASK_STARTS_UNDER,
         )
         .with_for_update(read=True)
     ),

@@ -14,7 +14,14 @@ import sqlalchemy as sa
 
 from celeriac.errors import WorkflowNotFound
 from celeriac.records import Dispatch
-from celeriac.states import EMPTY_GROUP_KEY, NodeKind, NodeState, WorkflowState
+from celeriac.states import (
+    EMPTY_GROUP_KEY,
+    NodeKind,
+    NodeState,
+    WorkflowState,
+    held_back_as,
+    may_start,
+)
 from celeriac.storage import integrity
 from celeriac.storage.batches import CHUNK, chunks
 from celeriac.storage.schema import (
@@ -42,17 +49,6 @@ _STATE_LOCKED = {
     "update": _STATE.with_for_update(),
 }
 _INSERT_EVENT = events.insert()
-
-
-def may_run(kind: str, workflow_state: str) -> bool:
-    """Whether a node of ``kind`` may start in a workflow in ``workflow_state``.
-
-    A task runs while its workflow is IN_PROGRESS; an errback also while it
-    pauses or failed (it handles the failure), but not once cancelled.
-    """
-    if kind == NodeKind.ERRBACK:
-        return workflow_state != _W.CANCELLED
-    return workflow_state == _W.IN_PROGRESS
 
 
 def workflow_state(conn: sa.Connection, workflow_id: str, lock: str | None) -> str:
@@ -342,7 +338,8 @@ def release(
     """Act on nodes whose parents all finished (``READY_COLUMNS`` or ``Ready``).
 
     Joins and END complete here, in the database; task nodes are marked
-    QUEUED for dispatch, only while the workflow is IN_PROGRESS. ``inputs``
+    QUEUED for dispatch while a task may start (``states.may_start``), put
+    aside otherwise, but left PENDING while the workflow pauses. ``inputs``
     is what the finished parent hands its children: ``(result,)``, or ``()``
     for the roots of a workflow.
     """
@@ -373,11 +370,11 @@ def release(
         )
         dispatch.extend(more)
         finished = finished or done
-    if tasks and state == _W.IN_PROGRESS:
+    if tasks and may_start(NodeKind.TASK, state):
         dispatch.extend(_queue(conn, workflow_id, tasks, inputs, at))
-    elif tasks and state == _W.FAILED:
+    elif tasks and held_back_as(state) != _N.PENDING:
         ids = [row.id for row in tasks]
-        set_node_state(conn, workflow_id, ids, (_N.PENDING,), _N.SKIPPED, at)
+        set_node_state(conn, workflow_id, ids, (_N.PENDING,), held_back_as(state), at)
     return dispatch, finished
 
 

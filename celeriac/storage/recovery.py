@@ -13,14 +13,21 @@ from typing import Any
 import sqlalchemy as sa
 
 from celeriac.records import Dispatch, FailedCall, Failure
-from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
+from celeriac.states import (
+    AttemptState,
+    NodeKind,
+    NodeState,
+    WorkflowState,
+    held_back_as,
+    may_start,
+    starts_under,
+)
 from celeriac.storage.claims import mark_lost, parse_delivery
 from celeriac.storage.graph import (
     DISPATCH_COLUMNS,
     add_event,
     load_dispatches,
     mark_queued,
-    may_run,
     set_node_state,
 )
 from celeriac.storage.schema import attempts, nodes, workers, workflows
@@ -31,12 +38,22 @@ _W = WorkflowState
 REPUBLISHED = "published again by recovery"
 
 
-def _may_run() -> sa.ColumnElement[bool]:
-    """``graph.may_run`` in SQL, for nodes joined with their workflow."""
+def may_start_sql(
+    kind: sa.ColumnElement[Any], state: sa.ColumnElement[Any]
+) -> sa.ColumnElement[bool]:
+    """``states.may_start(kind, state)`` in SQL, built from the node table."""
     return sa.or_(
-        sa.and_(nodes.c.kind == NodeKind.TASK, workflows.c.state == _W.IN_PROGRESS),
-        sa.and_(nodes.c.kind == NodeKind.ERRBACK, workflows.c.state != _W.CANCELLED),
+        *(
+            sa.and_(kind == node_kind, state.in_(starts_under(node_kind)))
+            for node_kind in NodeKind
+            if starts_under(node_kind)
+        )
     )
+
+
+def _may_run() -> sa.ColumnElement[bool]:
+    """:func:`may_start_sql` for nodes joined with their workflow."""
+    return may_start_sql(nodes.c.kind, workflows.c.state)
 
 
 #: A node published again k times waits delay * 2**k before the next time,
@@ -260,8 +277,9 @@ def requeue_lost(
 ) -> list[Dispatch]:
     """Up to ``limit`` RUNNING nodes whose worker stopped heartbeating: LOST.
 
-    They are queued again while their workflow runs, held back (PENDING)
-    while it pauses or failed, cancelled with it otherwise.
+    They are queued again when they may start (``states.may_start``), put
+    aside otherwise (``states.held_back_as``: PENDING while the workflow
+    pauses, SKIPPED once it failed, CANCELLED with it).
     """
     current = attempts.alias("current")
     query = (
@@ -295,10 +313,10 @@ def requeue_lost(
     requeue = []
     for row in rows:
         mark_lost(conn, row.workflow_id, row.id, row.base, at)
-        if may_run(row.kind, row.workflow_state):
+        if may_start(row.kind, row.workflow_state):
             if mark_queued(conn, row.workflow_id, [row.id], _N.RUNNING, at):
                 requeue.append(row)
         else:
-            back = _N.CANCELLED if row.workflow_state == _W.CANCELLED else _N.PENDING
+            back = held_back_as(row.workflow_state)
             set_node_state(conn, row.workflow_id, [row.id], (_N.RUNNING,), back, at)
     return load_dispatches(conn, requeue) if requeue else []

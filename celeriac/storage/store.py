@@ -37,6 +37,10 @@ from celeriac.states import (
     NodeKind,
     NodeState,
     WorkflowState,
+    held_back_as,
+    may_start,
+    sources_of,
+    starts_under,
 )
 from celeriac.storage import (
     bulk,
@@ -63,9 +67,8 @@ Decide = Callable[[str, str], str]
 
 _N = NodeState
 _W = WorkflowState
-#: Where a node whose message arrives when it may not run goes.
-_HELD_BACK_AS: dict[str, str] = {_W.CANCELLED: _N.CANCELLED, _W.FAILED: _N.SKIPPED}
-_CLAIMABLE = (_N.QUEUED, _N.RETRYING, _N.RUNNING)
+#: The states a claim starts a node from (the table's ``start`` edges).
+_CLAIMABLE = sources_of("start")
 
 
 class Claim(Enum):
@@ -78,16 +81,19 @@ class Claim(Enum):
     DROP = "drop"
 
 
-def _lock_as_claims_do(conn: sa.Connection, workflow_id: str, node_id: str) -> str:
-    """Lock the workflow (shared), then the node, as a claim does; the state.
+def _lock_as_claims_do(
+    conn: sa.Connection, workflow_id: str, node_id: str
+) -> tuple[str, Any]:
+    """Lock the workflow (shared), then the node, as a claim does.
+
+    Returns the workflow's state and the node's row (``claims.lock_node``).
 
     A write that touches a node's attempts takes these locks first, in the
     claim's order (workflow, node, attempts), so that it and a claim of the
     same node wait for each other instead of deadlocking.
     """
     state = graph.workflow_state(conn, workflow_id, lock="share")
-    claims.lock_node(conn, node_id)
-    return state
+    return state, claims.lock_node(conn, node_id)
 
 
 #: What a workflow's record holds: not its canvas and arguments, which grow
@@ -279,10 +285,10 @@ class Store:
                 return Claim.RUN, 1
             state = graph.workflow_state(conn, workflow_id, lock="share")
             node = claims.lock_node(conn, node_id)
-            if node is None:
+            if node is None or not starts_under(node.kind):  # JOIN, END: never
                 return Claim.DROP, 0
-            if not graph.may_run(node.kind, state):
-                back = _HELD_BACK_AS.get(state, _N.PENDING)
+            if not may_start(node.kind, state):
+                back = held_back_as(state)
                 moved = graph.set_node_state(
                     conn, workflow_id, [node_id], graph.UNFINISHED[1:], back, at
                 )
@@ -501,7 +507,7 @@ class Store:
         """
         at = now()
         with self._write() as conn:
-            state = _lock_as_claims_do(conn, workflow_id, node_id)
+            state, node = _lock_as_claims_do(conn, workflow_id, node_id)
             conn.execute(
                 sa.update(attempts)
                 .where(
@@ -512,7 +518,7 @@ class Store:
             )
             unfinished = (*graph.UNFINISHED, _N.RUNNING)
             if state in TERMINAL_WORKFLOW_STATES:
-                back = _HELD_BACK_AS.get(state, _N.CANCELLED)
+                back = held_back_as(state)
                 graph.set_node_state(conn, workflow_id, [node_id], unfinished, back, at)
                 return Outcome(False, [], state)
             failed = conn.execute(
@@ -527,7 +533,13 @@ class Store:
             ).rowcount
             if failed:
                 graph.add_event(
-                    conn, workflow_id, node_id, None, _N.FAILED, at, "TaskRevokedError"
+                    conn,
+                    workflow_id,
+                    node_id,
+                    node.state,
+                    _N.FAILED,
+                    at,
+                    "TaskRevokedError",
                 )
         return Outcome(bool(failed), [], state)
 

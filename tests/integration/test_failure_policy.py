@@ -51,10 +51,19 @@ CANVASES = [
 ]
 
 
+#: The apps of these tests, kept for the session. A native run leaves
+#: AsyncResults in tracebacks the worker's threads keep; collected, each
+#: opens a Redis connection to unsubscribe and leaves it to the collector,
+#: which warns in whichever later test it runs. Kept, they are never collected.
+_KEPT: list[Celery] = []
+
+
 @pytest.fixture
 def app(redis_url: str) -> Celery:
     """The app runs the canvases both ways: natively with Redis results, and here."""
-    return make_app(result_backend=redis_url)
+    app = make_app(result_backend=redis_url)
+    _KEPT.append(app)
+    return app
 
 
 def ran(tasks: SimpleNamespace) -> Counter[str]:

@@ -26,7 +26,7 @@ def test_recovery_starts_a_workflow_whose_producer_died_before_publishing(
     workflow = _stored_but_never_published(
         engine, chain(tasks.add.s(1, 2), group(tasks.add.s(1), tasks.mul.s(2)))
     )
-    engine.options["recovery_delay"] = 0
+    engine.recovery_delay = 0
     assert engine.recover().sent == 1
     assert workflow.get(timeout=10) == [4, 6]
     assert [len(n.attempts) for n in workflow.nodes()] == [1, 1, 1]
@@ -34,7 +34,7 @@ def test_recovery_starts_a_workflow_whose_producer_died_before_publishing(
 
 def test_recovery_publishing_a_node_twice_runs_it_once(engine, tasks):
     workflow = engine.submit(group(tasks.add.s(i, i) for i in range(5)))
-    engine.options["recovery_delay"] = 0
+    engine.recovery_delay = 0
     assert engine.recover().sent == 5  # every message is now in the queue twice
     with engine.embedded_worker():
         assert workflow.get(timeout=10) == [0, 2, 4, 6, 8]
@@ -44,7 +44,7 @@ def test_recovery_publishing_a_node_twice_runs_it_once(engine, tasks):
 
 def test_recovery_leaves_young_queued_nodes_alone(engine, tasks):
     engine.submit(tasks.add.s(1, 2))
-    engine.options["recovery_delay"] = 3600
+    engine.recovery_delay = 3600
     assert engine.recover().sent == 0
 
 

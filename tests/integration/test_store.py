@@ -885,3 +885,12 @@ def test_a_finish_wakes_a_waiter_from_another_connection(store, database_url):
     finally:
         finishes.close()
         waiter.join()
+
+
+def test_a_message_naming_a_join_or_the_end_is_dropped_and_changes_nothing(store):
+    flow, new = group_flow()
+    store.insert_workflow(new)
+    before = snapshot(store, flow)
+    for name in ("j", "end"):  # never published: such a message is forged
+        assert claim(store, flow.id, flow[name]) is Claim.DROP
+    assert snapshot(store, flow) == before
