@@ -76,7 +76,7 @@ class Sizes:
     @classmethod
     def quick(cls) -> Sizes:
         """N = 20 for every size (a few thousand for the scale rows): a smoke test."""
-        return cls(20, 20, 20, 20, 20, 20, 4, 5, 2_000, 2_000, 20_000, 10_000, 500, 100)
+        return cls(20, 20, 20, 20, 20, 20, 4, 5, 2_000, 2_000, 20_000, 10_000, 200, 50)
 
 
 # -- canvases -------------------------------------------------------------------
