@@ -630,32 +630,29 @@ DISPATCH_COLUMNS = (
 )
 
 
+class _Link(NamedTuple):
+    """An edge into a node being dispatched, with what its parent holds."""
+
+    child_id: str
+    on_error: bool
+    id: str
+    state: str
+    result: Any
+
+
 def load_dispatches(conn: sa.Connection, rows: Sequence[Any]) -> list[Dispatch]:
     """Dispatches for node rows, with what their parents hand them.
 
     A task gets its parent's stored result; an errback the id of the parent
     that failed (Celery's old-style errback argument).
     """
-    parent, joined = parents_of()
-    query = sa.select(
-        edges.c.child_id,
-        edges.c.on_error,
-        parent.c.id,
-        parent.c.state,
-        parent.c.result,
-    ).select_from(joined)
     by_workflow: dict[str, list[str]] = {}
     for row in rows:  # recovery's rows come from several workflows
         by_workflow.setdefault(row.workflow_id, []).append(row.id)
     inputs: dict[str, tuple[Any, ...]] = {}
     for workflow_id, ids in by_workflow.items():
         for chunk in chunks(ids):
-            links = conn.execute(
-                query.where(
-                    edges.c.workflow_id == workflow_id, edges.c.child_id.in_(chunk)
-                )
-            ).all()
-            _collect_inputs(links, inputs)
+            _collect_inputs(_links(conn, workflow_id, chunk), inputs)
     return [
         Dispatch(
             row.id,
@@ -666,6 +663,40 @@ def load_dispatches(conn: sa.Connection, rows: Sequence[Any]) -> list[Dispatch]:
             row.kind,
         )
         for row in rows
+    ]
+
+
+def _links(conn: sa.Connection, workflow_id: str, ids: Sequence[str]) -> list[_Link]:
+    """The edges into nodes ``ids``, then their parents, each by its key.
+
+    Two look-ups rather than a join: a planner without statistics of a new
+    workflow's nodes joined them by scanning all of them.
+    """
+    found = conn.execute(
+        sa.select(edges.c.child_id, edges.c.on_error, edges.c.parent_id).where(
+            edges.c.workflow_id == workflow_id, edges.c.child_id.in_(ids)
+        )
+    ).all()
+    parents: dict[str, Any] = {}
+    for chunk in chunks(sorted({edge.parent_id for edge in found})):
+        parents.update(
+            (row.id, row)
+            for row in conn.execute(
+                sa.select(nodes.c.id, nodes.c.state, nodes.c.result).where(
+                    nodes.c.workflow_id == workflow_id, nodes.c.id.in_(chunk)
+                )
+            )
+        )
+    return [
+        _Link(
+            edge.child_id,
+            edge.on_error,
+            edge.parent_id,
+            parents[edge.parent_id].state,
+            parents[edge.parent_id].result,
+        )
+        for edge in found
+        if edge.parent_id in parents
     ]
 
 
