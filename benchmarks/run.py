@@ -57,6 +57,7 @@ WORKLOADS = (
     "poll",
     "history",
     "purge",
+    "flat",
 )
 COMPARED = ("chain_short", "chain_long", "group", "chord")
 
@@ -217,6 +218,9 @@ def run_scale(
     if "poll" in args.only:
         log(f"poll: get() on {sizes.poll} nodes and on 10")
         found["poll"] = attempt(scale.poll, harness, sizes.poll, log)
+    if "flat" in args.only:
+        log(f"flat: nodes per second, {sizes.flat} nodes and {sizes.flat_small}")
+        found["flat"] = attempt(scale.flat, harness, sizes, log)
     wanted = [key for key in ("history", "purge") if key in args.only]
     if wanted:
         log(f"history: {sizes.history} finished nodes, then purge {sizes.purge}")

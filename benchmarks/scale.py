@@ -7,7 +7,9 @@
 - ``history``: a chain of ``chain_short`` tasks on tables that hold ten
   million finished nodes (inserted in SQL) against the same chain on empty
   tables, alternating, each on a worker of its own;
-- ``purge``: then a million of those finished nodes purged: nodes per second.
+- ``purge``: then a million of those finished nodes purged: nodes per second;
+- ``flat``: nodes per second of a 100,000-node group of chains of 5 against
+  a 5,000-node one, run end to end on the same worker.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from celery import chain, group
+
 from benchmarks.harness import Harness
 from benchmarks.rows import Row, seconds, verdict
 from benchmarks.submit import chains_of
-from benchmarks.workloads import Sizes, chain_of, child_json, compare
+from benchmarks.workloads import Sizes, chain_of, child_json, compare, run_once
 from celeriac.storage import Store, connect
 from celeriac.storage.retention import Retention
 from celeriac.storage.rows import now
@@ -37,6 +41,10 @@ SUBMIT_MB = 1536.0
 CANCEL_SECONDS = 60.0
 POLL_RATIO = 2.0
 HISTORY_RATIO = 1.2
+#: The large canvas's nodes per second against the small one's, at least.
+FLAT_RATIO = 0.9
+#: Tasks in each chain of the ``flat`` canvases.
+FLAT_CHAIN = 5
 
 Log = Callable[[str], None]
 
@@ -181,6 +189,42 @@ def _purge(db: Any, n: int, log: Log) -> dict[str, Any]:
     }
 
 
+def chains_of_five(bench: Any, nodes: int) -> tuple[Any, Any]:
+    """A group of chains of 5 no-op tasks, ``nodes`` tasks in all; its result."""
+    chains = max(1, nodes // FLAT_CHAIN)
+    canvas = group(
+        [chain(*[bench.noop.s() for _ in range(FLAT_CHAIN)]) for _ in range(chains)]
+    )
+    return canvas, [None] * chains
+
+
+def flat(harness: Harness, sizes: Sizes, log: Log) -> dict[str, Any]:
+    """Nodes per second of a large and a small group of chains, one worker."""
+    url = harness.database("flat")
+    system = harness.system("celeriac-flat", "celeriac", database_url=url)
+    system.start()
+    try:
+        run_once(system, *chains_of_five(system.bench, sizes.warmup * FLAT_CHAIN))
+        runs: dict[str, list[dict[str, float]]] = {}
+        for key, n in (("small", sizes.flat_small), ("large", sizes.flat)):
+            times = run_once(system, *chains_of_five(system.bench, n))
+            times["nodes_per_second"] = n / times["seconds"]
+            runs[key] = [times]
+            log(
+                f"  {n} nodes in {times['seconds']:.1f} s: "
+                f"{times['nodes_per_second']:.0f} nodes per second"
+            )
+    finally:
+        system.stop()
+        harness.drop(url)
+    return {
+        "n": sizes.flat,
+        "small": sizes.flat_small,
+        "runs": runs,
+        "medians": {key: value[0]["nodes_per_second"] for key, value in runs.items()},
+    }
+
+
 # -- rows of the results table ----------------------------------------------------
 
 
@@ -192,6 +236,8 @@ def titles(sizes: dict[str, int]) -> dict[str, str]:
         "history": f"chain of {sizes['chain_short']:,} on tables holding "
         f"{sizes['history']:,} finished nodes",
         "purge": f"purge {sizes['purge']:,} finished nodes",
+        "flat": f"nodes per second, a {sizes['flat']:,}-node group of chains of "
+        f"{FLAT_CHAIN}",
     }
 
 
@@ -294,7 +340,28 @@ def purge_rows(title: str, figures: dict[str, Any]) -> list[Row]:
     ]
 
 
+def flat_rows(title: str, figures: dict[str, Any]) -> list[Row]:
+    """The large canvas's throughput against the small one's."""
+    failed = _failed(title, figures)
+    if failed:
+        return failed
+    large, small = figures["medians"]["large"], figures["medians"]["small"]
+    ratio = large / small
+    figures["pass"] = ratio >= FLAT_RATIO
+    return [
+        Row(
+            title,
+            "—",
+            f"{large:.0f} nodes/s ({figures['small']:,} nodes: {small:.0f} nodes/s)",
+            f"{ratio:.2f}",
+            f"ratio ≥ {FLAT_RATIO} (against the {figures['small']:,}-node one)",
+            verdict(ratio >= FLAT_RATIO),
+        )
+    ]
+
+
 ROWS = {
+    "flat": flat_rows,
     "million": million_rows,
     "poll": poll_rows,
     "history": history_rows,

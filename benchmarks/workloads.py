@@ -68,11 +68,15 @@ class Sizes:
     history: int = 10_000_000
     #: of those, the nodes purged at the end (purge throughput)
     purge: int = 1_000_000
+    #: nodes per second of a group of chains of 5 this large ...
+    flat: int = 100_000
+    #: ... against one this large, on the same worker
+    flat_small: int = 5_000
 
     @classmethod
     def quick(cls) -> Sizes:
         """N = 20 for every size (a few thousand for the scale rows): a smoke test."""
-        return cls(20, 20, 20, 20, 20, 20, 4, 5, 2_000, 2_000, 20_000, 10_000)
+        return cls(20, 20, 20, 20, 20, 20, 4, 5, 2_000, 2_000, 20_000, 10_000, 200, 50)
 
 
 # -- canvases -------------------------------------------------------------------

@@ -158,6 +158,11 @@ def insert_history(
         (events, ["node_id", "workflow_id", "from_state", "to_state"], []),
     ):
         rows = series(conn, count * per_workflow)
+        numbered: list[Any] = []
+        if table is events and conn.dialect.name == "sqlite":
+            # SQLite has no sequence for the events' key: number them here
+            last = conn.execute(sa.select(sa.func.max(events.c.id))).scalar() or 0
+            numbered = [rows.c.i + last + 1]
         row_owner = sa.literal(f"{prefix}-") + _text(conn, rows.c.i // per_workflow)
         row_node = row_owner + sa.literal("-") + _text(conn, rows.c.i % per_workflow)
         if table is attempts:
@@ -169,8 +174,9 @@ def insert_history(
             stamps = ["at"]
         conn.execute(
             table.insert().from_select(
-                [*columns, *stamps],
+                ["id"] * len(numbered) + [*columns, *stamps],
                 sa.select(
+                    *numbered,
                     *selected,
                     *(sa.literal(finished_at, table.c[name].type) for name in stamps),
                 ),

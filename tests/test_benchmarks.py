@@ -29,6 +29,7 @@ WORKLOADS = {
     "poll",
     "history",
     "purge",
+    "flat",
 }
 
 

@@ -518,7 +518,7 @@ class Engine:
                     workflow_id, node_id, kind, outcome, recorded, None, None
                 )
                 return
-        self.liveness.release(node_id, number)
+        self.liveness.release(workflow_id, node_id, number)
 
     def _after(self, workflow_id: str, outcome: Outcome) -> Delivery:
         delivery = self._publish(outcome.dispatch)
@@ -613,7 +613,7 @@ class Engine:
     def _stored_failure(self, dispatch: Dispatch) -> ErrbackArguments:
         """An errback's ``(request, exc, traceback)``, rebuilt from the database."""
         failed_id = str(dispatch.inputs[0]) if dispatch.inputs else ""
-        failed = self.store.failed_call(failed_id)
+        failed = self.store.failed_call(dispatch.workflow_id, failed_id)
         if failed is None:
             raise LookupError(
                 f"errback {dispatch.node_id}: the failure of node {failed_id} "

@@ -38,7 +38,7 @@ class Liveness:
         self._thread: threading.Thread | None = None
         #: (node id, attempt number) this process gave up but could not yet
         #: release in the database
-        self._abandoned: set[tuple[str, int]] = set()
+        self._abandoned: set[tuple[str, str, int]] = set()
 
     def stop(self) -> None:
         """Stop heartbeating (the engine is closing), after the beat in progress."""
@@ -66,7 +66,7 @@ class Liveness:
             worker_id = self._worker_id
         return Lease(worker_id, hostname, os.getpid(), self.dead_before())
 
-    def release(self, node_id: str, number: int) -> None:
+    def release(self, workflow_id: str, node_id: str, number: int) -> None:
         """Give up attempt ``number`` of ``node_id``, which this process runs.
 
         For an attempt whose outcome could not be recorded. The heartbeat
@@ -75,15 +75,15 @@ class Liveness:
         attempt for long, and recovery runs the node again.
         """
         with self._lock:
-            self._abandoned.add((node_id, number))
+            self._abandoned.add((workflow_id, node_id, number))
 
     def _release_abandoned(self) -> bool:
         """Release the attempts given up so far; False if one is still held."""
         with self._lock:
             abandoned = sorted(self._abandoned)
-        for node_id, number in abandoned:
+        for workflow_id, node_id, number in abandoned:
             try:
-                self.store.release_attempt(node_id, number)
+                self.store.release_attempt(workflow_id, node_id, number)
             except Exception:  # the next beat tries again; no beat meanwhile
                 logger.warning(
                     "cannot release attempt %d of node %s yet", number, node_id
@@ -95,7 +95,7 @@ class Liveness:
                 node_id,
             )
             with self._lock:
-                self._abandoned.discard((node_id, number))
+                self._abandoned.discard((workflow_id, node_id, number))
         return True
 
     def dead_before(self) -> datetime:

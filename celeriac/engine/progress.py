@@ -89,7 +89,7 @@ def _report(
         return
     try:
         node.engine.store.record_progress(
-            node.node_id, node.number, current, total, message
+            node.workflow_id, node.node_id, node.number, current, total, message
         )
     except Exception:  # advisory: a lost report must not fail the task
         logger.warning(

@@ -52,7 +52,7 @@ def parse_delivery(key: str | None) -> tuple[int, int]:
     return int(base), int(retries or 0)
 
 
-def lock_node(conn: sa.Connection, node_id: str) -> Any:
+def lock_node(conn: sa.Connection, workflow_id: str, node_id: str) -> Any:
     """The node's kind, state, attempt count and dispatch, locked until commit.
 
     The lock makes two deliveries of one message claim one after the other,
@@ -60,7 +60,7 @@ def lock_node(conn: sa.Connection, node_id: str) -> Any:
     """
     query = sa.select(
         nodes.c.kind, nodes.c.state, nodes.c.current_attempt, nodes.c.attempt_base
-    ).where(nodes.c.id == node_id)
+    ).where(nodes.c.workflow_id == workflow_id, nodes.c.id == node_id)
     return conn.execute(query.with_for_update()).first()
 
 
@@ -98,13 +98,17 @@ def admit_delivery(
             workers.c.heartbeat_at,
         )
         .select_from(attempts.outerjoin(workers, workers.c.id == attempts.c.worker_id))
-        .where(attempts.c.node_id == node_id, attempts.c.delivery == delivery)
+        .where(
+            attempts.c.workflow_id == workflow_id,
+            attempts.c.node_id == node_id,
+            attempts.c.delivery == delivery,
+        )
         .order_by(attempts.c.number.desc())
         .limit(1)
     ).first()
     if previous is None:
         if node.state == _N.RUNNING and not _follows_current(
-            conn, node, node_id, base, retries
+            conn, workflow_id, node, node_id, (base, retries)
         ):
             return Admission.DUPLICATE, 0
         return Admission.NEW, 0
@@ -119,16 +123,22 @@ def admit_delivery(
 
 
 def _follows_current(
-    conn: sa.Connection, node: Any, node_id: str, base: int, retries: int
+    conn: sa.Connection,
+    workflow_id: str,
+    node: Any,
+    node_id: str,
+    message: tuple[int, int],
 ) -> bool:
-    """Whether message ``base.retries`` is Celery's retry of the running attempt."""
+    """Whether message ``(base, retries)`` is Celery's retry of the running attempt."""
     current = conn.execute(
         sa.select(attempts.c.delivery).where(
-            attempts.c.node_id == node_id, attempts.c.number == node.current_attempt
+            attempts.c.workflow_id == workflow_id,
+            attempts.c.node_id == node_id,
+            attempts.c.number == node.current_attempt,
         )
     ).scalar_one_or_none()
     running_base, running_retries = parse_delivery(current)
-    return (base, retries) == (running_base, running_retries + 1)
+    return message == (running_base, running_retries + 1)
 
 
 def mark_lost(
@@ -137,7 +147,11 @@ def mark_lost(
     """Attempt ``number`` died with its worker."""
     conn.execute(
         sa.update(attempts)
-        .where(attempts.c.node_id == node_id, attempts.c.number == number)
+        .where(
+            attempts.c.workflow_id == workflow_id,
+            attempts.c.node_id == node_id,
+            attempts.c.number == number,
+        )
         .values(state=AttemptState.LOST, finished_at=at)
     )
     add_event(
@@ -146,10 +160,13 @@ def mark_lost(
 
 
 def _running() -> sa.Update:
-    """The node runs attempt ``b_number`` (bound parameters ``b_node``, ``b_at``)."""
+    """The node runs attempt ``b_number`` (bound ``b_wf``, ``b_node``, ``b_at``)."""
     return (
         sa.update(nodes)
-        .where(nodes.c.id == sa.bindparam("b_node"))
+        .where(
+            nodes.c.workflow_id == sa.bindparam("b_wf"),
+            nodes.c.id == sa.bindparam("b_node"),
+        )
         .values(
             state=_N.RUNNING,
             current_attempt=sa.bindparam("b_number"),
@@ -222,13 +239,17 @@ def start_attempt(
     ``node_state`` is the node's state when claimed: RUNNING when a Celery
     retry overtook the signal of the attempt before it.
     """
-    conn.execute(_RUNNING, {"b_node": node_id, "b_number": number, "b_at": at})
+    conn.execute(
+        _RUNNING,
+        {"b_wf": workflow_id, "b_node": node_id, "b_number": number, "b_at": at},
+    )
     if node_state == _N.RUNNING:
         # Celery publishes the next attempt before its task_retry signal
         # reaches us: an older attempt still RUNNING ended in a retry.
         conn.execute(
             sa.update(attempts)
             .where(
+                attempts.c.workflow_id == workflow_id,
                 attempts.c.node_id == node_id,
                 attempts.c.number < number,
                 attempts.c.state == AttemptState.RUNNING,

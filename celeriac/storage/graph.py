@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from celeriac.errors import WorkflowNotFound
 from celeriac.records import Dispatch
@@ -104,14 +105,38 @@ def write_events(conn: sa.Connection) -> None:
     """Insert the transaction's events, in the order they happened."""
     pending = conn.info.pop(_PENDING_EVENTS, None)
     if pending:
+        if conn.dialect.name == "sqlite":
+            for number, row in enumerate(pending, _last_event(conn) + 1):
+                row["id"] = number
         # one row as a plain execute: executemany costs more for a single row
         conn.execute(_INSERT_EVENT, pending[0] if len(pending) == 1 else pending)
+
+
+#: The newest event's number. SQLite has no sequence for a key of two
+#: columns: events are numbered from it there, which is safe because SQLite
+#: writers take turns (``BEGIN IMMEDIATE``); PostgreSQL's come from a SERIAL.
+_LAST_EVENT = sa.select(sa.func.coalesce(sa.func.max(events.c.id), 0))
+
+
+def _last_event(conn: sa.Connection) -> int:
+    return int(conn.execute(_LAST_EVENT).scalar_one())
 
 
 def _flush_events(conn: sa.Connection) -> None:
     """Insert the events pending so far; the transaction goes on adding more."""
     write_events(conn)
     start_events(conn)
+
+
+def unindexed(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """``column`` in a form no index serves.
+
+    A condition on it then filters the rows a statement's key found: with
+    ``state`` as it is, SQLite looked a chunk of node ids up through the
+    index on (workflow_id, state), reading every node of the workflow in
+    that state for each chunk.
+    """
+    return sa.func.coalesce(column, column)
 
 
 def set_node_state(
@@ -136,7 +161,7 @@ def set_node_state(
     for chunk in chunks(node_ids):
         query = sa.select(nodes.c.id, nodes.c.state).where(
             nodes.c.workflow_id == workflow_id,
-            nodes.c.state.in_(sources),
+            unindexed(nodes.c.state).in_(sources),
             nodes.c.id.in_(chunk),
         )
         if kind is not None:
@@ -147,7 +172,7 @@ def set_node_state(
         ids = [row.id for row in rows]
         conn.execute(
             sa.update(nodes)
-            .where(nodes.c.id.in_(ids))
+            .where(nodes.c.workflow_id == workflow_id, nodes.c.id.in_(ids))
             .values(state=dest, finished_at=finished)
         )
         for row in rows:
@@ -213,16 +238,20 @@ def move_where(
         moved = update.returning(nodes.c.workflow_id, nodes.c.id).cte("moved")
         rows = sa.select(moved.c.workflow_id, moved.c.id, *constants)
         return conn.execute(events.insert().from_select(_EVENT_COLUMNS, rows)).rowcount
+    number = _LAST_EVENT.scalar_subquery() + sa.func.row_number().over(
+        order_by=nodes.c.position
+    )
     rows = (
-        sa.select(nodes.c.workflow_id, nodes.c.id, *constants)
+        sa.select(number, nodes.c.workflow_id, nodes.c.id, *constants)
         .where(condition)
         .order_by(nodes.c.position)
     )
-    conn.execute(events.insert().from_select(_EVENT_COLUMNS, rows))
+    conn.execute(events.insert().from_select(("id", *_EVENT_COLUMNS), rows))
     return conn.execute(update).rowcount
 
 
 _FINISH_NODE = sa.update(nodes).where(
+    nodes.c.workflow_id == sa.bindparam("b_wf"),
     nodes.c.id == sa.bindparam("b_node"),
     nodes.c.state == _N.RUNNING,
     nodes.c.current_attempt == sa.bindparam("b_number"),
@@ -231,6 +260,7 @@ _FINISH_NODE = sa.update(nodes).where(
 
 def finish_node(
     conn: sa.Connection,
+    workflow_id: str,
     node_id: str,
     number: int,
     dest: str,
@@ -243,6 +273,7 @@ def finish_node(
     updated = conn.execute(
         _FINISH_NODE,
         {
+            "b_wf": workflow_id,
             "b_node": node_id,
             "b_number": number,
             "state": dest,
@@ -260,6 +291,7 @@ def finish_node(
 _FINISH_ATTEMPT = (
     sa.update(attempts)
     .where(
+        attempts.c.workflow_id == sa.bindparam("b_wf"),
         attempts.c.node_id == sa.bindparam("b_node"),
         attempts.c.number == sa.bindparam("b_number"),
     )
@@ -273,6 +305,7 @@ _FINISH_ATTEMPT = (
 
 def finish_attempt(
     conn: sa.Connection,
+    workflow_id: str,
     node_id: str,
     number: int,
     state: str,
@@ -282,7 +315,14 @@ def finish_attempt(
     """Attempt ``number`` ended in ``state``, with ``values`` (its columns)."""
     conn.execute(
         _FINISH_ATTEMPT,
-        {"b_node": node_id, "b_number": number, "b_at": at, "state": state, **values},
+        {
+            "b_wf": workflow_id,
+            "b_node": node_id,
+            "b_number": number,
+            "b_at": at,
+            "state": state,
+            **values,
+        },
     )
 
 
@@ -296,24 +336,46 @@ READY_COLUMNS = (
 )
 
 
-_DECREMENT_CHILDREN = (
-    sa.update(nodes)
-    .where(
-        nodes.c.id.in_(
-            sa.select(edges.c.child_id).where(
-                edges.c.parent_id == sa.bindparam("b_parent"),
-                edges.c.on_error.is_(False),
-            )
-        )
-    )
-    .values(waiting=nodes.c.waiting - 1)
-    .returning(*READY_COLUMNS, nodes.c.waiting, nodes.c.state)
+#: The edges from ``b_parent`` to the children it counts for.
+_CHILD_EDGES = (
+    edges.c.workflow_id == sa.bindparam("b_wf"),
+    edges.c.parent_id == sa.bindparam("b_parent"),
+    edges.c.on_error.is_(False),
 )
 
 
-def decrement_children(conn: sa.Connection, parent_id: str) -> list[Any]:
+def _decrement_children(dialect: str) -> sa.Update:
+    """One more finished parent for each child of ``b_parent``, in ``b_wf``."""
+    if dialect == "postgresql":
+        # the children's ids first (an InitPlan), then each node by its key:
+        # as a join, a planner without statistics of a new workflow's nodes
+        # scanned them all for each edge
+        ids = sa.select(sa.func.array_agg(edges.c.child_id)).where(*_CHILD_EDGES)
+        array = sa.cast(ids.scalar_subquery(), postgresql.ARRAY(nodes.c.id.type))
+        children = nodes.c.id == sa.any_(array)
+    else:
+        children = nodes.c.id.in_(sa.select(edges.c.child_id).where(*_CHILD_EDGES))
+    return (
+        sa.update(nodes)
+        .where(nodes.c.workflow_id == sa.bindparam("b_wf"), children)
+        .values(waiting=nodes.c.waiting - 1)
+        .returning(*READY_COLUMNS, nodes.c.waiting, nodes.c.state)
+    )
+
+
+_DECREMENT_CHILDREN = {
+    dialect: _decrement_children(dialect) for dialect in ("postgresql", "sqlite")
+}
+
+
+def decrement_children(
+    conn: sa.Connection, workflow_id: str, parent_id: str
+) -> list[Any]:
     """Count one more finished parent for each child; return those now ready."""
-    rows = conn.execute(_DECREMENT_CHILDREN, {"b_parent": parent_id}).all()
+    rows = conn.execute(
+        _DECREMENT_CHILDREN[conn.dialect.name],
+        {"b_wf": workflow_id, "b_parent": parent_id},
+    ).all()
     return [row for row in rows if row.waiting == 0 and row.state == _N.PENDING]
 
 
@@ -356,18 +418,17 @@ def release(
         joined = None
         if row.kind == NodeKind.JOIN:
             empty = (row.signature or {}).get(EMPTY_GROUP_KEY)
-            joined = [] if empty else join_value(conn, row.id)
+            joined = [] if empty else join_value(conn, workflow_id, row.id)
         conn.execute(
             sa.update(nodes)
-            .where(nodes.c.id == row.id)
+            .where(nodes.c.workflow_id == workflow_id, nodes.c.id == row.id)
             .values(state=_N.SUCCEEDED, result=joined, finished_at=at)
         )
         if row.kind == NodeKind.END:
             finished = True
             continue
-        more, done = release(
-            conn, workflow_id, state, decrement_children(conn, row.id), (joined,), at
-        )
+        children = decrement_children(conn, workflow_id, row.id)
+        more, done = release(conn, workflow_id, state, children, (joined,), at)
         dispatch.extend(more)
         finished = finished or done
     if tasks and may_start(NodeKind.TASK, state):
@@ -381,8 +442,9 @@ def release(
 _MARK_QUEUED = (
     sa.update(nodes)
     .where(
+        nodes.c.workflow_id == sa.bindparam("b_wf"),
         nodes.c.id.in_(sa.bindparam("b_ids", expanding=True)),
-        nodes.c.state == sa.bindparam("b_source"),
+        unindexed(nodes.c.state) == sa.bindparam("b_source"),
     )
     .values(
         state=_N.QUEUED,
@@ -407,7 +469,8 @@ def mark_queued(
     moved: set[str] = set()
     for chunk in chunks(ids):
         found = conn.execute(
-            _MARK_QUEUED, {"b_ids": list(chunk), "b_source": source, "b_at": at}
+            _MARK_QUEUED,
+            {"b_wf": workflow_id, "b_ids": list(chunk), "b_source": source, "b_at": at},
         )
         moved.update(found.scalars())
     for node_id in ids:
@@ -439,12 +502,38 @@ def _queue(
     ]
 
 
-def join_value(conn: sa.Connection, node_id: str) -> list[Any]:
+def parents_of() -> tuple[Any, sa.Join]:
+    """A ``parent`` alias of nodes, and the edges joined to it by its key."""
     parent = nodes.alias("parent")
+    return parent, edges.join(
+        parent,
+        sa.and_(
+            parent.c.workflow_id == edges.c.workflow_id,
+            parent.c.id == edges.c.parent_id,
+        ),
+    )
+
+
+def children_of() -> sa.Join:
+    """The edges joined to the nodes they lead to, by the nodes' key."""
+    return edges.join(
+        nodes,
+        sa.and_(
+            nodes.c.workflow_id == edges.c.workflow_id, nodes.c.id == edges.c.child_id
+        ),
+    )
+
+
+def join_value(conn: sa.Connection, workflow_id: str, node_id: str) -> list[Any]:
+    parent, joined = parents_of()
     query = (
         sa.select(parent.c.result)
-        .select_from(edges.join(parent, parent.c.id == edges.c.parent_id))
-        .where(edges.c.child_id == node_id, edges.c.on_error.is_(False))
+        .select_from(joined)
+        .where(
+            edges.c.workflow_id == workflow_id,
+            edges.c.child_id == node_id,
+            edges.c.on_error.is_(False),
+        )
         .order_by(edges.c.position)
     )
     return [row.result for row in conn.execute(query)]
@@ -456,8 +545,9 @@ def queue_errbacks(
     """Queue the errbacks guarding ``failed_id`` that have not run yet."""
     rows = conn.execute(
         sa.select(nodes.c.id, nodes.c.signature, nodes.c.current_attempt, nodes.c.kind)
-        .select_from(nodes.join(edges, edges.c.child_id == nodes.c.id))
+        .select_from(children_of())
         .where(
+            edges.c.workflow_id == workflow_id,
             edges.c.parent_id == failed_id,
             edges.c.on_error.is_(True),
             nodes.c.state == _N.PENDING,
@@ -537,24 +627,29 @@ DISPATCH_COLUMNS = (
 )
 
 
+class _Link(NamedTuple):
+    """An edge into a node being dispatched, with what its parent holds."""
+
+    child_id: str
+    on_error: bool
+    id: str
+    state: str
+    result: Any
+
+
 def load_dispatches(conn: sa.Connection, rows: Sequence[Any]) -> list[Dispatch]:
     """Dispatches for node rows, with what their parents hand them.
 
     A task gets its parent's stored result; an errback the id of the parent
     that failed (Celery's old-style errback argument).
     """
-    parent = nodes.alias("parent")
-    query = sa.select(
-        edges.c.child_id,
-        edges.c.on_error,
-        parent.c.id,
-        parent.c.state,
-        parent.c.result,
-    ).select_from(edges.join(parent, parent.c.id == edges.c.parent_id))
+    by_workflow: dict[str, list[str]] = {}
+    for row in rows:  # recovery's rows come from several workflows
+        by_workflow.setdefault(row.workflow_id, []).append(row.id)
     inputs: dict[str, tuple[Any, ...]] = {}
-    for chunk in chunks([row.id for row in rows]):
-        links = conn.execute(query.where(edges.c.child_id.in_(chunk))).all()
-        _collect_inputs(links, inputs)
+    for workflow_id, ids in by_workflow.items():
+        for chunk in chunks(ids):
+            _collect_inputs(_links(conn, workflow_id, chunk), inputs)
     return [
         Dispatch(
             row.id,
@@ -565,6 +660,40 @@ def load_dispatches(conn: sa.Connection, rows: Sequence[Any]) -> list[Dispatch]:
             row.kind,
         )
         for row in rows
+    ]
+
+
+def _links(conn: sa.Connection, workflow_id: str, ids: Sequence[str]) -> list[_Link]:
+    """The edges into nodes ``ids``, then their parents, each by its key.
+
+    Two look-ups rather than a join: a planner without statistics of a new
+    workflow's nodes joined them by scanning all of them.
+    """
+    found = conn.execute(
+        sa.select(edges.c.child_id, edges.c.on_error, edges.c.parent_id).where(
+            edges.c.workflow_id == workflow_id, edges.c.child_id.in_(ids)
+        )
+    ).all()
+    parents: dict[str, Any] = {}
+    for chunk in chunks(sorted({edge.parent_id for edge in found})):
+        parents.update(
+            (row.id, row)
+            for row in conn.execute(
+                sa.select(nodes.c.id, nodes.c.state, nodes.c.result).where(
+                    nodes.c.workflow_id == workflow_id, nodes.c.id.in_(chunk)
+                )
+            )
+        )
+    return [
+        _Link(
+            edge.child_id,
+            edge.on_error,
+            edge.parent_id,
+            parents[edge.parent_id].state,
+            parents[edge.parent_id].result,
+        )
+        for edge in found
+        if edge.parent_id in parents
     ]
 
 
@@ -633,22 +762,34 @@ def cancel_nodes(conn: sa.Connection, workflow_id: str, at: datetime) -> list[st
 def result_of(conn: sa.Connection, workflow_id: str) -> Any:
     query = (
         sa.select(nodes.c.result)
-        .select_from(workflows.join(nodes, nodes.c.id == workflows.c.result_node_id))
+        .select_from(
+            workflows.join(
+                nodes,
+                sa.and_(
+                    nodes.c.workflow_id == workflows.c.id,
+                    nodes.c.id == workflows.c.result_node_id,
+                ),
+            )
+        )
         .where(workflows.c.id == workflow_id)
     )
     return conn.execute(query).scalar_one_or_none()
 
 
-def finished_by(conn: sa.Connection, node_id: str, number: int, state: str) -> bool:
+def finished_by(
+    conn: sa.Connection, workflow_id: str, node_id: str, number: int, state: str
+) -> bool:
     """Whether attempt ``number`` already left the node in ``state``."""
     row = conn.execute(
-        sa.select(nodes.c.state, nodes.c.current_attempt).where(nodes.c.id == node_id)
+        sa.select(nodes.c.state, nodes.c.current_attempt).where(
+            nodes.c.workflow_id == workflow_id, nodes.c.id == node_id
+        )
     ).first()
     return row is not None and (row.state, row.current_attempt) == (state, number)
 
 
 def replay_release(
-    conn: sa.Connection, node_id: str, on_error: bool
+    conn: sa.Connection, workflow_id: str, node_id: str, on_error: bool
 ) -> tuple[list[Dispatch], bool]:
     """What a node's committed outcome released, for a replayed transaction.
 
@@ -668,8 +809,12 @@ def replay_release(
                 nodes.c.current_attempt,
                 nodes.c.attempt_base.label("base"),
             )
-            .select_from(edges.join(nodes, nodes.c.id == edges.c.child_id))
-            .where(edges.c.parent_id.in_(frontier), edges.c.on_error.is_(on_error))
+            .select_from(children_of())
+            .where(
+                edges.c.workflow_id == workflow_id,
+                edges.c.parent_id.in_(frontier),
+                edges.c.on_error.is_(on_error),
+            )
             .order_by(nodes.c.position)
         ).all()
         frontier = []

@@ -35,6 +35,7 @@ PARTIAL = sa.case(
 
 def record(
     conn: sa.Connection,
+    workflow_id: str,
     node_id: str,
     number: int,
     current: float,
@@ -51,6 +52,7 @@ def record(
     updated = conn.execute(
         sa.update(nodes)
         .where(
+            nodes.c.workflow_id == workflow_id,
             nodes.c.id == node_id,
             nodes.c.state == NodeState.RUNNING,
             nodes.c.current_attempt == number,

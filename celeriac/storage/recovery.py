@@ -138,6 +138,7 @@ def requeue_retrying(
             nodes.join(workflows, workflows.c.id == nodes.c.workflow_id).join(
                 current,
                 sa.and_(
+                    current.c.workflow_id == nodes.c.workflow_id,
                     current.c.node_id == nodes.c.id,
                     current.c.number == nodes.c.current_attempt,
                 ),
@@ -173,11 +174,15 @@ def _publish_again(
     """Record that recovery publishes ``rows`` again, and what to publish."""
     if not rows:
         return []
-    conn.execute(
-        sa.update(nodes)
-        .where(nodes.c.id.in_([row.id for row in rows]))
-        .values(queued_at=at, republished=nodes.c.republished + 1)
-    )
+    by_workflow: dict[str, list[str]] = {}
+    for row in rows:  # a batch holds the nodes of several workflows
+        by_workflow.setdefault(row.workflow_id, []).append(row.id)
+    for workflow_id, ids in by_workflow.items():
+        conn.execute(
+            sa.update(nodes)
+            .where(nodes.c.workflow_id == workflow_id, nodes.c.id.in_(ids))
+            .values(queued_at=at, republished=nodes.c.republished + 1)
+        )
     for row in rows:
         add_event(conn, row.workflow_id, row.id, state, state, at, REPUBLISHED)
     return load_dispatches(conn, rows)
@@ -235,7 +240,9 @@ def first_failure(conn: sa.Connection, workflow_id: str) -> Failure | None:
     return Failure(row.id, row.exc_type or "", row.exc_message or "")
 
 
-def failed_call(conn: sa.Connection, node_id: str) -> FailedCall | None:
+def failed_call(
+    conn: sa.Connection, workflow_id: str, node_id: str
+) -> FailedCall | None:
     """What failed node ``node_id`` was called with and how it failed, as stored.
 
     For an errback that takes ``(request, exc, traceback)`` run without the
@@ -249,13 +256,15 @@ def failed_call(conn: sa.Connection, node_id: str) -> FailedCall | None:
             nodes.c.exc_type,
             nodes.c.exc_message,
             nodes.c.current_attempt.label("base"),
-        ).where(nodes.c.id == node_id)
+        ).where(nodes.c.workflow_id == workflow_id, nodes.c.id == node_id)
     ).first()
     if row is None or row.state != _N.FAILED or row.signature is None:
         return None
     traceback = conn.execute(
         sa.select(attempts.c.traceback).where(
-            attempts.c.node_id == node_id, attempts.c.number == row.base
+            attempts.c.workflow_id == workflow_id,
+            attempts.c.node_id == node_id,
+            attempts.c.number == row.base,
         )
     ).scalar_one_or_none()
     (dispatch,) = load_dispatches(conn, [row])
@@ -293,6 +302,7 @@ def requeue_lost(
             .join(
                 current,
                 sa.and_(
+                    current.c.workflow_id == nodes.c.workflow_id,
                     current.c.node_id == nodes.c.id,
                     current.c.number == nodes.c.current_attempt,
                 ),

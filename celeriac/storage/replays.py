@@ -107,7 +107,9 @@ def recorded_transition(
     retry offers again the nodes it queued that have not started.
     """
     row = conn.execute(
-        sa.select(transitions).where(transitions.c.token == token)
+        sa.select(transitions).where(
+            transitions.c.workflow_id == workflow_id, transitions.c.token == token
+        )
     ).first()
     if row is None:
         return None

@@ -339,9 +339,16 @@ def _delete_slice(
     ).all()
     if rows:
         ids = [row.id for row in rows]
-        conn.execute(sa.delete(attempts).where(attempts.c.node_id.in_(ids)))
-        conn.execute(sa.delete(edges).where(edges.c.child_id.in_(ids)))
-        conn.execute(sa.delete(nodes).where(nodes.c.id.in_(ids)))
+        for table, column in (
+            (attempts, attempts.c.node_id),
+            (edges, edges.c.child_id),
+            (nodes, nodes.c.id),
+        ):
+            conn.execute(
+                sa.delete(table).where(
+                    table.c.workflow_id == workflow_id, column.in_(ids)
+                )
+            )
         slices.nodes_after[workflow_id] = rows[-1].position
         purged.nodes += len(ids)
         return

@@ -27,6 +27,11 @@ StateName = sa.String(32)
 #: The node states recovery looks for (``ix_celeriac_nodes_active``).
 ACTIVE_NODES = "state IN ('QUEUED', 'RUNNING', 'RETRYING')"
 
+# Every primary, unique and foreign key of a table holding a workflow's rows
+# starts with ``workflow_id`` (the workflows' own key is their id), so that
+# the tables can be distributed on it, a workflow's rows on one shard
+# (docs/scaling.md, revision 0010). The one exception is the submit key.
+
 workflows = sa.Table(
     "celeriac_workflows",
     metadata,
@@ -63,7 +68,7 @@ workflows = sa.Table(
 nodes = sa.Table(
     "celeriac_nodes",
     metadata,
-    sa.Column("id", Id, primary_key=True),
+    sa.Column("id", Id, nullable=False),
     sa.Column(
         "workflow_id",
         Id,
@@ -98,6 +103,9 @@ nodes = sa.Table(
     sa.Column("progress_total", sa.Float, nullable=True),
     sa.Column("progress_message", Message, nullable=True),
     sa.Column("progress_at", Timestamp, nullable=True),
+    sa.PrimaryKeyConstraint("workflow_id", "id", name="pk_celeriac_nodes"),
+    # a frozen task id is refused if any workflow has it (``task_ids.py``)
+    sa.Index("ix_celeriac_nodes_id", "id"),
     sa.Index("ix_celeriac_nodes_workflow_state", "workflow_id", "state"),
     sa.Index("ix_celeriac_nodes_workflow_position", "workflow_id", "position"),
     # Recovery looks for nodes by state across all workflows: only the few
@@ -119,30 +127,27 @@ edges = sa.Table(
         Id,
         sa.ForeignKey("celeriac_workflows.id", ondelete="CASCADE"),
         nullable=False,
-        index=True,
     ),
     # Node ids, without foreign keys: edges are stored with their nodes in
     # one transaction and deleted with their workflow, and checking two keys
     # per edge took half the time of storing a large canvas (revision 0005).
-    sa.Column("parent_id", Id, primary_key=True),
-    sa.Column("child_id", Id, primary_key=True, index=True),
+    sa.Column("parent_id", Id, nullable=False),
+    sa.Column("child_id", Id, nullable=False),
     #: order of the parent's result in the child's input list (joins)
     sa.Column("position", sa.Integer, nullable=False),
     #: true: the child is an errback, run when the parent fails
     sa.Column("on_error", sa.Boolean, nullable=False),
+    sa.PrimaryKeyConstraint(
+        "workflow_id", "parent_id", "child_id", name="pk_celeriac_edges"
+    ),
+    sa.Index("ix_celeriac_edges_workflow_child", "workflow_id", "child_id"),
 )
 
 attempts = sa.Table(
     "celeriac_attempts",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column(
-        "node_id",
-        Id,
-        sa.ForeignKey("celeriac_nodes.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    sa.Column("workflow_id", Id, nullable=False, index=True),
+    sa.Column("node_id", Id, nullable=False),
+    sa.Column("workflow_id", Id, nullable=False),
     sa.Column("number", sa.Integer, nullable=False),
     sa.Column("state", StateName, nullable=False),
     sa.Column("worker", sa.String(255), nullable=True),
@@ -159,7 +164,14 @@ attempts = sa.Table(
     sa.Column("exc_message", Message, nullable=True),
     sa.Column("traceback", Message, nullable=True),
     sa.Column("retry_eta", Timestamp, nullable=True),
-    sa.UniqueConstraint("node_id", "number", name="uq_celeriac_attempts_node_number"),
+    sa.PrimaryKeyConstraint(
+        "workflow_id", "node_id", "number", name="pk_celeriac_attempts"
+    ),
+    sa.ForeignKeyConstraint(
+        ["workflow_id", "node_id"],
+        ["celeriac_nodes.workflow_id", "celeriac_nodes.id"],
+        ondelete="CASCADE",
+    ),
 )
 
 #: One row per worker process that ran a node; its heartbeat is its lease.
@@ -176,7 +188,10 @@ workers = sa.Table(
 events = sa.Table(
     "celeriac_events",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    #: in the order events happened: a sequence on PostgreSQL (the column is
+    #: a SERIAL); SQLite has none for a key of two columns, and celeriac
+    #: numbers the rows itself there (``graph.write_events``)
+    sa.Column("id", sa.Integer, nullable=False, server_default=sa.FetchedValue()),
     sa.Column("workflow_id", Id, nullable=False),
     #: empty for a change of the workflow's own state
     sa.Column("node_id", Id, nullable=True),
@@ -184,9 +199,11 @@ events = sa.Table(
     sa.Column("to_state", StateName, nullable=False),
     sa.Column("at", Timestamp, nullable=False),
     sa.Column("detail", sa.Text, nullable=True),
-    # a workflow's events in the order they happened (a purge deletes them
-    # in slices of that order)
-    sa.Index("ix_celeriac_events_workflow_event", "workflow_id", "id"),
+    # the key is also a workflow's events in the order they happened (a
+    # purge deletes them in slices of that order)
+    sa.PrimaryKeyConstraint("workflow_id", "id", name="pk_celeriac_events"),
+    # all events in that order: pruning old ones, numbering them on SQLite
+    sa.Index("ix_celeriac_events_id", "id"),
 )
 
 #: What each pause, resume, cancel and retry did, under a token unique to the
@@ -194,13 +211,12 @@ events = sa.Table(
 transitions = sa.Table(
     "celeriac_transitions",
     metadata,
-    sa.Column("token", sa.String(32), primary_key=True),
+    sa.Column("token", sa.String(32), nullable=False),
     sa.Column(
         "workflow_id",
         Id,
         sa.ForeignKey("celeriac_workflows.id", ondelete="CASCADE"),
         nullable=False,
-        index=True,
     ),
     sa.Column("trigger", sa.String(16), nullable=False),
     sa.Column("from_state", StateName, nullable=False),
@@ -208,4 +224,5 @@ transitions = sa.Table(
     #: the running tasks a cancel revoked, as JSON text
     sa.Column("revoke", sa.Text, nullable=False),
     sa.Column("at", Timestamp, nullable=False),
+    sa.PrimaryKeyConstraint("workflow_id", "token", name="pk_celeriac_transitions"),
 )

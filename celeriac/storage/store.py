@@ -93,7 +93,7 @@ def _lock_as_claims_do(
     same node wait for each other instead of deadlocking.
     """
     state = graph.workflow_state(conn, workflow_id, lock="share")
-    return state, claims.lock_node(conn, node_id)
+    return state, claims.lock_node(conn, workflow_id, node_id)
 
 
 #: What a workflow's record holds: not its canvas and arguments, which grow
@@ -284,7 +284,7 @@ class Store:
             ):
                 return Claim.RUN, 1
             state = graph.workflow_state(conn, workflow_id, lock="share")
-            node = claims.lock_node(conn, node_id)
+            node = claims.lock_node(conn, workflow_id, node_id)
             if node is None or not starts_under(node.kind):  # JOIN, END: never
                 return Claim.DROP, 0
             if not may_start(node.kind, state):
@@ -336,17 +336,23 @@ class Store:
         with self._write() as conn:
             state = graph.workflow_state(conn, workflow_id, lock="share")
             if not graph.finish_node(
-                conn, node_id, number, _N.SUCCEEDED, at, result=result
+                conn, workflow_id, node_id, number, _N.SUCCEEDED, at, result=result
             ):
-                if not graph.finished_by(conn, node_id, number, _N.SUCCEEDED):
+                if not graph.finished_by(
+                    conn, workflow_id, node_id, number, _N.SUCCEEDED
+                ):
                     return Outcome(False, [], state)
                 # a replay: this attempt's first commit went through unseen
-                dispatch, finished = graph.replay_release(conn, node_id, False)
+                dispatch, finished = graph.replay_release(
+                    conn, workflow_id, node_id, False
+                )
                 pausing = state == _W.REQUESTING_PAUSE
                 return Outcome(True, dispatch, state, finished, settle=pausing)
-            graph.finish_attempt(conn, node_id, number, AttemptState.SUCCEEDED, at)
+            graph.finish_attempt(
+                conn, workflow_id, node_id, number, AttemptState.SUCCEEDED, at
+            )
             graph.add_event(conn, workflow_id, node_id, _N.RUNNING, _N.SUCCEEDED, at)
-            children = graph.decrement_children(conn, node_id)
+            children = graph.decrement_children(conn, workflow_id, node_id)
             dispatch, finished = graph.release(
                 conn, workflow_id, state, children, (result,), at
             )
@@ -380,15 +386,22 @@ class Store:
         with self._write() as conn:
             state = graph.workflow_state(conn, workflow_id, lock="share")
             if not graph.finish_node(
-                conn, node_id, number, _N.FAILED, at, exc=(exc_type, exc_message)
+                conn,
+                workflow_id,
+                node_id,
+                number,
+                _N.FAILED,
+                at,
+                exc=(exc_type, exc_message),
             ):
-                if not graph.finished_by(conn, node_id, number, _N.FAILED):
+                if not graph.finished_by(conn, workflow_id, node_id, number, _N.FAILED):
                     return Outcome(False, [], state)
-                errbacks, _ = graph.replay_release(conn, node_id, True)
+                errbacks, _ = graph.replay_release(conn, workflow_id, node_id, True)
                 pausing = state == _W.REQUESTING_PAUSE
                 return Outcome(True, errbacks, state, settle=pausing)
             graph.finish_attempt(
                 conn,
+                workflow_id,
                 node_id,
                 number,
                 AttemptState.FAILED,
@@ -417,7 +430,11 @@ class Store:
             state = graph.workflow_state(conn, workflow_id, lock="share")
             failed = conn.execute(
                 sa.update(nodes)
-                .where(nodes.c.id == node_id, nodes.c.state == _N.QUEUED)
+                .where(
+                    nodes.c.workflow_id == workflow_id,
+                    nodes.c.id == node_id,
+                    nodes.c.state == _N.QUEUED,
+                )
                 .values(
                     state=_N.FAILED,
                     exc_type=exc_type,
@@ -453,6 +470,7 @@ class Store:
             _lock_as_claims_do(conn, workflow_id, node_id)
             graph.finish_attempt(
                 conn,
+                workflow_id,
                 node_id,
                 number,
                 AttemptState.RETRY,
@@ -464,6 +482,7 @@ class Store:
             moved = conn.execute(
                 sa.update(nodes)
                 .where(
+                    nodes.c.workflow_id == workflow_id,
                     nodes.c.id == node_id,
                     nodes.c.state == _N.RUNNING,
                     nodes.c.current_attempt == number,
@@ -476,7 +495,7 @@ class Store:
                 )
 
     @retry_transient
-    def release_attempt(self, node_id: str, number: int) -> bool:
+    def release_attempt(self, workflow_id: str, node_id: str, number: int) -> bool:
         """Give running attempt ``number`` up to recovery: no lease covers it now.
 
         For an attempt whose outcome its worker could not record: the next
@@ -487,6 +506,7 @@ class Store:
             released = conn.execute(
                 sa.update(attempts)
                 .where(
+                    attempts.c.workflow_id == workflow_id,
                     attempts.c.node_id == node_id,
                     attempts.c.number == number,
                     attempts.c.state == AttemptState.RUNNING,
@@ -511,6 +531,7 @@ class Store:
             conn.execute(
                 sa.update(attempts)
                 .where(
+                    attempts.c.workflow_id == workflow_id,
                     attempts.c.node_id == node_id,
                     attempts.c.state == AttemptState.RUNNING,
                 )
@@ -523,7 +544,11 @@ class Store:
                 return Outcome(False, [], state)
             failed = conn.execute(
                 sa.update(nodes)
-                .where(nodes.c.id == node_id, nodes.c.state.in_(unfinished))
+                .where(
+                    nodes.c.workflow_id == workflow_id,
+                    nodes.c.id == node_id,
+                    nodes.c.state.in_(unfinished),
+                )
                 .values(
                     state=_N.FAILED,
                     exc_type="TaskRevokedError",
@@ -726,10 +751,10 @@ class Store:
             ]
 
     @retry_transient
-    def failed_call(self, node_id: str) -> FailedCall | None:
+    def failed_call(self, workflow_id: str, node_id: str) -> FailedCall | None:
         """How failed node ``node_id`` was called and failed (None: not FAILED)."""
         with self._read() as conn:
-            return recovery.failed_call(conn, node_id)
+            return recovery.failed_call(conn, workflow_id, node_id)
 
     # -- reads ------------------------------------------------------------
 
@@ -891,6 +916,7 @@ class Store:
 
     def record_progress(
         self,
+        workflow_id: str,
         node_id: str,
         number: int,
         current: float,
@@ -903,7 +929,7 @@ class Store:
         """
         with self._write() as conn:
             return progress.record(
-                conn, node_id, number, current, total, message, now()
+                conn, workflow_id, node_id, number, current, total, message, now()
             )
 
     @names_corruption

@@ -1,9 +1,9 @@
 """Flat with history: every hot-path statement uses an index, however much
-finished work the tables hold.
+finished work the tables hold, and a purge deletes it while work goes on.
 
-One PostgreSQL database gets a million finished nodes (10,000 COMPLETED
-workflows of 100, with their edges, attempts and events) inserted in SQL,
-and fresh planner statistics. A small real run on the same database (a
+One PostgreSQL database, shared by the module, gets a million finished nodes
+(10,000 COMPLETED workflows of 100, with their edges, attempts and events)
+inserted in SQL, and fresh planner statistics. A small real run on the same database (a
 chain into a chord, a failure and its retry, pause, resume, cancel, a
 recovery pass, the reads ``get``, ``progress``, ``nodes``, ``list`` and
 ``show`` make) records every statement it sends, with its parameters; each
@@ -12,7 +12,8 @@ the same parameters, in a transaction rolled back afterwards, and the test
 fails on a sequential scan of any table that holds the history, or on a
 statement that reads more pages than a look-up by index can (a full scan
 of an index, which PostgreSQL also uses for a condition on its second
-column, is as slow as a sequential scan).
+column, is as slow as a sequential scan). Then the last test purges that
+history while a chain runs on the same database.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ import sqlalchemy as sa
 from celery import chain, chord, group
 
 from celeriac import Engine, WorkflowCancelled, WorkflowFailed
+from celeriac.storage import connect
+from celeriac.storage.schema import nodes
 from tests.history import analyze, insert_history
+from tests.integration.test_retention import purge_while_a_chain_runs
+from tests.servers import Server, create_database, drop_database, unique_name
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +50,23 @@ BIG_TABLES = {
 MAX_PAGES = 200
 #: Statements that are planned, not only run (INSERT … VALUES is neither).
 PLANNED = ("SELECT", "UPDATE", "DELETE", "WITH")
+
+
+@pytest.fixture(scope="module")
+def history_url(postgres_server: Server, postgres_template: str) -> Iterator[str]:
+    """A database holding a million finished nodes, for the whole module."""
+    name = unique_name("celeriac_history")
+    url = create_database(postgres_server, name, template=postgres_template)
+    db = connect(url)
+    try:
+        with db.begin() as conn:
+            insert_history(conn, HISTORY_NODES, NODES_PER_WORKFLOW)
+        with db.begin() as conn:
+            analyze(conn)
+    finally:
+        db.dispose()
+    yield url
+    drop_database(postgres_server, name)
 
 
 def scans(plan: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -113,14 +135,13 @@ def run_the_hot_path(engine: Engine, tasks: Any) -> None:
 
 
 def test_hot_path_statements_use_indexes_over_a_million_finished_nodes(
-    app, tasks, postgres_url
+    app, tasks, history_url
 ):
-    engine = Engine(app, postgres_url)
+    engine = Engine(app, history_url)
     try:
-        with engine.db.begin() as conn:
-            insert_history(conn, HISTORY_NODES, NODES_PER_WORKFLOW)
-        with engine.db.begin() as conn:
-            analyze(conn)
+        with engine.db.connect() as conn:
+            held = conn.execute(sa.select(sa.func.count()).select_from(nodes))
+            assert held.scalar_one() >= HISTORY_NODES, "the history was purged"
         recorded = record_statements(engine.db)
         run_the_hot_path(engine, tasks)
         assert len(recorded) > 20, "the run sent fewer statements than expected"
@@ -142,3 +163,16 @@ def test_hot_path_statements_use_indexes_over_a_million_finished_nodes(
     finally:
         engine.close()
     assert offenders == []
+
+
+def test_a_million_finished_nodes_are_purged_while_a_chain_runs(
+    app, tasks, history_url
+):
+    """After the EXPLAIN test (it needs the history this purges)."""
+    engine = Engine(app, history_url)
+    try:
+        purge_while_a_chain_runs(
+            engine, tasks, HISTORY_NODES // NODES_PER_WORKFLOW, HISTORY_NODES
+        )
+    finally:
+        engine.close()

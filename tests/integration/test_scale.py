@@ -1,10 +1,11 @@
 """Workflows above every bind-variable limit, on SQLite and PostgreSQL.
 
 SQLite allows 32,766 variables in a statement and psycopg 65,535 parameters:
-a workflow of 150,000 nodes is over both. One such workflow per test, with
-several operations chained on it, each ending in the state a user expects.
-The nodes never run (a worker would take minutes): the tests stop the worker
-or publish to a broker that no worker reads.
+a workflow of 150,000 nodes is over both. One such workflow per database,
+with every operation chained on it (submit, a failure, retry, pause, resume,
+recovery of 70,001 lost messages, cancel), each ending in the state a user
+expects. Its nodes never run (a worker would take minutes): the test stops
+the worker, or publishes to a broker that no worker reads.
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ from celeriac import Engine, Workflow, WorkflowCancelled, WorkflowFailed
 from celeriac.states import NodeState, WorkflowState
 from celeriac.storage.recovery import REPUBLISHED
 from celeriac.storage.schema import events
-from tests.servers import free_port
 from tests.tasks import make_app
 from tests.waiting import wait_for
 
 N = NodeState
 W = WorkflowState
-#: 15,000 chains of 10 tasks: the issue's shape.
-CHAINS, LENGTH = 15_000, 10
-TASKS = CHAINS * LENGTH
+#: Tasks behind the first one: over both limits.
+TASKS = 150_000
+#: Chains of 2 among them, whose heads a broker loses.
+LOST = 70_000
 
 
 def task_counts(workflow: Workflow) -> dict[str, int]:
@@ -54,14 +55,6 @@ def queued_messages(app: Celery) -> int:
         queue = str(app.conf.task_default_queue)
         declared = connection.default_channel.queue_declare(queue, passive=True)
         return int(declared.message_count)
-
-
-def chains_behind(first: Any, identity: Any, chains: int, length: int) -> Any:
-    """``first``, then a group of ``chains`` chains of ``length`` identity tasks."""
-    return chain(
-        first,
-        group(chain(identity.s() for _ in range(length)) for _ in range(chains)),
-    )
 
 
 def test_waiting_on_a_workflow_reads_neither_its_canvas_nor_its_arguments(
@@ -102,9 +95,17 @@ def test_iter_nodes_reads_the_nodes_a_page_at_a_time(
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_150000_node_workflow_fails_retries_pauses_resumes_and_cancels(
+def test_a_150000_node_workflow_fails_retries_pauses_resumes_recovers_and_cancels(
     app: Celery, database_url: str
 ) -> None:
+    """Every operation of the issue, in turn, on one workflow per database.
+
+    Behind a first task, a group of 70,000 chains of 2 and one chain of
+    10,000: resuming it queues 70,001 nodes at once. A producer whose broker
+    cannot be used at all (an unknown transport: each publish fails at once,
+    where an unreachable broker is retried for seconds per page) resumes it,
+    so that their messages are lost, for one recovery pass to publish.
+    """
     released = threading.Event()
     runs: list[int] = []
 
@@ -119,8 +120,15 @@ def test_a_150000_node_workflow_fails_retries_pauses_resumes_and_cancels(
 
     engine = Engine(app, database_url, recovery_interval=3600)
     engine.migrate()
+    identity = app.test_tasks.identity
     try:
-        canvas = chains_behind(first.s(), app.test_tasks.identity, CHAINS, LENGTH)
+        canvas = chain(
+            first.s(),
+            group(
+                [chain(identity.s(i), identity.s()) for i in range(LOST)]
+                + [chain(identity.s(0) for _ in range(TASKS - 2 * LOST))]
+            ),
+        )
         with engine.embedded_worker(concurrency=2):
             workflow = engine.submit(canvas)
             assert workflow.progress().total == TASKS + 1
@@ -139,22 +147,43 @@ def test_a_150000_node_workflow_fails_retries_pauses_resumes_and_cancels(
             )
             assert task_counts(workflow) == {N.RUNNING: 1, N.PENDING: TASKS}
 
-            # pause while it runs: the 15,000 chains it releases are held back
+            # pause while it runs: the 70,001 chains it releases are held back
             workflow.pause()
             released.set()
             wait_for(lambda: workflow.state == W.PAUSED, timeout=60, what="PAUSED")
         assert task_counts(workflow) == {N.SUCCEEDED: 1, N.PENDING: TASKS}
 
-        # resume queues the ready ones and publishes each once (no worker now)
-        delivery = workflow.resume()
+        # resumed by a producer whose broker cannot be used: the 70,001 ready
+        # nodes are QUEUED, their messages never sent
+        heads = LOST + 1
+        producer = Engine(make_app(broker="unusable://"), database_url)
+        try:
+            assert producer.resume(workflow.id).sent == 0
+        finally:
+            producer.close()
         assert workflow.state == W.IN_PROGRESS
-        assert delivery.sent == CHAINS
-        assert queued_messages(app) == CHAINS
         assert task_counts(workflow) == {
             N.SUCCEEDED: 1,
-            N.QUEUED: CHAINS,
-            N.PENDING: TASKS - CHAINS,
+            N.QUEUED: heads,
+            N.PENDING: TASKS - heads,
         }
+        assert queued_messages(app) == 0
+
+        # the broker lost them all: one pass publishes each once more
+        delivery = engine.recover(broker_emptied=True)
+        assert delivery.sent == heads
+        assert queued_messages(app) == heads
+        with engine.db.connect() as conn:
+            republished = conn.execute(
+                sa.select(events.c.node_id, sa.func.count())
+                .where(events.c.workflow_id == workflow.id)
+                .where(events.c.detail == REPUBLISHED)
+                .group_by(events.c.node_id)
+            ).all()
+        assert len(republished) == heads
+        assert {count for _, count in republished} == {1}
+        # a pass with the default delay finds nothing overdue
+        assert engine.recover().sent == 0
 
         workflow.cancel(terminate=True)
         assert workflow.state == W.CANCELLED
@@ -165,53 +194,3 @@ def test_a_150000_node_workflow_fails_retries_pauses_resumes_and_cancels(
             workflow.get(timeout=5)
     finally:
         engine.close()
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_recovery_publishes_70000_lost_nodes_of_a_150000_node_workflow_once(
-    database_url: str,
-) -> None:
-    # a producer whose broker is down: every first message is lost
-    unreachable = make_app(broker=f"redis://127.0.0.1:{free_port()}/0")
-    producer = Engine(unreachable, database_url, recovery_interval=3600)
-    producer.migrate()
-    app = make_app()
-    engine = Engine(app, database_url, recovery_interval=3600)
-    try:
-        identity = unreachable.test_tasks.identity
-        lost = 70_000
-        canvas = group(
-            [chain(identity.s(i), identity.s()) for i in range(lost)]
-            + [chain(identity.s(0) for _ in range(TASKS - 2 * lost))]
-        )
-        workflow = engine.workflow(producer.submit(canvas).id)
-        # one event per root queued, written in chunks as the submit went
-        queued = node_events(engine, workflow.id, from_state=N.PENDING)
-        assert queued == lost + 1
-        assert task_counts(workflow) == {
-            N.QUEUED: lost + 1,
-            N.PENDING: TASKS - lost - 1,
-        }
-
-        # the broker lost them all: one pass publishes each once more
-        delivery = engine.recover(broker_emptied=True)
-        assert delivery.sent == lost + 1
-        assert queued_messages(app) == lost + 1
-        with engine.db.connect() as conn:
-            republished = conn.execute(
-                sa.select(events.c.node_id, sa.func.count())
-                .where(events.c.workflow_id == workflow.id)
-                .where(events.c.detail == REPUBLISHED)
-                .group_by(events.c.node_id)
-            ).all()
-        assert len(republished) == lost + 1
-        assert {count for _, count in republished} == {1}
-
-        # a pass with the default delay finds nothing overdue
-        assert engine.recover().sent == 0
-        workflow.cancel()
-        assert task_counts(workflow) == {N.CANCELLED: TASKS}
-    finally:
-        engine.close()
-        producer.close()

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from celeriac.engine.machine import decider
-from celeriac.errors import InvalidTransition, WorkflowNotFound
+from celeriac.errors import InvalidCanvas, InvalidTransition, WorkflowNotFound
 from celeriac.records import Failure, Lease, NewEdge, NewNode, NewWorkflow, Outcome
 from celeriac.states import NodeKind, NodeState, WorkflowState
 from celeriac.storage import Store, connect, migrate
@@ -250,9 +250,11 @@ def test_insert_workflow_colliding_with_a_stored_one_leaves_both_as_they_were(st
     before = snapshot(store, first)
     second = Flow()
     second.task("a", node_id=first["b"])
-    second_new = second.build(result=first["b"])
+    # node ids are keyed by workflow: a frozen task id (the one way a canvas
+    # chooses a node's id) is checked against every workflow's nodes
+    second_new = replace(second.build(result=first["b"]), frozen_ids=(first["b"],))
 
-    with pytest.raises(sa.exc.IntegrityError):
+    with pytest.raises(InvalidCanvas, match="already a node of workflow"):
         store.insert_workflow(second_new)
 
     with pytest.raises(WorkflowNotFound):
