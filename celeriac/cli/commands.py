@@ -48,6 +48,7 @@ from celeriac.cli.render import (
     workflow_table,
 )
 from celeriac.cli.tree import node_tree
+from celeriac.cli.web import web
 from celeriac.demo import run_demo
 from celeriac.engine.dot import to_dot, to_mermaid
 from celeriac.records import WorkflowRecord
@@ -576,3 +577,6 @@ def demo(config: Config) -> None:
     if config.app:
         raise click.UsageError("demo builds its own app: do not pass --app")
     sys.exit(run_demo(console, config.reachable_url()))
+
+
+main.add_command(web)
