@@ -57,7 +57,7 @@ from celeriac.storage.claims import Admission
 from celeriac.storage.database import retry_transient
 from celeriac.storage.integrity import names_corruption
 from celeriac.storage.listing import Cursor, WorkflowFilter
-from celeriac.storage.outline import Outline, read_outline
+from celeriac.storage.outline import Clustered, Outline, read_drawing
 from celeriac.storage.retention import Purged, Purger, Retention
 from celeriac.storage.rows import now
 from celeriac.storage.schema import attempts, edges, nodes, workers, workflows
@@ -802,10 +802,16 @@ class Store:
 
     @names_corruption
     @retry_transient
-    def outline(self, workflow_id: str) -> Outline:
-        """The workflow's nodes and edges for a drawing: no values, no attempts."""
+    def outline(
+        self, workflow_id: str, most_nodes: int, most_clusters: int
+    ) -> Outline | Clustered:
+        """What a drawing of the workflow needs: no values, no attempts.
+
+        Every node and edge up to ``most_nodes`` nodes; past that, nodes
+        counted by first parent, task and state (``storage/outline.py``).
+        """
         with self._read() as conn:
-            return read_outline(conn, workflow_id)
+            return read_drawing(conn, workflow_id, most_nodes, most_clusters)
 
     @names_corruption
     @retry_transient

@@ -1,27 +1,31 @@
 """The DAG as boxes and lines for an SVG, nodes coloured by state.
 
-Nodes are laid out top to bottom by depth (the longest path from a root).
-Above :data:`COLLAPSE_ABOVE` nodes, the nodes of one task at one depth (a
-group, a chord's header) become one box that counts them by state; a deep
-chain is cut into at most :data:`MAX_BANDS` bands of depths first, so that a
-drawing never has more than a few hundred boxes, whatever the canvas.
+Boxes are laid out top to bottom by depth (the longest path from a root).
+Up to :data:`COLLAPSE_ABOVE` nodes (:data:`EXPAND_LIMIT` when the user
+expands), each node is a box. Past that, the nodes of one task under the
+same first parent (a group, a chord's header) are one box that counts them
+by state, as the database counted them; and when even those are too many (a
+chain of thousands of steps), one box per task, without edges.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from celeriac.states import NodeKind, NodeState
-from celeriac.storage.outline import Outline, OutlineNode
+from celeriac.storage.outline import Clustered, Outline
 
 #: Drawn one box per node up to this many nodes (unless expanded).
 COLLAPSE_ABOVE = 300
 #: Drawn one box per node up to this many nodes when the user expands.
 EXPAND_LIMIT = 3000
-#: Bands of depth a collapsed drawing has at most.
-MAX_BANDS = 60
+#: Boxes a collapsed drawing may have before it counts by task alone.
+MAX_CLUSTERS = 400
 BOX_WIDTH, BOX_HEIGHT, GAP_X, GAP_Y, MARGIN = 170, 44, 16, 36, 10
+K = TypeVar("K", bound=Hashable)
 #: Which state names a collapsed box, the first present in this order.
 _PRECEDENCE = (
     NodeState.FAILED,
@@ -39,9 +43,6 @@ _PRECEDENCE = (
 class Box:
     """One box: a node, or several nodes counted by state."""
 
-    key: tuple[object, ...]
-    #: the depth (or band of depths) it is drawn at
-    row: int
     task: str
     kind: str
     counts: Counter[str] = field(default_factory=Counter)
@@ -52,7 +53,7 @@ class Box:
     @property
     def state(self) -> str:
         """The node's state, or the most telling one of the box's nodes."""
-        return next(s for s in _PRECEDENCE if self.counts[s]) if self.counts else ""
+        return next((s for s in _PRECEDENCE if self.counts[s]), "")
 
     @property
     def size(self) -> int:
@@ -75,93 +76,90 @@ class Drawing:
     height: int
     collapsed: bool
     nodes: int
+    #: False when boxes count nodes by task alone, with no edges
+    structured: bool = True
 
 
-def depths(outline: Outline) -> dict[str, int]:
-    """Each node's depth: 0 for a root, else one more than its deepest parent."""
-    parents: dict[str, list[str]] = defaultdict(list)
-    children: dict[str, list[str]] = defaultdict(list)
-    for parent, child in outline.edges:
-        parents[child].append(parent)
+def depths(keys: Iterable[K], edges: Sequence[tuple[K, K]]) -> dict[K, int]:
+    """Each key's depth: 0 for a root, else one more than its deepest parent."""
+    children: dict[K, list[K]] = defaultdict(list)
+    waiting: dict[K, int] = dict.fromkeys(keys, 0)
+    for parent, child in edges:
         children[parent].append(child)
-    waiting = {node.id: len(parents[node.id]) for node in outline.nodes}
+        waiting[child] += 1
     depth = dict.fromkeys(waiting, 0)
-    ready = [node_id for node_id, n in waiting.items() if n == 0]
+    ready = [key for key, n in waiting.items() if n == 0]
     while ready:
-        node_id = ready.pop()
-        for child in children[node_id]:
-            depth[child] = max(depth[child], depth[node_id] + 1)
+        key = ready.pop()
+        for child in children[key]:
+            depth[child] = max(depth[child], depth[key] + 1)
             waiting[child] -= 1
             if waiting[child] == 0:
                 ready.append(child)
     return depth
 
 
-def draw(outline: Outline, expand: bool = False) -> Drawing:
-    """Lay ``outline`` out; collapsed above the limit that ``expand`` chooses."""
-    limit = EXPAND_LIMIT if expand else COLLAPSE_ABOVE
-    collapsed = len(outline.nodes) > limit
-    depth = depths(outline)
-    deepest = max(depth.values(), default=0)
-    boxes: dict[tuple[object, ...], Box] = {}
-    box_of: dict[str, Box] = {}
-    for node in outline.nodes:
-        box = _box_for(node, depth[node.id], deepest, collapsed, boxes)
-        box.counts[node.state] += 1
-        box_of[node.id] = box
-    lines = _place(list(boxes.values()), outline, box_of)
-    width = max((b.x for b in boxes.values()), default=0) + BOX_WIDTH + MARGIN
-    height = max((b.y for b in boxes.values()), default=0) + BOX_HEIGHT + MARGIN
-    return Drawing(
-        list(boxes.values()), lines, width, height, collapsed, len(outline.nodes)
-    )
+def _name(task: str | None, kind: str) -> str:
+    return task or ("join" if kind == NodeKind.JOIN else kind.lower())
 
 
-def _box_for(
-    node: OutlineNode,
-    depth: int,
-    deepest: int,
+def draw(source: Outline | Clustered) -> Drawing:
+    """Lay out a workflow's nodes (an ``Outline``) or its clusters."""
+    if isinstance(source, Outline):
+        boxes = {
+            node.id: Box(
+                _name(node.task, node.kind),
+                node.kind,
+                Counter({node.state: 1}),
+                node.id,
+            )
+            for node in source.nodes
+        }
+        return _laid_out(boxes, source.edges, False, len(source.nodes), True)
+    clustered: dict[tuple[str | None, str | None, str], Box] = {}
+    for cluster in source.clusters:
+        key = (cluster.parent_id, cluster.task, cluster.kind)
+        box = clustered.get(key)
+        if box is None:
+            box = clustered[key] = Box(_name(cluster.task, cluster.kind), cluster.kind)
+        box.counts[cluster.state] += cluster.nodes
+    edges = [
+        (source.parents[key[0]], key)
+        for key in clustered
+        if key[0] is not None and source.parents.get(key[0]) in clustered
+    ]
+    return _laid_out(clustered, edges, True, source.total, source.structured)
+
+
+def _laid_out(
+    boxes: Mapping[K, Box],
+    edges: Sequence[tuple[K, K]],
     collapsed: bool,
-    boxes: dict[tuple[object, ...], Box],
-) -> Box:
-    task = node.task or ("join" if node.kind == NodeKind.JOIN else node.kind.lower())
-    if collapsed:
-        band = depth * MAX_BANDS // (deepest + 1)
-        key: tuple[object, ...] = (band, node.kind, task)
-    else:
-        band, key = depth, (depth, node.id)
-    box = boxes.get(key)
-    if box is None:
-        box = boxes[key] = Box(key, band, task, node.kind)
-        if not collapsed:
-            box.node_id = node.id
-    return box
-
-
-def _place(
-    boxes: list[Box], outline: Outline, box_of: dict[str, Box]
-) -> list[tuple[int, int, int, int]]:
-    """Set each box's position, row by depth; the lines between boxes."""
+    total: int,
+    structured: bool,
+) -> Drawing:
+    depth = depths(boxes, edges)
     rows: dict[int, list[Box]] = defaultdict(list)
-    for box in boxes:
-        rows[box.row].append(box)
+    for key, box in boxes.items():
+        rows[depth[key]].append(box)
     for y, row in enumerate(sorted(rows)):
         for x, box in enumerate(rows[row]):
             box.x = MARGIN + x * (BOX_WIDTH + GAP_X)
             box.y = MARGIN + y * (BOX_HEIGHT + GAP_Y)
-    seen: set[tuple[int, int]] = set()
-    lines = []
-    for parent, child in outline.edges:
-        a, b = box_of[parent], box_of[child]
-        if a is b or (id(a), id(b)) in seen:
-            continue
-        seen.add((id(a), id(b)))
-        lines.append(
+    lines = sorted(
+        {
             (
-                a.x + BOX_WIDTH // 2,
-                a.y + BOX_HEIGHT,
-                b.x + BOX_WIDTH // 2,
-                b.y,
+                boxes[a].x + BOX_WIDTH // 2,
+                boxes[a].y + BOX_HEIGHT,
+                boxes[b].x + BOX_WIDTH // 2,
+                boxes[b].y,
             )
-        )
-    return lines
+            for a, b in edges
+            if a != b
+        }
+    )
+    width = max((b.x for b in boxes.values()), default=0) + BOX_WIDTH + MARGIN
+    height = max((b.y for b in boxes.values()), default=0) + BOX_HEIGHT + MARGIN
+    return Drawing(
+        list(boxes.values()), lines, width, height, collapsed, total, structured
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -69,20 +70,18 @@ async def workflow_action(request: Request) -> Response:
     """POST a form's action on one workflow, then show the workflow again."""
     form = await request.form()
     if not token_ok(request, _text(form, FIELD)):
-        return render(
-            request,
-            "error.html",
-            403,
-            reason="the form's CSRF token is missing or wrong: reload the page",
-        )
+        return _forged(request)
+    return await run_in_threadpool(_act, request, form)
+
+
+def _act(request: Request, form: FormData) -> Response:
     own = console(request)
     workflow_id = resolved(own.engine, request)
-    action = request.path_params["action"]
     try:
         actions.act(
             own.engine,
             workflow_id,
-            action,
+            request.path_params["action"],
             actor(request),
             own.options,
             terminate=_text(form, "terminate") == "1",
@@ -96,35 +95,38 @@ async def bulk_action(request: Request) -> Response:
     """POST a bulk action: a dry run asks to confirm, the confirmation acts."""
     form = await request.form()
     if not token_ok(request, _text(form, FIELD)):
-        return render(
-            request,
-            "error.html",
-            403,
-            reason="the form's CSRF token is missing or wrong: reload the page",
-        )
+        return _forged(request)
+    return await run_in_threadpool(_bulk, request, form)
+
+
+def _bulk(request: Request, form: FormData) -> Response:
     own = console(request)
     action = _text(form, "action") or ""
-    where = queries.workflow_filter({k: str(v) for k, v in form.items()})
-    selected = [str(v) for v in form.getlist("ids")]
     confirmed = _text(form, "confirm") == "1"
+    by = actor(request)
     try:
         if _text(form, "scope") == "selected":
+            selected = [str(v) for v in form.getlist("ids")]
             actions.check(action, own.options)
             outcome = (
-                actions.act_on_each(
-                    own.engine, action, selected, actor(request), own.options
-                )
+                actions.act_on_each(own.engine, action, selected, by, own.options)
                 if confirmed
                 else actions.BulkOutcome(action, True, len(selected))
             )
         else:
+            where = queries.workflow_filter({k: str(v) for k, v in form.items()})
             outcome = actions.bulk(
-                own.engine, action, where, actor(request), own.options, not confirmed
+                own.engine, action, where, by, own.options, not confirmed
             )
     except actions.Refused as exc:
         return render(request, "error.html", 409, reason=str(exc))
     fields = [(k, str(v)) for k, v in form.multi_items() if k not in (FIELD, "confirm")]
     return render(request, "bulk.html", outcome=outcome, fields=fields)
+
+
+def _forged(request: Request) -> Response:
+    reason = "the form's CSRF token is missing or wrong: reload the page"
+    return render(request, "error.html", 403, reason=reason)
 
 
 def _text(form: FormData, name: str) -> str | None:

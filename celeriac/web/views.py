@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from celeriac import Engine, WorkflowState
 from celeriac.states import TERMINAL_WORKFLOW_STATES
 from celeriac.web import queries
-from celeriac.web.drawing import draw
+from celeriac.web.drawing import COLLAPSE_ABOVE, EXPAND_LIMIT, MAX_CLUSTERS, draw
 
 #: Nodes the timeline lists (the first ones, in canvas order).
 TIMELINE_NODES = 100
@@ -55,8 +55,9 @@ def summary_view(engine: Engine, workflow_id: str) -> dict[str, Any]:
 def graph_view(engine: Engine, workflow_id: str, expand: bool) -> dict[str, Any]:
     """The DAG's drawing and the timeline of the first nodes."""
     timeline, _ = engine.store.node_page(workflow_id, limit=TIMELINE_NODES)
+    most = EXPAND_LIMIT if expand else COLLAPSE_ABOVE
     return {
-        "drawing": draw(engine.store.outline(workflow_id), expand),
+        "drawing": draw(engine.store.outline(workflow_id, most, MAX_CLUSTERS)),
         "expand": expand,
         "timeline": timeline,
         "workflow_id": workflow_id,
