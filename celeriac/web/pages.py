@@ -87,7 +87,11 @@ def _act(request: Request, form: FormData) -> Response:
             terminate=_text(form, "terminate") == "1",
         )
     except actions.Refused as exc:
+        if "hx-request" in request.headers:  # into the page's message area
+            return render(request, "_message.html", 409, text=str(exc))
         return workflow_page(request, str(exc), 409)
+    if "hx-request" in request.headers:  # the live stream shows what changed
+        return Response(status_code=204)
     return RedirectResponse(f"{base(request)}/workflows/{workflow_id}", 303)
 
 

@@ -68,7 +68,8 @@ def workflow_events(request: Request) -> Response:
                 request, "_summary.html", **summary_view(engine, workflow_id)
             )
         }
-        counts = engine.store.count_nodes(workflow_id)
+        # a retry can end with the same counts: the workflow's row moved
+        counts = (engine.store.count_nodes(workflow_id), found["summary"])
         if drawn.get("counts") != counts:
             drawn["counts"] = counts
             drawn["graph"] = render_text(
