@@ -76,11 +76,35 @@ class Cluster(NamedTuple):
     nodes: int
 
 
-def _first_parents(workflow_id: str) -> sa.Subquery:
+def _with_first_parent(workflow_id: str) -> sa.Subquery:
+    """Each drawn node with its first parent: one join on the edges' child index.
+
+    Joined this way round, even a planner with no statistics yet (a table
+    just filled) looks each node's edges up by index, never scans them all
+    for each node.
+    """
     return (
-        sa.select(edges.c.child_id, sa.func.min(edges.c.parent_id).label("parent_id"))
-        .where(edges.c.workflow_id == workflow_id)
-        .group_by(edges.c.child_id)
+        sa.select(
+            nodes.c.id,
+            nodes.c.task,
+            nodes.c.kind,
+            nodes.c.state,
+            nodes.c.position,
+            sa.func.min(edges.c.parent_id).label("parent_id"),
+        )
+        .select_from(
+            nodes.outerjoin(
+                edges,
+                sa.and_(
+                    edges.c.child_id == nodes.c.id,
+                    edges.c.workflow_id == workflow_id,
+                ),
+            )
+        )
+        .where(nodes.c.workflow_id == workflow_id, nodes.c.kind.in_(DRAWN_KINDS))
+        .group_by(
+            nodes.c.id, nodes.c.task, nodes.c.kind, nodes.c.state, nodes.c.position
+        )
         .subquery()
     )
 
@@ -93,19 +117,13 @@ def read_clusters(
     A group of 100,000 under one parent is one cluster per state. None when
     there are more than ``limit`` clusters (a chain of 100,000 steps).
     """
-    first = _first_parents(workflow_id)
+    each = _with_first_parent(workflow_id)
     query = (
         sa.select(
-            first.c.parent_id,
-            nodes.c.task,
-            nodes.c.kind,
-            nodes.c.state,
-            sa.func.count(),
+            each.c.parent_id, each.c.task, each.c.kind, each.c.state, sa.func.count()
         )
-        .select_from(nodes.outerjoin(first, first.c.child_id == nodes.c.id))
-        .where(nodes.c.workflow_id == workflow_id, nodes.c.kind.in_(DRAWN_KINDS))
-        .group_by(first.c.parent_id, nodes.c.task, nodes.c.kind, nodes.c.state)
-        .order_by(sa.func.min(nodes.c.position))
+        .group_by(each.c.parent_id, each.c.task, each.c.kind, each.c.state)
+        .order_by(sa.func.min(each.c.position))
         .limit(limit + 1)
     )
     found = [Cluster(*row) for row in conn.execute(query)]
@@ -116,11 +134,24 @@ def read_cluster_keys(
     conn: sa.Connection, workflow_id: str, node_ids: list[str]
 ) -> dict[str, tuple[str | None, str | None, str]]:
     """For each of ``node_ids``: its cluster's (first parent, task, kind)."""
-    first = _first_parents(workflow_id)
     query = (
-        sa.select(nodes.c.id, first.c.parent_id, nodes.c.task, nodes.c.kind)
-        .select_from(nodes.outerjoin(first, first.c.child_id == nodes.c.id))
+        sa.select(
+            nodes.c.id,
+            sa.func.min(edges.c.parent_id).label("parent_id"),
+            nodes.c.task,
+            nodes.c.kind,
+        )
+        .select_from(
+            nodes.outerjoin(
+                edges,
+                sa.and_(
+                    edges.c.child_id == nodes.c.id,
+                    edges.c.workflow_id == workflow_id,
+                ),
+            )
+        )
         .where(nodes.c.workflow_id == workflow_id, nodes.c.id.in_(node_ids))
+        .group_by(nodes.c.id, nodes.c.task, nodes.c.kind)
     )
     return {row.id: (row.parent_id, row.task, row.kind) for row in conn.execute(query)}
 

@@ -49,13 +49,20 @@ def test_refuses_to_listen_off_loopback_without_credentials(sqlite_url):
     assert f"set both {USER_VARIABLE} and {PASSWORD_VARIABLE}" in result.stderr
 
 
-def test_serves_the_console_and_its_live_stream(engine, tasks, sqlite_url, tmp_path):
+def test_serves_the_console_and_its_live_stream(engine, tasks, tmp_path):
     workflow = engine.submit(tasks.add.s(1, 1), name="served")
     port = free_port()
     log = Path(tmp_path / "web.log")
     with log.open("w") as out:
         server = subprocess.Popen(
-            [*CELERIAC, "--database-url", sqlite_url, "web", "--port", str(port)],
+            [
+                *CELERIAC,
+                "--database-url",
+                engine.database_url,
+                "web",
+                "--port",
+                str(port),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=environment(),
