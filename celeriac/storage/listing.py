@@ -2,7 +2,7 @@
 
 Pages are keyset pages: the next one starts below the last row shown, by
 ``(created_at, id)``, so page 1,000 costs what page 1 does however many
-workflows are stored (``ix_celeriac_workflows_created_at``), where an
+workflows are stored (``ix_celeriac_workflows_created_at_id``), where an
 ``OFFSET`` would read every row it skips.
 """
 

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from celery import chain, chord, group
 
 from celeriac import Engine, WorkflowCancelled, WorkflowFailed
+from celeriac.storage.listing import Cursor, WorkflowFilter
 from tests.history import analyze, insert_history
 
 pytestmark = pytest.mark.slow
@@ -107,6 +108,9 @@ def run_the_hot_path(engine: Engine, tasks: Any) -> None:
         engine.recover()
     engine.store.list_workflows()
     engine.store.list_workflows(state="COMPLETED", name="plans")
+    # the web console's keyset pages: newest first, then below the last shown
+    *_, last = engine.store.workflow_page(WorkflowFilter(), 2)
+    engine.store.workflow_page(WorkflowFilter(), 2, Cursor(last.created_at, last.id))
     engine.store.get_workflow(workflow.id)
     engine.store.count_nodes(workflow.id)
     assert engine.workflow(workflow.id).state == "COMPLETED"
