@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import FrameType
+from typing import Any
+
 import click
 
 from celeriac.cli.config import Config
@@ -49,8 +52,6 @@ def web(
     still shows everything, pauses and cancels.
     """
     try:
-        import uvicorn
-
         from celeriac.web import create_app
         from celeriac.web.auth import Credentials, check_bind
     except ImportError as exc:
@@ -73,4 +74,23 @@ def web(
     shown = f"[{host}]" if ":" in host else host
     path = "/" + prefix.strip("/") if prefix.strip("/") else ""
     click.echo(f"celeriac web console: http://{shown}:{port}{path}/  (Ctrl+C stops)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    serve(app, host, port)
+
+
+def serve(app: Any, host: str, port: int) -> None:
+    """Run ``app`` with uvicorn until Ctrl+C.
+
+    The live pages' streams stay open as long as their pages do: uvicorn
+    would wait for them, then cancel them with a traceback. Its exit first
+    tells them to end (``Console.stopping``).
+    """
+    import uvicorn
+
+    stopping = app.state.console.stopping
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            stopping.set()
+            super().handle_exit(sig, frame)
+
+    Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()

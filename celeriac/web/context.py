@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -28,6 +29,8 @@ class Console:
     options: Options
     #: seconds between two looks at the database for live updates
     poll_interval: float = 1.0
+    #: set when the server shuts down: the live streams end
+    stopping: threading.Event = field(default_factory=threading.Event)
 
 
 def console(request: Request) -> Console:

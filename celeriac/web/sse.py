@@ -31,15 +31,15 @@ def message(event: str, html: str) -> str:
 
 async def stream(request: Request, snapshot: Snapshot) -> AsyncIterator[str]:
     """The events of ``snapshot`` whose fragment changed, until the client goes."""
-    interval = console(request).poll_interval
+    own = console(request)
     sent: dict[str, str] = {}
     yield ": connected\n\n"
-    while not await request.is_disconnected():
+    while not own.stopping.is_set() and not await request.is_disconnected():
         for event, html in (await run_in_threadpool(snapshot)).items():
             if sent.get(event) != html:
                 sent[event] = html
                 yield message(event, html)
-        await asyncio.sleep(interval)
+        await asyncio.sleep(own.poll_interval)
 
 
 def list_events(request: Request) -> Response:
