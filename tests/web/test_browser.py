@@ -13,14 +13,13 @@ import shutil
 import threading
 from pathlib import Path
 
+import playwright.sync_api as playwright_api
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from celery import chain, group
 
 from tests.servers import unavailable
 from tests.tasks import make_app
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-from axe_playwright_python.sync_playwright import Axe  # noqa: E402
 
 DOCS_IMAGES = Path(__file__).parents[2] / "docs" / "images"
 #: Seconds a live change may take to show (the stream polls every 0.05 s).
