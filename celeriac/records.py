@@ -71,6 +71,16 @@ class Node:
     #: the body's last progress report, if it made one
     progress: NodeProgress | None = None
 
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the first attempt's start to the last one's end."""
+        if not self.attempts:
+            return None
+        first, last = self.attempts[0], self.attempts[-1]
+        if first.started_at is None or last.finished_at is None:
+            return None
+        return (last.finished_at - first.started_at).total_seconds()
+
 
 @dataclass(frozen=True)
 class Progress:

@@ -23,6 +23,7 @@ from celeriac.cli import actions, purging, reading
 from celeriac.cli.config import Config, Group
 from celeriac.cli.connection import safe_url
 from celeriac.cli.render import console, echo_json, json_option
+from celeriac.cli.web import web
 from celeriac.demo import run_demo
 from celeriac.settings import APP_VARIABLE, DATABASE_URL_VARIABLE
 
@@ -102,5 +103,6 @@ for command in (
     actions.retry,
     actions.recover,
     purging.purge,
+    web,
 ):
     main.add_command(command)

@@ -120,12 +120,7 @@ def duration_text(node: Node) -> str:
 
 def duration(node: Node) -> float | None:
     """Seconds from the first attempt's start to the last one's end."""
-    if not node.attempts:
-        return None
-    first, last = node.attempts[0], node.attempts[-1]
-    if first.started_at is None or last.finished_at is None:
-        return None
-    return (last.finished_at - first.started_at).total_seconds()
+    return node.duration
 
 
 def elapsed(node: Node) -> float | None:

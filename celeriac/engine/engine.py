@@ -248,35 +248,41 @@ class Engine:
             record = self.store.get_workflow(complete_id(self.store, workflow_id))
         return Workflow(self, record.id, record.name)
 
-    def pause(self, workflow_id: str) -> None:
-        """Stop dispatching; the workflow is PAUSED once nothing runs."""
-        self._transition(workflow_id, "pause")
+    def pause(self, workflow_id: str, *, by: str | None = None) -> None:
+        """Stop dispatching; the workflow is PAUSED once nothing runs.
 
-    def resume(self, workflow_id: str) -> Delivery:
+        ``by`` (here and for resume, cancel, retry) names who asked, in the
+        event that records the change.
+        """
+        self._transition(workflow_id, "pause", by=by)
+
+    def resume(self, workflow_id: str, *, by: str | None = None) -> Delivery:
         """Dispatch every ready node of a pausing or paused workflow.
 
         Returns how many nodes were published, and how many stay QUEUED
         because the broker could not be reached.
         """
-        return self._transition(workflow_id, "resume")[1]
+        return self._transition(workflow_id, "resume", by=by)[1]
 
-    def cancel(self, workflow_id: str, terminate: bool = False) -> Delivery:
+    def cancel(
+        self, workflow_id: str, terminate: bool = False, *, by: str | None = None
+    ) -> Delivery:
         """Cancel: nothing starts again; running tasks are revoked.
 
         Returns how many running tasks were revoked through the broker, and
         how many could not be.
         """
-        result, _ = self._transition(workflow_id, "cancel")
+        result, _ = self._transition(workflow_id, "cancel", by=by)
         if result is None or not result.revoke:
             return Delivery()
         return self._revoke(result.revoke, terminate)
 
-    def retry(self, workflow_id: str) -> Delivery:
+    def retry(self, workflow_id: str, *, by: str | None = None) -> Delivery:
         """Continue a FAILED workflow; succeeded nodes do not run again.
 
         Returns what was published, as ``resume()`` does.
         """
-        return self._transition(workflow_id, "retry")[1]
+        return self._transition(workflow_id, "retry", by=by)[1]
 
     def recover(self, broker_emptied: bool = False) -> Delivery:
         """One recovery pass: publish again what a crash left behind.
@@ -626,11 +632,12 @@ class Engine:
         workflow_id: str,
         trigger: str,
         error: Failure | None = None,
+        by: str | None = None,
     ) -> tuple[TransitionResult | None, Delivery]:
         # a call's own token: a replay of its transaction finds what it did
         token = uuid.uuid4().hex if trigger in USER_TRIGGERS else None
         result = self.store.transition_workflow(
-            workflow_id, trigger, decider(workflow_id), error, token
+            workflow_id, trigger, decider(workflow_id), error, token, by
         )
         if result is None:
             return None, Delivery()

@@ -52,7 +52,7 @@ workflows = sa.Table(
     sa.Column("failed_node_id", Id, nullable=True),
     sa.Column("exc_type", sa.String(255), nullable=True),
     sa.Column("exc_message", Message, nullable=True),
-    sa.Column("created_at", Timestamp, nullable=False, index=True),
+    sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
     #: after a failure: "continue" (as Celery) or "stop" (nothing new starts)
     sa.Column("on_failure", sa.String(16), nullable=False, server_default="continue"),
@@ -63,6 +63,8 @@ workflows = sa.Table(
     #: indexed for purges, which take the longest finished first
     sa.Column("finished_at", Timestamp, nullable=True, index=True),
     sa.Index("uq_celeriac_workflows_submit_key", "submit_key", unique=True),
+    # newest first, ties broken by id: the list's keyset pages (revision 0010)
+    sa.Index("ix_celeriac_workflows_created_at_id", "created_at", "id"),
 )
 
 nodes = sa.Table(

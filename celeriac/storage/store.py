@@ -49,6 +49,7 @@ from celeriac.storage import (
     finishes,
     graph,
     integrity,
+    listing,
     progress,
     recovery,
     replays,
@@ -59,6 +60,8 @@ from celeriac.storage.batches import PAGE
 from celeriac.storage.claims import Admission
 from celeriac.storage.database import retry_transient
 from celeriac.storage.integrity import names_corruption
+from celeriac.storage.listing import Cursor, WorkflowFilter
+from celeriac.storage.outline import Clustered, Outline, read_drawing
 from celeriac.storage.retention import Purged, Purger, Retention
 from celeriac.storage.rows import now
 from celeriac.storage.schema import attempts, edges, nodes, workers, workflows
@@ -579,11 +582,13 @@ class Store:
         decide: Decide,
         error: Failure | None = None,
         token: str | None = None,
+        by: str | None = None,
     ) -> TransitionResult | None:
         """Apply ``trigger`` to a workflow, with its side effects, atomically.
 
         ``token``, unique to the call, keeps what it did: a replay whose first
         try committed returns that (the tasks a cancel revokes included).
+        ``by`` names who asked: the event's detail is then ``pause by NAME``.
 
         ``decide(state, trigger)`` names the new state or raises
         ``InvalidTransition``; nothing is written then. Returns None when an
@@ -610,7 +615,8 @@ class Store:
             revoke: list[str] = []
             queued_at = None
             values: dict[str, Any] = {"state": dest, "updated_at": at}
-            graph.add_event(conn, workflow_id, None, source, dest, at, trigger)
+            asked = trigger if by is None else f"{trigger} by {by}"
+            graph.add_event(conn, workflow_id, None, source, dest, at, asked)
             if trigger == "pause" and not counts[_N.RUNNING]:
                 settled = decide(dest, "settle")
                 graph.add_event(conn, workflow_id, None, dest, settled, at, "settle")
@@ -806,23 +812,43 @@ class Store:
         ``created_before`` those created before it; ``key``, the one
         submitted with that key.
         """
-        query = (
-            sa.select(*_RECORD_COLUMNS)
-            .order_by(workflows.c.created_at.desc())
-            .limit(limit)
-        )
-        if state:
-            query = query.where(workflows.c.state == state)
-        if name:
-            query = query.where(workflows.c.name == name)
-        if created_after is not None:
-            query = query.where(workflows.c.created_at >= created_after)
-        if created_before is not None:
-            query = query.where(workflows.c.created_at < created_before)
-        if key is not None:
-            query = query.where(workflows.c.submit_key == key)
+        where = WorkflowFilter(state, name, key, created_after, created_before)
+        return self.workflow_page(where, limit)
+
+    @names_corruption
+    @retry_transient
+    def workflow_page(
+        self, where: WorkflowFilter, limit: int = 50, after: Cursor | None = None
+    ) -> list[WorkflowRecord]:
+        """The newest ``limit`` workflows matching ``where``, below ``after``."""
+        query = listing.page_query(_RECORD_COLUMNS, where, limit, after)
         with self._read() as conn:
             return [rows.workflow_record(row) for row in conn.execute(query)]
+
+    @retry_transient
+    def count_workflow_states(self, where: WorkflowFilter) -> dict[str, int]:
+        """Workflows matching ``where`` in any state, counted by state."""
+        with self._read() as conn:
+            return listing.count_states(conn, where)
+
+    @retry_transient
+    def matching_workflow_ids(self, where: WorkflowFilter, limit: int) -> list[str]:
+        """Ids of at most ``limit`` workflows matching ``where``, newest first."""
+        with self._read() as conn:
+            return listing.matching_ids(conn, where, limit)
+
+    @names_corruption
+    @retry_transient
+    def outline(
+        self, workflow_id: str, most_nodes: int, most_clusters: int
+    ) -> Outline | Clustered:
+        """What a drawing of the workflow needs: no values, no attempts.
+
+        Every node and edge up to ``most_nodes`` nodes; past that, nodes
+        counted by first parent, task and state (``storage/outline.py``).
+        """
+        with self._read() as conn:
+            return read_drawing(conn, workflow_id, most_nodes, most_clusters)
 
     @names_corruption
     @retry_transient
@@ -886,6 +912,43 @@ class Store:
             ).all()
         last = node_rows[-1].position if len(node_rows) == limit else None
         return _node_records(node_rows, attempt_rows, edge_rows), last
+
+    @names_corruption
+    @retry_transient
+    def node_with_errbacks(
+        self, workflow_id: str, node_id: str
+    ) -> tuple[Node, list[Node]] | None:
+        """One node with its attempts, and the errbacks guarding it (None: no node)."""
+        guards = sa.select(edges.c.child_id).where(
+            edges.c.workflow_id == workflow_id,
+            edges.c.parent_id == node_id,
+            edges.c.on_error,
+        )
+        with self._read() as conn:
+            node_rows = conn.execute(
+                sa.select(*_NODE_COLUMNS)
+                .where(
+                    nodes.c.workflow_id == workflow_id,
+                    sa.or_(nodes.c.id == node_id, nodes.c.id.in_(guards)),
+                )
+                .order_by(nodes.c.position)
+            ).all()
+            ids = [row.id for row in node_rows]
+            attempt_rows = conn.execute(
+                sa.select(attempts)
+                .where(attempts.c.node_id.in_(ids))
+                .order_by(attempts.c.number)
+            ).all()
+            edge_rows = conn.execute(
+                sa.select(edges.c.parent_id, edges.c.child_id)
+                .where(edges.c.workflow_id == workflow_id, edges.c.child_id.in_(ids))
+                .order_by(edges.c.position)
+            ).all()
+        found = _node_records(node_rows, attempt_rows, edge_rows)
+        node = next((n for n in found if n.id == node_id), None)
+        if node is None:
+            return None
+        return node, [n for n in found if n.id != node_id]
 
     @retry_transient
     def count_nodes(

@@ -1,0 +1,111 @@
+"""Which workflows a listing shows: filters, newest-first pages, counts.
+
+Pages are keyset pages: the next one starts below the last row shown, by
+``(created_at, id)``, so page 1,000 costs what page 1 does however many
+workflows are stored (``ix_celeriac_workflows_created_at_id``), where an
+``OFFSET`` would read every row it skips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from celeriac.states import NodeState
+from celeriac.storage.schema import nodes, workflows
+
+
+@dataclass(frozen=True)
+class WorkflowFilter:
+    """What a listing keeps; every field left empty keeps all workflows."""
+
+    state: str | None = None
+    name: str | None = None
+    #: the idempotency key it was submitted with
+    key: str | None = None
+    #: created at or after this moment
+    created_after: datetime | None = None
+    #: created before this moment
+    created_before: datetime | None = None
+    #: the workflow's id starts with this
+    id_prefix: str | None = None
+    #: only workflows with a FAILED node
+    failed_node: bool = False
+
+    def without_state(self) -> WorkflowFilter:
+        """The same filter in every state (for the counts per state)."""
+        return replace(self, state=None)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ends: its last workflow's creation time and id."""
+
+    created_at: datetime
+    workflow_id: str
+
+
+def conditions(where: WorkflowFilter) -> list[sa.ColumnElement[bool]]:
+    """The SQL conditions of ``where``."""
+    found: list[sa.ColumnElement[bool]] = []
+    if where.state:
+        found.append(workflows.c.state == where.state)
+    if where.name:
+        found.append(workflows.c.name == where.name)
+    if where.key is not None:
+        found.append(workflows.c.submit_key == where.key)
+    if where.created_after is not None:
+        found.append(workflows.c.created_at >= where.created_after)
+    if where.created_before is not None:
+        found.append(workflows.c.created_at < where.created_before)
+    if where.id_prefix:
+        found.append(workflows.c.id.startswith(where.id_prefix, autoescape=True))
+    if where.failed_node:
+        failed = sa.select(nodes.c.id).where(
+            nodes.c.workflow_id == workflows.c.id, nodes.c.state == NodeState.FAILED
+        )
+        found.append(failed.exists())
+    return found
+
+
+def page_query(
+    columns: tuple[sa.Column[Any], ...],
+    where: WorkflowFilter,
+    limit: int,
+    after: Cursor | None = None,
+) -> sa.Select[Any]:
+    """``columns`` of the newest ``limit`` workflows matching, below ``after``."""
+    query = (
+        sa.select(*columns)
+        .where(*conditions(where))
+        .order_by(workflows.c.created_at.desc(), workflows.c.id.desc())
+        .limit(limit)
+    )
+    if after is not None:
+        # the first bound alone is what the index serves; the second breaks ties
+        query = query.where(
+            workflows.c.created_at <= after.created_at,
+            sa.or_(
+                workflows.c.created_at < after.created_at,
+                workflows.c.id < after.workflow_id,
+            ),
+        )
+    return query
+
+
+def count_states(conn: sa.Connection, where: WorkflowFilter) -> dict[str, int]:
+    """How many workflows matching ``where`` (in any state) are in each state."""
+    query = (
+        sa.select(workflows.c.state, sa.func.count())
+        .where(*conditions(where.without_state()))
+        .group_by(workflows.c.state)
+    )
+    return {state: count for state, count in conn.execute(query)}
+
+
+def matching_ids(conn: sa.Connection, where: WorkflowFilter, limit: int) -> list[str]:
+    """The ids of at most ``limit`` workflows matching ``where``, newest first."""
+    return list(conn.execute(page_query((workflows.c.id,), where, limit)).scalars())

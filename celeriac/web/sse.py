@@ -1,0 +1,97 @@
+"""Live updates: server-sent events carrying HTML fragments for htmx to swap.
+
+Each stream looks at the database every ``poll_interval`` seconds (on SQLite
+and PostgreSQL alike) and sends a fragment only when it changed. The DAG is
+drawn again only when the workflow's node counts moved: a look at a large
+workflow costs one grouped count, not a read of every node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from celeriac.web import queries
+from celeriac.web.context import console, render_text
+from celeriac.web.views import graph_view, list_view, summary_view
+
+Snapshot = Callable[[], dict[str, str]]
+
+
+def message(event: str, html: str) -> str:
+    """One server-sent event: its name, then its data a line at a time."""
+    data = "".join(f"data: {line}\n" for line in html.splitlines() or [""])
+    return f"event: {event}\n{data}\n"
+
+
+async def stream(request: Request, snapshot: Snapshot) -> AsyncIterator[str]:
+    """The events of ``snapshot`` whose fragment changed, until the client goes."""
+    own = console(request)
+    sent: dict[str, str] = {}
+    yield ": connected\n\n"
+    while not own.stopping.is_set() and not await request.is_disconnected():
+        for event, html in (await run_in_threadpool(snapshot)).items():
+            if sent.get(event) != html:
+                sent[event] = html
+                yield message(event, html)
+        await asyncio.sleep(own.poll_interval)
+
+
+def list_events(request: Request) -> Response:
+    """The list's live region (counts and rows), whenever it changes."""
+    engine = console(request).engine
+    params = dict(request.query_params)
+    queries.workflow_filter(params)  # bad input: 422 now, not in the stream
+
+    def snapshot() -> dict[str, str]:
+        values = list_view(engine, params)
+        return {"rows": render_text(request, "_list_live.html", **values)}
+
+    return _events(request, snapshot)
+
+
+def workflow_events(request: Request) -> Response:
+    """A workflow's header, and its DAG when a node changed state."""
+    engine = console(request).engine
+    workflow_id = engine.workflow(request.path_params["workflow_id"]).id
+    expand = queries.flag(request.query_params, "expand")
+    drawn: dict[str, object] = {}
+
+    def snapshot() -> dict[str, str]:
+        found = {
+            "summary": render_text(
+                request, "_summary.html", **summary_view(engine, workflow_id)
+            )
+        }
+        # a retry can end with the same counts: the workflow's row moved
+        counts = (engine.store.count_nodes(workflow_id), found["summary"])
+        if drawn.get("counts") != counts:
+            drawn["counts"] = counts
+            drawn["graph"] = render_text(
+                request, "_graph.html", **graph_view(engine, workflow_id, expand)
+            )
+        found["graph"] = str(drawn["graph"])
+        return found
+
+    return _events(request, snapshot)
+
+
+def _events(request: Request, snapshot: Snapshot) -> Response:
+    return StreamingResponse(
+        stream(request, snapshot),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def routes() -> list[Route]:
+    """The event streams' routes."""
+    return [
+        Route("/events/list", list_events),
+        Route("/events/workflows/{workflow_id}", workflow_events),
+    ]
