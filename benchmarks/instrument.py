@@ -26,20 +26,18 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from celeriac.storage import Store
+
 FLUSH_INTERVAL = 0.1
-_STORE = os.path.join("celeriac", "storage", "store.py")
 
 
 def store_method(depth: int = 2) -> str:
-    """The ``Store`` method the caller runs inside, or ``other``."""
+    """The public ``Store`` method the caller runs inside, or ``other``."""
     frame: Any = sys._getframe(depth)
     while frame is not None:
-        code = frame.f_code
-        if code.co_filename.endswith(_STORE) and code.co_name not in (
-            "_write",
-            "_read",
-        ):
-            return str(code.co_name)
+        name = frame.f_code.co_name
+        if isinstance(frame.f_locals.get("self"), Store) and not name.startswith("_"):
+            return str(name)
         frame = frame.f_back
     return "other"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any, NamedTuple
 
 
@@ -276,3 +277,23 @@ class Lease:
     hostname: str | None
     pid: int
     dead_before: datetime
+
+
+class Claim(Enum):
+    """The answer to a worker asking whether it may run a node's body."""
+
+    RUN = "run"
+    #: the workflow is pausing: the node went back to PENDING
+    HOLD = "hold"
+    #: a duplicate, or the workflow no longer runs this node
+    DROP = "drop"
+
+
+def delivery_key(base: int, retries: int) -> str:
+    """The name of one message of a node: its dispatch and Celery's retry count.
+
+    ``base`` is the number of attempts the node had when it was dispatched
+    (a resume or a recovery dispatches it anew); Celery's own retries of that
+    dispatch count ``retries`` from 0.
+    """
+    return f"{base}.{retries}"

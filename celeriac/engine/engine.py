@@ -46,23 +46,23 @@ from celeriac.errors import (
     WorkflowNotFound,
 )
 from celeriac.records import (
+    Claim,
     Delivery,
     Dispatch,
     Failure,
     Outcome,
     TransitionResult,
     WorkflowRecord,
+    delivery_key,
 )
 from celeriac.settings import ByteCount, Interval, Seconds, checked_options
 from celeriac.settings import database_url as resolve_database_url
 from celeriac.states import TERMINAL_WORKFLOW_STATES, NodeKind, OnFailure
 from celeriac.storage import Store, connect, migrate
-from celeriac.storage.claims import delivery_key
 from celeriac.storage.database import RETRY_SECONDS, checkpoint, first_line
 from celeriac.storage.finishes import Finishes
 from celeriac.storage.retention import Purged, Retention
 from celeriac.storage.rows import now
-from celeriac.storage.store import Claim
 from celeriac.storage.values import MAX_RESULT_BYTES, ResultTooLarge, check_result
 
 logger = logging.getLogger("celeriac.engine")

@@ -30,9 +30,8 @@ from celeriac.engine.context import RunningNode
 from celeriac.engine.progress import capture_update_state
 from celeriac.engine.scheduler import HEADER
 from celeriac.errors import AppInUse
+from celeriac.records import Claim, delivery_key
 from celeriac.states import NodeKind
-from celeriac.storage.claims import delivery_key
-from celeriac.storage.store import Claim
 
 if TYPE_CHECKING:
     from celeriac.engine.engine import Engine

@@ -36,16 +36,6 @@ class Admission(Enum):
     DUPLICATE = "duplicate"
 
 
-def delivery_key(base: int, retries: int) -> str:
-    """The name of one message of a node: its dispatch and Celery's retry count.
-
-    ``base`` is the number of attempts the node had when it was dispatched
-    (a resume or a recovery dispatches it anew); Celery's own retries of that
-    dispatch count ``retries`` from 0.
-    """
-    return f"{base}.{retries}"
-
-
 def parse_delivery(key: str | None) -> tuple[int, int]:
     """``(base, retries)`` of a :func:`delivery_key`."""
     base, _, retries = (key or "0.0").partition(".")

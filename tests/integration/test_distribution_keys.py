@@ -22,7 +22,6 @@ checks that).
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +29,7 @@ import pytest
 import sqlalchemy as sa
 from celery import chain, chord, group
 
+from benchmarks.instrument import store_method
 from celeriac import Engine, WorkflowFailed, report_progress
 from celeriac.storage import connect, migrate
 from celeriac.storage.schema import metadata, workflows
@@ -57,7 +57,6 @@ ACROSS_WORKFLOWS = {
     "workflow_ids_starting",
     "purge",
 }
-_STORE = "celeriac/storage/store.py"
 
 
 def keys_of(inspector: Any, table: str) -> dict[str, list[list[str]]]:
@@ -120,18 +119,6 @@ def test_the_migrated_keys_start_with_the_workflow_id(migrated: sa.Engine) -> No
 
 
 # -- the statement audit -------------------------------------------------------
-
-
-def store_method() -> str:
-    """The ``Store`` method on the stack, or ``other``."""
-    frame: Any = sys._getframe(2)
-    while frame is not None:
-        if frame.f_code.co_filename.endswith(
-            _STORE
-        ) and not frame.f_code.co_name.startswith("_"):
-            return str(frame.f_code.co_name)
-        frame = frame.f_back
-    return "other"
 
 
 def references(statement: str) -> list[tuple[str, str]]:

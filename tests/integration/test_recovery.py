@@ -9,8 +9,7 @@ from celery import chain, group
 from celeriac import WorkflowState
 from celeriac.engine.compiler import compile_canvas
 from celeriac.engine.handle import Workflow
-from celeriac.records import Lease
-from celeriac.storage.store import Claim
+from celeriac.records import Claim, Lease
 
 
 def _stored_but_never_published(engine, canvas) -> Workflow:

@@ -10,8 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from celeriac import Engine, Workflow, WorkflowState
-from celeriac.records import Lease
-from celeriac.storage.store import Claim
+from celeriac.records import Claim, Lease
 
 
 def finished_but_not_settled(engine: Engine, workflow: Workflow) -> str:

@@ -20,12 +20,19 @@ import sqlalchemy as sa
 
 from celeriac.engine.machine import decider
 from celeriac.errors import InvalidCanvas, InvalidTransition, WorkflowNotFound
-from celeriac.records import Failure, Lease, NewEdge, NewNode, NewWorkflow, Outcome
+from celeriac.records import (
+    Claim,
+    Failure,
+    Lease,
+    NewEdge,
+    NewNode,
+    NewWorkflow,
+    Outcome,
+)
 from celeriac.states import NodeKind, NodeState, WorkflowState
 from celeriac.storage import Store, connect, migrate
 from celeriac.storage.finishes import Finishes
 from celeriac.storage.schema import attempts, events, nodes, workflows
-from celeriac.storage.store import Claim
 
 N = NodeState
 W = WorkflowState

@@ -1,0 +1,124 @@
+"""Storing a submitted workflow: its row, its nodes, edges and first dispatches."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from celeriac.records import (
+    NewWorkflow,
+    Outcome,
+)
+from celeriac.states import (
+    NodeKind,
+    NodeState,
+    WorkflowState,
+)
+from celeriac.storage import (
+    bulk,
+    graph,
+    replays,
+    task_ids,
+)
+from celeriac.storage.database import retry_transient
+from celeriac.storage.rows import now
+from celeriac.storage.schema import edges, nodes, workflows
+from celeriac.storage.transactions import StoreBase
+
+_N = NodeState
+_W = WorkflowState
+
+
+class SubmitStore(StoreBase):
+    """Submit: a workflow and its DAG in one transaction."""
+
+    @retry_transient
+    def insert_workflow(self, new: NewWorkflow) -> Outcome:
+        """Store a compiled workflow and mark its first nodes QUEUED.
+
+        The outcome is ``finished`` for a canvas without any task (an empty
+        group): its END node completes right away. A replay of a submit that
+        committed offers its first nodes again. When ``new.key`` already
+        names a workflow (a racing submit included), nothing is stored and
+        the outcome is not ``recorded``; ``SubmitKeyReused`` if that
+        workflow has another canvas.
+        """
+        digest = replays.fingerprint(new)
+        try:
+            return self._insert_workflow(new, digest)
+        except sa.exc.IntegrityError:
+            if new.key is None:
+                raise
+            with self._read() as conn:  # a racing submit of the key committed
+                stored = replays.stored_submission(conn, new, digest)
+            if stored is None:
+                raise
+            return stored
+
+    def _insert_workflow(self, new: NewWorkflow, digest: str) -> Outcome:
+        at = now()
+        with self._write() as conn:
+            stored = replays.stored_submission(conn, new, digest)
+            if stored is not None:
+                return stored
+            task_ids.refuse_taken(conn, new.frozen_ids)
+            conn.execute(
+                workflows.insert(),
+                {
+                    "id": new.id,
+                    "name": new.name,
+                    "state": _W.IN_PROGRESS,
+                    "canvas": new.canvas,
+                    "args": new.args,
+                    "kwargs": new.kwargs,
+                    "metadata": new.metadata,
+                    "submit_key": new.key,
+                    "fingerprint": digest,
+                    "result_node_id": new.result_node_id,
+                    "on_failure": new.on_failure,
+                    "created_at": at,
+                    "updated_at": at,
+                },
+            )
+            bulk.insert_rows(
+                conn,
+                nodes,
+                [
+                    {
+                        "id": n.id,
+                        "workflow_id": new.id,
+                        "position": n.position,
+                        "kind": n.kind,
+                        "task": n.task,
+                        "label": n.label,
+                        "signature": n.signature,
+                        "state": _N.PENDING,
+                        "waiting": n.waiting,
+                        "created_at": at,
+                    }
+                    for n in new.nodes
+                ],
+            )
+            bulk.insert_rows(
+                conn,
+                edges,
+                [
+                    {
+                        "workflow_id": new.id,
+                        "parent_id": e.parent_id,
+                        "child_id": e.child_id,
+                        "position": e.position,
+                        "on_error": e.on_error,
+                    }
+                    for e in new.edges
+                ],
+            )
+            graph.add_event(conn, new.id, None, None, _W.IN_PROGRESS, at)
+            roots = [
+                graph.Ready(n.id, n.kind, n.signature, 0, n.position)
+                for n in new.nodes
+                if n.waiting == 0 and n.kind != NodeKind.ERRBACK
+            ]
+            dispatch, finished = graph.release(
+                conn, new.id, _W.IN_PROGRESS, roots, (), at
+            )
+        return Outcome(True, dispatch, _W.IN_PROGRESS, finished)

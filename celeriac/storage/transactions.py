@@ -1,0 +1,32 @@
+"""The transactions every part of the store runs in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+from celeriac.storage import graph
+
+
+class StoreBase:
+    """A database, and the two kinds of transaction the store runs on it."""
+
+    def __init__(self, db: sa.Engine) -> None:
+        self.db = db
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        with self.db.begin() as conn:
+            graph.start_events(conn)
+            yield conn
+            graph.write_events(conn)
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with (
+            self.db.connect().execution_options(celeriac_read_only=True) as conn,
+            conn.begin(),
+        ):
+            yield conn
