@@ -32,14 +32,19 @@ FLUSH_INTERVAL = 0.1
 
 
 def store_method(depth: int = 2) -> str:
-    """The public ``Store`` method the caller runs inside, or ``other``."""
+    """The public ``Store`` method the caller runs inside, or ``other``.
+
+    The outermost one: a method that calls another (``list_workflows`` reads
+    a ``workflow_page``) names the statements of both.
+    """
     frame: Any = sys._getframe(depth)
+    method = "other"
     while frame is not None:
         name = frame.f_code.co_name
         if isinstance(frame.f_locals.get("self"), Store) and not name.startswith("_"):
-            return str(name)
+            method = str(name)
         frame = frame.f_back
-    return "other"
+    return method
 
 
 class SqlCounter:

@@ -142,7 +142,11 @@ edges = sa.Table(
     sa.PrimaryKeyConstraint(
         "workflow_id", "parent_id", "child_id", name="pk_celeriac_edges"
     ),
-    sa.Index("ix_celeriac_edges_workflow_child", "workflow_id", "child_id"),
+    # covering: a node's parents are read from the index alone (without
+    # parent_id in it, SQLite's planner takes the primary key's prefix)
+    sa.Index(
+        "ix_celeriac_edges_workflow_child", "workflow_id", "child_id", "parent_id"
+    ),
 )
 
 attempts = sa.Table(

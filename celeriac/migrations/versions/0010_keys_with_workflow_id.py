@@ -72,8 +72,11 @@ def upgrade() -> None:
     with op.batch_alter_table("celeriac_edges") as batch:
         batch.drop_index("ix_celeriac_edges_workflow_id")
         batch.drop_index("ix_celeriac_edges_child_id")
+        # covering (parent_id too): SQLite otherwise reads a node's parents
+        # through the primary key's workflow_id prefix, a scan per node
         batch.create_index(
-            "ix_celeriac_edges_workflow_child", ["workflow_id", "child_id"]
+            "ix_celeriac_edges_workflow_child",
+            ["workflow_id", "child_id", "parent_id"],
         )
     # (on SQLite the copy keeps each event's number, the old rowid)
     _rekey("celeriac_events", ["workflow_id", "id"])
