@@ -104,6 +104,17 @@ def ends_in_empty_group(spec: Spec) -> bool:
     return isinstance(spec, Group) and not spec.members
 
 
+def empty_body_before_a_step(spec: Spec) -> bool:
+    """Whether a chain has a chord whose body is an empty group, not last (D17)."""
+    if isinstance(spec, Task):
+        return False
+    if isinstance(spec, Chain) and any(
+        isinstance(part, Chord) and part.body == Group(()) for part in spec.parts[:-1]
+    ):
+        return True
+    return any(empty_body_before_a_step(child) for child in _children(spec))
+
+
 def _children(spec: Chain | Group | Chord) -> tuple[Spec, ...]:
     if isinstance(spec, Chain):
         return spec.parts
@@ -162,6 +173,7 @@ class Built:
     ``nests_a_group``: see ``nests_a_group`` (D1).
     ``ends_in_empty_group``: see ``ends_in_empty_group`` (D15).
     ``stalled_chord_errbacks``: see ``stalled_chord_errbacks`` (D16).
+    ``empty_body_before_a_step``: see ``empty_body_before_a_step`` (D17).
     """
 
     canvas: Any = None
@@ -169,12 +181,15 @@ class Built:
     nests_a_group: bool = False
     ends_in_empty_group: bool = False
     stalled_chord_errbacks: set[int] = field(default_factory=set)
+    empty_body_before_a_step: bool = False
 
 
 def build(spec: Spec, app_tasks: Any) -> Built:
     """The Celery canvas of ``spec``, on the tasks of ``app_tasks``."""
     built = Built(
-        nests_a_group=nests_a_group(spec), ends_in_empty_group=ends_in_empty_group(spec)
+        nests_a_group=nests_a_group(spec),
+        ends_in_empty_group=ends_in_empty_group(spec),
+        empty_body_before_a_step=empty_body_before_a_step(spec),
     )
     built.canvas = _build(spec, app_tasks, itertools.count(1), built, False)
     built.stalled_chord_errbacks = stalled_chord_errbacks(built.canvas)
