@@ -157,8 +157,22 @@ def canvases(draw: st.DrawFn, level: int = 0) -> Spec:
     members = tuple(draw(st.lists(inner, min_size=width, max_size=width)))
     if kind == "group":
         # Celery links a group's callback to its first member: none, none
-        return Group(members, mark if members else Extras(link_error=mark.link_error))
-    return Chord(members, draw(inner), mark)
+        return Group(members, mark if members else no_link(mark))
+    body = draw(inner)
+    # chord.link() links to the body: an empty group body takes none (above)
+    return Chord(members, body, mark if _takes_links(body) else no_link(mark))
+
+
+def _takes_links(spec: Spec) -> bool:
+    """Whether Celery can ``link()`` to ``spec``: not to an empty group."""
+    if isinstance(spec, Chord):
+        return _takes_links(spec.body)
+    return not (isinstance(spec, Group) and not spec.members)
+
+
+def no_link(mark: Extras) -> Extras:
+    """``mark`` without its callback."""
+    return Extras(link_error=mark.link_error)
 
 
 # -- building -----------------------------------------------------------------------

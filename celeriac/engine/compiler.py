@@ -294,8 +294,14 @@ class _Builder:
 
         Celery's ``chord_error_from_stack`` calls the errbacks of the body
         (of each member of a group body), the chord's and an enclosing
-        chain's then; the header's tasks keep their own errbacks.
+        chain's then; the header's tasks keep their own errbacks. A chord
+        as the body keeps these for its own body (``chord.link_error`` puts
+        them there): only those in its own options run on a header failure.
         """
+        if isinstance(body, chord):
+            return self._add_guarded(
+                body, join, call, [], header_tasks, label, passed=errbacks
+            )
         if isinstance(body, group):
             return self._add_group(
                 body,
@@ -365,11 +371,13 @@ class _Builder:
         errbacks: Sequence[Errback],
         guarded: list[str],
         label: str | None,
+        passed: Sequence[Errback] = (),
     ) -> str:
         """Add ``sig``; its own errbacks also run, once, if ``guarded`` fail.
 
         Each errback becomes one node, shared by ``sig``'s tasks and the
         ``guarded`` ones, so that it runs once, whichever fails first.
+        ``passed``: more errbacks for ``sig``'s tasks, not run by ``guarded``.
         """
         shared = [
             errback if isinstance(errback, str) else self._add_errback(errback, label)
@@ -378,7 +386,8 @@ class _Builder:
         for errback_node in shared:
             for task in guarded:
                 self._guard(task, errback_node)
-        return self.add(_without_errbacks(sig), parent, call, shared, label)
+        errbacks = _merged(passed, shared)
+        return self.add(_without_errbacks(sig), parent, call, errbacks, label)
 
     def _add_task(
         self,

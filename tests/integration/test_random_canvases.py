@@ -427,6 +427,14 @@ def seen(request: pytest.FixtureRequest) -> Iterator[Seen]:
         (Chord((Task(), Task()), Group(())), Chord((), Task())),
     )
 )
+# Fixed: a chain's errback on a chord whose body is a chord (Celery puts it
+# on the inner chord's body: the outer header's failure does not call it)
+@example(
+    spec=Chain(
+        (Chord((Task(), Task(kind="fail")), Chain((Chord((), Task()),))), Task()),
+        Extras(link_error=True),
+    )
+)
 # D2: a group after a failed chain step: natively its result never comes
 @example(
     spec=Chain((Group((Chain((Task(kind="fail"), Task(), Group((Task(), Task())))),)),))
