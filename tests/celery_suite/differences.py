@@ -75,6 +75,28 @@ LISTED: dict[str, tuple[str, str]] = {
         "D16",
         "the inner chord's header fails: Celery never calls the outer body's errback",
     ),
+    "test_chord::test_parent_ids": (
+        "D6",
+        "asserts the result is an AsyncResult with parent results",
+    ),
+    "test_chord::test_parent_ids__OR": (
+        "D6",
+        "asserts the result is an AsyncResult with parent results",
+    ),
+    "test_chord::test_reapplying_frozen_chord_dispatches_body_again": (
+        "D6",
+        "submits one frozen chord twice; a frozen id names one node",
+    ),
+    "test_chord::test_mutable_errback_called_by_chord_from_simple": (
+        "D13",
+        "counts the errback's calls under the chord body's id; celeriac's "
+        "errback gets the failed header task's",
+    ),
+    "test_chord::test_mutable_errback_called_by_chord_from_chain": (
+        "D13",
+        "counts the errback's calls under the chord body's id; celeriac's "
+        "errback gets the failed header task's",
+    ),
     "test_chord::test_chain_of_implicit_chords_as_body": (
         "D6",
         "asserts the result's id is the task_id given; a Workflow's is its own",
