@@ -139,17 +139,32 @@ def _without_nested_chain_links(
 def _errbacks_see_the_task_error(
     built: Built, native: Outcome, celeriac: Outcome
 ) -> tuple[Outcome, Outcome]:
-    """D13: a chord's errbacks get a ChordError natively, the task's error here."""
+    """D13: a chord's errbacks get a ChordError natively, the task's error here.
 
-    def unwrap(entry: str) -> str:
+    Compared by the failed task's exception type: when several header tasks
+    fail, which one the errback is told of is not the same failure either.
+    """
+    chord_errbacks = {
+        json.loads(entry)[1]
+        for entry in native[1]
+        if json.loads(entry)[0] == "r.errback" and json.loads(entry)[2] == "ChordError"
+    }
+
+    def by_type(entry: str, native_side: bool) -> str:
         name, label, exc_type, message = (json.loads(entry) + [None] * 4)[:4]
-        if name != "r.errback" or exc_type != "ChordError":
+        if name != "r.errback" or label not in chord_errbacks:
             return entry
-        inner = _chord_error_inner(message)
-        return json.dumps([name, label, *inner], sort_keys=True)
+        if native_side and exc_type == "ChordError":
+            exc_type = _chord_error_inner(message)[0]
+        return json.dumps([name, label, exc_type], sort_keys=True)
 
-    ran = sorted(unwrap(entry) for entry in native[1])
-    return (native[0], ran, native[2]), celeriac
+    def adjusted(outcome: Outcome, native_side: bool) -> Outcome:
+        ran = sorted(by_type(entry, native_side) for entry in outcome[1])
+        return outcome[0], ran, outcome[2]
+
+    if not chord_errbacks:
+        return native, celeriac
+    return adjusted(native, True), adjusted(celeriac, False)
 
 
 def _empty_group_result(
