@@ -97,6 +97,14 @@ LISTED: dict[str, tuple[str, str]] = {
         "counts the errback's calls under the chord body's id; celeriac's "
         "errback gets the failed header task's",
     ),
+    "test_stamping_mechanism::test_linking_stamped_sig": (
+        "D18",
+        "reads the stamped callback from the received message's payload",
+    ),
+    "test_stamping_mechanism::test_err_linking_stamped_sig": (
+        "D18",
+        "reads the stamped errback from the received message (request.errbacks)",
+    ),
     "test_chord::test_chain_of_implicit_chords_as_body": (
         "D6",
         "asserts the result's id is the task_id given; a Workflow's is its own",
