@@ -391,8 +391,11 @@ def seen(request: pytest.FixtureRequest) -> Iterator[Seen]:
         f"{SEEN.canvases} canvases, {SEEN.tasks} task signatures, depth reached "
         f"{SEEN.deepest}, forgiven by listed differences {SEEN.forgiven or 'none'}"
     )
-    if reporter is not None:
-        reporter.write_line(line)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        # past the capture: a passing test's captured output is not shown
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
 
 
 @pytest.mark.timeout(3600)  # each wait inside has its own deadline
