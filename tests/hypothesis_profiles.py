@@ -7,6 +7,9 @@
 
       bash scripts/test --hypothesis-profile=long \\
           tests/integration/test_random_canvases.py
+
+  It draws anew on each run; ``--hypothesis-seed=N`` draws a given set
+  again (``CELERIAC_LONG_EXAMPLES=300 ... --hypothesis-seed=7``).
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, TypeAlias
 
 from celery import chain, chord, group
+from celery.canvas import _chain, maybe_signature
 from hypothesis import strategies as st
 
 MAX_DEPTH = 4
@@ -103,6 +104,17 @@ def ends_in_empty_group(spec: Spec) -> bool:
     return isinstance(spec, Group) and not spec.members
 
 
+def empty_body_before_a_step(spec: Spec) -> bool:
+    """Whether a chain has a chord whose body is an empty group, not last (D17)."""
+    if isinstance(spec, Task):
+        return False
+    if isinstance(spec, Chain) and any(
+        isinstance(part, Chord) and part.body == Group(()) for part in spec.parts[:-1]
+    ):
+        return True
+    return any(empty_body_before_a_step(child) for child in _children(spec))
+
+
 def _children(spec: Chain | Group | Chord) -> tuple[Spec, ...]:
     if isinstance(spec, Chain):
         return spec.parts
@@ -145,8 +157,22 @@ def canvases(draw: st.DrawFn, level: int = 0) -> Spec:
     members = tuple(draw(st.lists(inner, min_size=width, max_size=width)))
     if kind == "group":
         # Celery links a group's callback to its first member: none, none
-        return Group(members, mark if members else Extras(link_error=mark.link_error))
-    return Chord(members, draw(inner), mark)
+        return Group(members, mark if members else no_link(mark))
+    body = draw(inner)
+    # chord.link() links to the body: an empty group body takes none (above)
+    return Chord(members, body, mark if _takes_links(body) else no_link(mark))
+
+
+def _takes_links(spec: Spec) -> bool:
+    """Whether Celery can ``link()`` to ``spec``: not to an empty group."""
+    if isinstance(spec, Chord):
+        return _takes_links(spec.body)
+    return not (isinstance(spec, Group) and not spec.members)
+
+
+def no_link(mark: Extras) -> Extras:
+    """``mark`` without its callback."""
+    return Extras(link_error=mark.link_error)
 
 
 # -- building -----------------------------------------------------------------------
@@ -158,38 +184,83 @@ class Built:
 
     ``nested_chain_links``: the labels of the callbacks linked to chains that
     are parts of chains (Celery drops them: docs/differences.md, D12).
-    ``chord_body_errbacks``: the labels of the errbacks linked to a chord's
-    body or to a part of it (D14). ``nests_a_group``: see ``nests_a_group`` (D1).
+    ``nests_a_group``: see ``nests_a_group`` (D1).
     ``ends_in_empty_group``: see ``ends_in_empty_group`` (D15).
+    ``stalled_chord_errbacks``: see ``stalled_chord_errbacks`` (D16).
+    ``empty_body_before_a_step``: see ``empty_body_before_a_step`` (D17).
     """
 
     canvas: Any = None
     nested_chain_links: set[int] = field(default_factory=set)
-    chord_body_errbacks: set[int] = field(default_factory=set)
     nests_a_group: bool = False
     ends_in_empty_group: bool = False
-
-
-class Place(NamedTuple):
-    """Where a part sits: directly in a chain, anywhere in a chord's body."""
-
-    in_chain: bool = False
-    in_chord_body: bool = False
+    stalled_chord_errbacks: set[int] = field(default_factory=set)
+    empty_body_before_a_step: bool = False
 
 
 def build(spec: Spec, app_tasks: Any) -> Built:
     """The Celery canvas of ``spec``, on the tasks of ``app_tasks``."""
     built = Built(
-        nests_a_group=nests_a_group(spec), ends_in_empty_group=ends_in_empty_group(spec)
+        nests_a_group=nests_a_group(spec),
+        ends_in_empty_group=ends_in_empty_group(spec),
+        empty_body_before_a_step=empty_body_before_a_step(spec),
     )
-    built.canvas = _build(spec, app_tasks, itertools.count(1), built, Place())
+    built.canvas = _build(spec, app_tasks, itertools.count(1), built, False)
+    built.stalled_chord_errbacks = stalled_chord_errbacks(built.canvas)
     return built
 
 
-def _build(spec: Spec, t: Any, labels: Iterator[int], built: Built, at: Place) -> Any:
-    def part(child: Spec, in_chain: bool = False, in_body: bool = False) -> Any:
-        inside = Place(in_chain, at.in_chord_body or in_body)
-        return _build(child, t, labels, built, inside)
+def stalled_chord_errbacks(canvas: Any) -> set[int]:
+    """The labels of the errbacks of chords whose header ends in a chord.
+
+    Read from the Celery canvas, where ``|`` has made ``group | task`` a
+    chord already. When the header of such a nested chord fails, Celery
+    never tells the outer chord, and calls none of these (D16).
+    """
+    found: set[int] = set()
+    for sig in _signatures(canvas):
+        if isinstance(sig, chord) and any(map(_ends_in_chord, _parts(sig)[:-1])):
+            found |= {
+                errback["kwargs"]["label"]
+                for inner in (sig, *_signatures(sig.body))
+                for errback in inner.options.get("link_error") or ()
+            }
+    return found
+
+
+def _parts(sig: Any) -> list[Any]:
+    """The signatures right inside ``sig``: a chord's header members, then body."""
+    if isinstance(sig, chord):
+        header = sig.tasks.tasks if isinstance(sig.tasks, group) else sig.tasks
+        return [*map(maybe_signature, header), maybe_signature(sig.body)]
+    if isinstance(sig, _chain | group):
+        return [maybe_signature(part) for part in sig.tasks]
+    return []
+
+
+def _signatures(sig: Any) -> Iterator[Any]:
+    """``sig`` and every signature inside it (not callbacks or errbacks)."""
+    yield sig
+    for part in _parts(sig):
+        yield from _signatures(part)
+
+
+def _ends_in_chord(sig: Any) -> bool:
+    """Whether ``sig``'s result is a chord's: a chord, last in a chain, in a group."""
+    if isinstance(sig, _chain):
+        return bool(sig.tasks) and _ends_in_chord(_parts(sig)[-1])
+    if isinstance(sig, group):
+        return any(map(_ends_in_chord, _parts(sig)))
+    return isinstance(sig, chord)
+
+
+def _build(
+    spec: Spec, t: Any, labels: Iterator[int], built: Built, in_chain: bool
+) -> Any:
+    """``spec``'s canvas; ``in_chain``: it is a part of a chain."""
+
+    def part(child: Spec, in_chain: bool = False) -> Any:
+        return _build(child, t, labels, built, in_chain)
 
     if isinstance(spec, Task):
         task = getattr(t, spec.kind)
@@ -201,15 +272,12 @@ def _build(spec: Spec, t: Any, labels: Iterator[int], built: Built, at: Place) -
         canvas = group([part(one) for one in spec.members])
     else:
         header = [part(one) for one in spec.header]
-        canvas = chord(header, part(spec.body, in_body=True))
+        canvas = chord(header, part(spec.body))
     if spec.extras.link:
         label = next(labels)
-        if at.in_chain and isinstance(spec, Chain):
+        if in_chain and isinstance(spec, Chain):
             built.nested_chain_links.add(label)
         canvas.link(t.step.s(label=label))
     if spec.extras.link_error:
-        label = next(labels)
-        if at.in_chord_body:
-            built.chord_body_errbacks.add(label)
-        canvas.link_error(t.errback.s(label=label))
+        canvas.link_error(t.errback.s(label=next(labels)))
     return canvas

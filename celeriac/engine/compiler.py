@@ -229,6 +229,9 @@ class _Builder:
             )
             for member in self._group_members(sig)
         ]
+        if guarded is not None:
+            for one in self._group_members(sig):
+                self._add_header_errbacks(one, guarded, label)
         if not members and parent is not None:
             # An empty group (or chord header) after a step still waits for
             # it, as Celery does, but collects nothing: its value is [].
@@ -291,8 +294,14 @@ class _Builder:
 
         Celery's ``chord_error_from_stack`` calls the errbacks of the body
         (of each member of a group body), the chord's and an enclosing
-        chain's then; the header's tasks keep their own errbacks.
+        chain's then; the header's tasks keep their own errbacks. A chord
+        as the body keeps these for its own body (``chord.link_error`` puts
+        them there): only those in its own options run on a header failure.
         """
+        if isinstance(body, chord):
+            return self._add_guarded(
+                body, join, call, [], header_tasks, label, passed=errbacks
+            )
         if isinstance(body, group):
             return self._add_group(
                 body,
@@ -327,6 +336,33 @@ class _Builder:
         )
         return stripped, shared
 
+    def _add_header_errbacks(
+        self, member: Signature, header_tasks: list[str], label: str | None
+    ) -> None:
+        """The errbacks inside ``member`` of a group body that a header failure calls.
+
+        Celery calls, for each member, the errbacks of its result
+        (``_result_errbacks``): a chord's and its body's in turn, a group's
+        and its members'. Those beyond the member's own (``_add_guarded``
+        shares these) run once per member when the header fails; the member
+        never runs then, so its tasks keep their own.
+        """
+        own = self._errbacks_of(member)
+        for errback in self._result_errbacks(member):
+            if errback not in own and not isinstance(errback, str):
+                node = self._add_errback(errback, label)
+                for task in header_tasks:
+                    self._guard(task, node)
+
+    def _result_errbacks(self, sig: Signature) -> list[Errback]:
+        sig = _as_signature(self.app, sig)
+        found = self._errbacks_of(sig)
+        if isinstance(sig, chord):
+            return _merged(found, self._result_errbacks(sig.body))
+        for member in sig.tasks if isinstance(sig, group) else ():
+            found = _merged(found, self._result_errbacks(member))
+        return found
+
     def _add_guarded(
         self,
         sig: Signature,
@@ -335,11 +371,13 @@ class _Builder:
         errbacks: Sequence[Errback],
         guarded: list[str],
         label: str | None,
+        passed: Sequence[Errback] = (),
     ) -> str:
         """Add ``sig``; its own errbacks also run, once, if ``guarded`` fail.
 
         Each errback becomes one node, shared by ``sig``'s tasks and the
         ``guarded`` ones, so that it runs once, whichever fails first.
+        ``passed``: more errbacks for ``sig``'s tasks, not run by ``guarded``.
         """
         shared = [
             errback if isinstance(errback, str) else self._add_errback(errback, label)
@@ -348,7 +386,8 @@ class _Builder:
         for errback_node in shared:
             for task in guarded:
                 self._guard(task, errback_node)
-        return self.add(_without_errbacks(sig), parent, call, shared, label)
+        errbacks = _merged(passed, shared)
+        return self.add(_without_errbacks(sig), parent, call, errbacks, label)
 
     def _add_task(
         self,
@@ -424,17 +463,12 @@ class _Builder:
     def _chain_steps(self, sig: _chain) -> list[Signature]:
         """The steps Celery runs.
 
-        A group of one runs as its task; empty groups and empty chains are
-        skipped (``chain(chain(), add.s(10))`` is ``add.s(10)``), unless
-        nothing else is left.
+        A group of one runs as its task; a chord's chain body is unrolled
+        (``_unrolled_body``); empty groups and empty chains are skipped
+        (``chain(chain(), add.s(10))`` is ``add.s(10)``), unless nothing
+        else is left.
         """
-        steps = []
-        for task in sig.tasks:
-            step = _as_signature(self.app, task)
-            members = list(step.tasks) if isinstance(step, group) else []
-            steps.append(
-                _as_signature(self.app, members[0]) if len(members) == 1 else step
-            )
+        steps = self._run_steps(sig.tasks)
         if not steps:
             raise InvalidCanvas("an empty chain has nothing to run")
         return [
@@ -442,6 +476,41 @@ class _Builder:
             for step in steps
             if not (_is_empty_group(step) or _is_empty_chain(step))
         ] or steps[-1:]
+
+    def _run_steps(self, tasks: Sequence[Any]) -> list[Signature]:
+        steps = []
+        for task in tasks:
+            step = _as_signature(self.app, task)
+            members = list(step.tasks) if isinstance(step, group) else []
+            if len(members) == 1:
+                step = _as_signature(self.app, members[0])
+            first, *rest = self._unrolled_body(step)
+            steps += [first, *self._run_steps(rest)]
+        return steps
+
+    def _unrolled_body(self, step: Signature) -> list[Signature]:
+        """A chain's step as the chain runs it: a chord's chain body unrolled.
+
+        Celery runs a chord whose body is a chain led by a task,
+        ``chord(header, chain(a, b))``, as the steps ``chord(header, a), b``
+        (``chord._unroll_body``): ``a`` alone is the body, so its errbacks
+        run when the header fails. The chain's callbacks go to its last task
+        and its errbacks to each task (``unchain_tasks``); its options and
+        label to ``a``.
+        """
+        body = _as_signature(self.app, step.body) if isinstance(step, chord) else None
+        if not isinstance(body, _chain) or not body.tasks:
+            return [step]
+        if isinstance(_as_signature(self.app, body.tasks[0]), group):
+            return [step]
+        label = body.options.get(LABEL_OPTION, step.options.get(LABEL_OPTION))
+        first, *rest = (
+            _labelled(_as_signature(self.app, task), label)
+            for task in body.unchain_tasks()
+        )
+        unrolled = step.clone()
+        unrolled.kwargs["body"] = first.clone(**_execution_options(body.options))
+        return [unrolled, *rest]
 
     def _group_members(self, sig: group) -> list[Signature]:
         """The members Celery applies.
@@ -623,6 +692,15 @@ def _linked(app: Celery, sig: Signature, callbacks: list[Signature]) -> Signatur
         ]
         return group_copy
     return _with_links(sig, callbacks)
+
+
+def _labelled(sig: Signature, label: str | None) -> Signature:
+    """``sig`` with ``label`` as its label, unless it has one of its own."""
+    if label is None or LABEL_OPTION in sig.options:
+        return sig
+    copy = sig.clone()
+    copy.options[LABEL_OPTION] = label
+    return copy
 
 
 def _without_errbacks(sig: Signature) -> Signature:

@@ -677,8 +677,7 @@ class Engine:
         inline = [
             d
             for d in dispatch
-            if d.kind == NodeKind.ERRBACK
-            and takes_request(self.app, d.signature["task"])
+            if d.kind == NodeKind.ERRBACK and takes_request(self.app, d.signature)
         ]
         delivery = self._send([d for d in dispatch if d not in inline])
         for errback in inline:

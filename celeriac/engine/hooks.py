@@ -15,7 +15,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -377,12 +377,18 @@ def _retry_eta(when: Any) -> datetime | None:
     return None
 
 
-def takes_request(app: Celery, task_name: str) -> bool:
-    """Whether an errback takes ``(request, exc, traceback)`` (Celery's test)."""
-    task = app.tasks.get(task_name)
+def takes_request(app: Celery, signature: dict[str, Any]) -> bool:
+    """Whether an errback takes ``(request, exc, traceback)`` (Celery's test).
+
+    As in Celery's backend, the arguments a mutable errback stores count
+    as given: ``old.s("label")`` of ``old(task_id, label)`` takes a task id.
+    """
+    task = app.tasks.get(signature["task"])
     header = getattr(task, "__header__", None)
-    return (
-        header is not None
-        and not isinstance(header, partial)
-        and bool(arity_greater(header, 1))
-    )
+    if header is None or isinstance(header, partial):
+        return False
+    args, kwargs = signature.get("args") or (), signature.get("kwargs") or {}
+    if not signature.get("immutable") and (args or kwargs):
+        with suppress(TypeError, ValueError):  # Celery counts them all then
+            return bool(arity_greater(partial(header, *args, **kwargs), 1))
+    return bool(arity_greater(header, 1))

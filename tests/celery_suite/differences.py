@@ -71,13 +71,39 @@ LISTED: dict[str, tuple[str, str]] = {
     "test_chord::test_add_to_chord": ("D7", "a header task calls add_to_chord()"),
     "test_chord::test_add_chord_to_chord": ("D7", "a header task calls add_to_chord()"),
     "test_chord::test_generator": ("D8", "the header generator is consumed at submit"),
-    "test_chord::test_errbacks_of_chord_in_group_body_run_on_header_failure[method]": (
-        "D10",
-        "an errback of a chord in a group body, when the outer header fails",
-    ),
     "test_chord::test_nested_chord_header_link_error": (
-        "D10",
-        "the link_error of a chord nested in a chord's header",
+        "D16",
+        "the inner chord's header fails: Celery never calls the outer body's errback",
+    ),
+    "test_chord::test_parent_ids": (
+        "D6",
+        "asserts the result is an AsyncResult with parent results",
+    ),
+    "test_chord::test_parent_ids__OR": (
+        "D6",
+        "asserts the result is an AsyncResult with parent results",
+    ),
+    "test_chord::test_reapplying_frozen_chord_dispatches_body_again": (
+        "D6",
+        "submits one frozen chord twice; a frozen id names one node",
+    ),
+    "test_chord::test_mutable_errback_called_by_chord_from_simple": (
+        "D13",
+        "counts the errback's calls under the chord body's id; celeriac's "
+        "errback gets the failed header task's",
+    ),
+    "test_chord::test_mutable_errback_called_by_chord_from_chain": (
+        "D13",
+        "counts the errback's calls under the chord body's id; celeriac's "
+        "errback gets the failed header task's",
+    ),
+    "test_stamping_mechanism::test_linking_stamped_sig": (
+        "D18",
+        "reads the stamped callback from the received message's payload",
+    ),
+    "test_stamping_mechanism::test_err_linking_stamped_sig": (
+        "D18",
+        "reads the stamped errback from the received message (request.errbacks)",
     ),
     "test_chord::test_chain_of_implicit_chords_as_body": (
         "D6",

@@ -532,6 +532,19 @@ CASES = [
         ).on_error(t.on_error.s()),
         by_name=True,
     ),
+    # in a chain, a chord's chain body runs unrolled: chord(header, tsum), mul
+    # follows; tsum alone is the body, so its errback runs on a header failure
+    Case(
+        "link-error-in-chain-body-of-failing-chord-in-chain",
+        lambda t: (
+            t.add.s(1, 1)
+            | chord(
+                [t.add.s(1), t.sleep.si(0.1) | t.boom.s()],
+                t.tsum.s().on_error(t.on_error.s()) | t.mul.s(2),
+            )
+        ),
+        by_name=True,
+    ),
 ]
 
 
