@@ -145,7 +145,14 @@ def first_line(error: BaseException | None) -> str:
 
 
 def _operation(state: tenacity.RetryCallState) -> str:
-    return str(getattr(state.fn, "__qualname__", state.fn))
+    """The operation a log line names, such as ``Store.get_workflow``.
+
+    Whichever part of the store (``ReadStore``, ``OutcomeStore``, ...)
+    defines the method, the line names the ``Store`` users know.
+    """
+    qualname = str(getattr(state.fn, "__qualname__", state.fn))
+    owner, _, name = qualname.rpartition(".")
+    return f"Store.{name}" if owner.endswith("Store") else qualname
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:

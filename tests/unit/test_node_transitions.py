@@ -25,7 +25,7 @@ from celeriac.states import (
     sources_of,
     starts_under,
 )
-from celeriac.storage import claims, store
+from celeriac.storage import claims, outcomes
 from celeriac.storage.recovery import may_start_sql
 from tests.node_events import ALLOWED
 
@@ -106,8 +106,8 @@ def test_the_first_claim_statement_takes_a_start_edge_of_the_table():
 
 
 def test_the_general_claim_starts_from_the_sources_of_the_start_edges():
-    assert sources_of("start") == store._CLAIMABLE
-    assert set(store._CLAIMABLE) == {N.QUEUED, N.RETRYING, N.RUNNING}
+    assert sources_of("start") == outcomes._CLAIMABLE
+    assert set(outcomes._CLAIMABLE) == {N.QUEUED, N.RETRYING, N.RUNNING}
 
 
 def test_docs_concepts_draws_the_tables_from_the_code():
