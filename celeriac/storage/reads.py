@@ -57,6 +57,28 @@ def _shown(bookkeeping: bool) -> sa.ColumnElement[bool]:
     return nodes.c.kind.in_(kinds)
 
 
+def _nodes_of_rows(
+    conn: sa.Connection, workflow_id: str, node_rows: Sequence[Any]
+) -> list[Node]:
+    """``Node`` records for some of a workflow's node rows.
+
+    Their attempts and parents are read by key: two short reads, whatever
+    the workflow's size.
+    """
+    ids = [row.id for row in node_rows]
+    attempt_rows = conn.execute(
+        sa.select(attempts)
+        .where(attempts.c.workflow_id == workflow_id, attempts.c.node_id.in_(ids))
+        .order_by(attempts.c.number)
+    ).all()
+    edge_rows = conn.execute(
+        sa.select(edges.c.parent_id, edges.c.child_id)
+        .where(edges.c.workflow_id == workflow_id, edges.c.child_id.in_(ids))
+        .order_by(edges.c.position)
+    ).all()
+    return _node_records(node_rows, attempt_rows, edge_rows)
+
+
 def _node_records(
     node_rows: Sequence[Any], attempt_rows: Sequence[Any], edge_rows: Sequence[Any]
 ) -> list[Node]:
@@ -222,21 +244,9 @@ class ReadStore(StoreBase):
                 .order_by(nodes.c.position)
                 .limit(limit)
             ).all()
-            ids = [row.id for row in node_rows]
-            attempt_rows = conn.execute(
-                sa.select(attempts)
-                .where(
-                    attempts.c.workflow_id == workflow_id, attempts.c.node_id.in_(ids)
-                )
-                .order_by(attempts.c.number)
-            ).all()
-            edge_rows = conn.execute(
-                sa.select(edges.c.parent_id, edges.c.child_id)
-                .where(edges.c.workflow_id == workflow_id, edges.c.child_id.in_(ids))
-                .order_by(edges.c.position)
-            ).all()
+            page = _nodes_of_rows(conn, workflow_id, node_rows)
         last = node_rows[-1].position if len(node_rows) == limit else None
-        return _node_records(node_rows, attempt_rows, edge_rows), last
+        return page, last
 
     @names_corruption
     @retry_transient
@@ -258,18 +268,7 @@ class ReadStore(StoreBase):
                 )
                 .order_by(nodes.c.position)
             ).all()
-            ids = [row.id for row in node_rows]
-            attempt_rows = conn.execute(
-                sa.select(attempts)
-                .where(attempts.c.node_id.in_(ids))
-                .order_by(attempts.c.number)
-            ).all()
-            edge_rows = conn.execute(
-                sa.select(edges.c.parent_id, edges.c.child_id)
-                .where(edges.c.workflow_id == workflow_id, edges.c.child_id.in_(ids))
-                .order_by(edges.c.position)
-            ).all()
-        found = _node_records(node_rows, attempt_rows, edge_rows)
+            found = _nodes_of_rows(conn, workflow_id, node_rows)
         node = next((n for n in found if n.id == node_id), None)
         if node is None:
             return None
