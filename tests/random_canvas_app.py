@@ -32,6 +32,7 @@ RAN_KEY = "record:random-canvas"  # not under the queue's name (``backlog``)
 app = Celery("random_canvas", broker=REDIS_URL, set_as_current=False)
 app.conf.update(
     result_backend=REDIS_URL,
+    result_backend_thread_safe=True,  # one backend, closed by the tests
     task_default_queue=os.environ.get("RANDOM_CANVAS_QUEUE", "random-canvas"),
     # acknowledged after the body (and what it publishes): an empty queue
     # and no unacknowledged message mean everything published ran

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.tasks import close_app
 from tests.workers import Workers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +69,7 @@ def proc(proc_env: dict[str, str]) -> Iterator[ModuleType]:
     yield module
     sys.modules.pop("tests.proc_app", None)
     module.engine.close()
-    module.app.close()
+    close_app(module.app, *module._clients.values())
 
 
 @pytest.fixture

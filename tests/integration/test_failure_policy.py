@@ -11,7 +11,7 @@ depends on the failure.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,7 +24,7 @@ from celeriac import Engine, WorkflowFailed
 from celeriac.engine.handle import Workflow
 from celeriac.states import NodeState, WorkflowState
 from tests.integration.test_canvas_differential import inflight
-from tests.tasks import make_app
+from tests.tasks import close_app, make_app
 from tests.waiting import wait_for
 
 TIMEOUT = 30.0
@@ -51,19 +51,12 @@ CANVASES = [
 ]
 
 
-#: The apps of these tests, kept for the session. A native run leaves
-#: AsyncResults in tracebacks the worker's threads keep; collected, each
-#: opens a Redis connection to unsubscribe and leaves it to the collector,
-#: which warns in whichever later test it runs. Kept, they are never collected.
-_KEPT: list[Celery] = []
-
-
 @pytest.fixture
-def app(redis_url: str) -> Celery:
+def app(redis_url: str) -> Iterator[Celery]:
     """The app runs the canvases both ways: natively with Redis results, and here."""
-    app = make_app(result_backend=redis_url)
-    _KEPT.append(app)
-    return app
+    app = make_app(result_backend=redis_url, result_backend_thread_safe=True)
+    yield app
+    close_app(app)
 
 
 def ran(tasks: SimpleNamespace) -> Counter[str]:

@@ -54,6 +54,7 @@ from tests.random_canvases import (
     depth,
     size,
 )
+from tests.tasks import close_app
 from tests.waiting import wait_for
 from tests.workers import ROOT, Workers
 
@@ -278,7 +279,7 @@ def random_app(
     yield module
     sys.modules.pop("tests.random_canvas_app", None)
     module.engine.close()
-    module.app.close()
+    close_app(module.app, *module._clients.values())
 
 
 @pytest.fixture
