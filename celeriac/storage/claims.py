@@ -13,9 +13,7 @@ import sqlalchemy as sa
 
 from celeriac.records import Lease
 from celeriac.states import AttemptState, NodeKind, NodeState, starts_under
-from celeriac.storage.graph import (
-    add_event,
-)
+from celeriac.storage.event_log import add_event
 from celeriac.storage.rows import aware
 from celeriac.storage.schema import Timestamp, attempts, nodes, workers, workflows
 

@@ -21,6 +21,7 @@ from celeriac.states import (
     WorkflowState,
 )
 from celeriac.storage import (
+    event_log,
     failures,
     finishes,
     graph,
@@ -90,10 +91,12 @@ class ControlStore(StoreBase):
             queued_at = None
             values: dict[str, Any] = {"state": dest, "updated_at": at}
             asked = trigger if by is None else f"{trigger} by {by}"
-            graph.add_event(conn, workflow_id, None, source, dest, at, asked)
+            event_log.add_event(conn, workflow_id, None, source, dest, at, asked)
             if trigger == "pause" and not counts[_N.RUNNING]:
                 settled = decide(dest, "settle")
-                graph.add_event(conn, workflow_id, None, dest, settled, at, "settle")
+                event_log.add_event(
+                    conn, workflow_id, None, dest, settled, at, "settle"
+                )
                 values["state"] = dest = settled
             elif trigger in ("resume", "retry"):
                 if trigger == "retry":

@@ -24,7 +24,8 @@ from celeriac.states import (
     may_start,
 )
 from celeriac.storage import integrity
-from celeriac.storage.batches import CHUNK, chunks
+from celeriac.storage.batches import chunks
+from celeriac.storage.event_log import LAST_EVENT, add_event, flush_events
 from celeriac.storage.schema import (
     StateName,
     Timestamp,
@@ -49,7 +50,6 @@ _STATE_LOCKED = {
     "share": _STATE.with_for_update(read=True),
     "update": _STATE.with_for_update(),
 }
-_INSERT_EVENT = events.insert()
 
 
 def workflow_state(conn: sa.Connection, workflow_id: str, lock: str | None) -> str:
@@ -59,73 +59,6 @@ def workflow_state(conn: sa.Connection, workflow_id: str, lock: str | None) -> s
     if state is None:
         raise WorkflowNotFound(workflow_id)
     return integrity.workflow_state(workflow_id, str(state))
-
-
-#: Where a transaction keeps its event rows until ``write_events`` inserts
-#: them all in one statement, just before it commits.
-_PENDING_EVENTS = "celeriac_pending_events"
-
-
-def start_events(conn: sa.Connection) -> None:
-    """A transaction begins: no event of an earlier one is pending."""
-    conn.info[_PENDING_EVENTS] = []
-
-
-def add_event(
-    conn: sa.Connection,
-    workflow_id: str,
-    node_id: str | None,
-    from_state: str | None,
-    to_state: str,
-    at: datetime,
-    detail: str | None = None,
-) -> None:
-    """Record a state change of a workflow or a node, with the transaction.
-
-    The rows wait for ``write_events``, at most ``CHUNK`` of them: a
-    transaction that moves more (the roots of a group of a million) writes
-    them as they come, in chunks.
-    """
-    pending = conn.info[_PENDING_EVENTS]
-    pending.append(
-        {
-            "workflow_id": workflow_id,
-            "node_id": node_id,
-            "from_state": from_state,
-            "to_state": to_state,
-            "at": at,
-            "detail": detail,
-        }
-    )
-    if len(pending) >= CHUNK:
-        _flush_events(conn)
-
-
-def write_events(conn: sa.Connection) -> None:
-    """Insert the transaction's events, in the order they happened."""
-    pending = conn.info.pop(_PENDING_EVENTS, None)
-    if pending:
-        if conn.dialect.name == "sqlite":
-            for number, row in enumerate(pending, _last_event(conn) + 1):
-                row["id"] = number
-        # one row as a plain execute: executemany costs more for a single row
-        conn.execute(_INSERT_EVENT, pending[0] if len(pending) == 1 else pending)
-
-
-#: The newest event's number. SQLite has no sequence for a key of two
-#: columns: events are numbered from it there, which is safe because SQLite
-#: writers take turns (``BEGIN IMMEDIATE``); PostgreSQL's come from a SERIAL.
-_LAST_EVENT = sa.select(sa.func.coalesce(sa.func.max(events.c.id), 0))
-
-
-def _last_event(conn: sa.Connection) -> int:
-    return int(conn.execute(_LAST_EVENT).scalar_one())
-
-
-def _flush_events(conn: sa.Connection) -> None:
-    """Insert the events pending so far; the transaction goes on adding more."""
-    write_events(conn)
-    start_events(conn)
 
 
 def unindexed(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
@@ -224,7 +157,7 @@ def move_where(
     writers, so the SELECT before the UPDATE sees the same rows. Returns how
     many nodes moved.
     """
-    _flush_events(conn)  # the events stay in the order things happened
+    flush_events(conn)  # the events stay in the order things happened
     condition = sa.and_(
         nodes.c.workflow_id == workflow_id, nodes.c.state == source, *where
     )
@@ -238,7 +171,7 @@ def move_where(
         moved = update.returning(nodes.c.workflow_id, nodes.c.id).cte("moved")
         rows = sa.select(moved.c.workflow_id, moved.c.id, *constants)
         return conn.execute(events.insert().from_select(_EVENT_COLUMNS, rows)).rowcount
-    number = _LAST_EVENT.scalar_subquery() + sa.func.row_number().over(
+    number = LAST_EVENT.scalar_subquery() + sa.func.row_number().over(
         order_by=nodes.c.position
     )
     rows = (

@@ -28,6 +28,7 @@ from celeriac.states import (
 )
 from celeriac.storage import (
     claims,
+    event_log,
     failures,
     graph,
 )
@@ -155,7 +156,9 @@ class OutcomeStore(StoreBase):
             graph.finish_attempt(
                 conn, workflow_id, node_id, number, AttemptState.SUCCEEDED, at
             )
-            graph.add_event(conn, workflow_id, node_id, _N.RUNNING, _N.SUCCEEDED, at)
+            event_log.add_event(
+                conn, workflow_id, node_id, _N.RUNNING, _N.SUCCEEDED, at
+            )
             children = graph.decrement_children(conn, workflow_id, node_id)
             dispatch, finished = graph.release(
                 conn, workflow_id, state, children, (result,), at
@@ -214,7 +217,7 @@ class OutcomeStore(StoreBase):
                 exc_message=exc_message,
                 traceback=traceback,
             )
-            graph.add_event(
+            event_log.add_event(
                 conn, workflow_id, node_id, _N.RUNNING, _N.FAILED, at, exc_type
             )
             errbacks = graph.queue_errbacks(conn, workflow_id, node_id, at)
@@ -248,7 +251,7 @@ class OutcomeStore(StoreBase):
             ).rowcount
             if not failed:
                 return Outcome(False, [], state)
-            graph.add_event(
+            event_log.add_event(
                 conn, workflow_id, node_id, _N.QUEUED, _N.FAILED, at, exc_type
             )
             errbacks = graph.queue_errbacks(conn, workflow_id, node_id, at)
@@ -294,7 +297,7 @@ class OutcomeStore(StoreBase):
                 .values(state=_N.RETRYING)
             ).rowcount
             if moved:
-                graph.add_event(
+                event_log.add_event(
                     conn, workflow_id, node_id, _N.RUNNING, _N.RETRYING, at, exc_type
                 )
 
@@ -361,7 +364,7 @@ class OutcomeStore(StoreBase):
                 )
             ).rowcount
             if failed:
-                graph.add_event(
+                event_log.add_event(
                     conn,
                     workflow_id,
                     node_id,

@@ -23,9 +23,9 @@ from celeriac.states import (
     starts_under,
 )
 from celeriac.storage.claims import mark_lost, parse_delivery
+from celeriac.storage.event_log import add_event
 from celeriac.storage.graph import (
     DISPATCH_COLUMNS,
-    add_event,
     load_dispatches,
     mark_queued,
     set_node_state,

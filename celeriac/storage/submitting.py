@@ -15,6 +15,7 @@ from celeriac.states import (
 )
 from celeriac.storage import (
     bulk,
+    event_log,
     graph,
     replays,
     task_ids,
@@ -112,7 +113,7 @@ class SubmitStore(StoreBase):
                     for e in new.edges
                 ],
             )
-            graph.add_event(conn, new.id, None, None, _W.IN_PROGRESS, at)
+            event_log.add_event(conn, new.id, None, None, _W.IN_PROGRESS, at)
             roots = [
                 graph.Ready(n.id, n.kind, n.signature, 0, n.position)
                 for n in new.nodes

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-from celeriac.storage import graph
+from celeriac.storage import event_log
 
 
 class StoreBase:
@@ -19,9 +19,9 @@ class StoreBase:
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
         with self.db.begin() as conn:
-            graph.start_events(conn)
+            event_log.start_events(conn)
             yield conn
-            graph.write_events(conn)
+            event_log.write_events(conn)
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
