@@ -26,6 +26,7 @@ from celeriac.storage import (
     finishes,
     graph,
     integrity,
+    moves,
     progress,
     recovery,
     replays,
@@ -118,7 +119,7 @@ class ControlStore(StoreBase):
                 values["finished_at"] = at
             elif trigger == "complete":
                 values.update(result=graph.result_of(conn, workflow_id), finished_at=at)
-                graph.set_node_state(
+                moves.set_node_state(
                     conn,
                     workflow_id,
                     None,

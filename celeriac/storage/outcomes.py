@@ -31,6 +31,7 @@ from celeriac.storage import (
     event_log,
     failures,
     graph,
+    moves,
 )
 from celeriac.storage.claims import Admission
 from celeriac.storage.database import retry_transient
@@ -94,8 +95,8 @@ class OutcomeStore(StoreBase):
                 return Claim.DROP, 0
             if not may_start(node.kind, state):
                 back = held_back_as(state)
-                moved = graph.set_node_state(
-                    conn, workflow_id, [node_id], graph.UNFINISHED[1:], back, at
+                moved = moves.set_node_state(
+                    conn, workflow_id, [node_id], moves.UNFINISHED[1:], back, at
                 )
                 pausing = state in (_W.REQUESTING_PAUSE, _W.PAUSED)
                 return (Claim.HOLD if moved and pausing else Claim.DROP), 0
@@ -344,10 +345,10 @@ class OutcomeStore(StoreBase):
                 )
                 .values(state=AttemptState.REVOKED, finished_at=at)
             )
-            unfinished = (*graph.UNFINISHED, _N.RUNNING)
+            unfinished = (*moves.UNFINISHED, _N.RUNNING)
             if state in TERMINAL_WORKFLOW_STATES:
                 back = held_back_as(state)
-                graph.set_node_state(conn, workflow_id, [node_id], unfinished, back, at)
+                moves.set_node_state(conn, workflow_id, [node_id], unfinished, back, at)
                 return Outcome(False, [], state)
             failed = conn.execute(
                 sa.update(nodes)
