@@ -27,6 +27,7 @@ from celeriac.states import (
     starts_under,
 )
 from celeriac.storage import (
+    attempt_ends,
     claims,
     event_log,
     failures,
@@ -141,10 +142,10 @@ class OutcomeStore(StoreBase):
         at = now()
         with self._write() as conn:
             state = graph.workflow_state(conn, workflow_id, lock="share")
-            if not graph.finish_node(
+            if not attempt_ends.finish_node(
                 conn, workflow_id, node_id, number, _N.SUCCEEDED, at, result=result
             ):
-                if not graph.finished_by(
+                if not attempt_ends.finished_by(
                     conn, workflow_id, node_id, number, _N.SUCCEEDED
                 ):
                     return Outcome(False, [], state)
@@ -154,7 +155,7 @@ class OutcomeStore(StoreBase):
                 )
                 pausing = state == _W.REQUESTING_PAUSE
                 return Outcome(True, dispatch, state, finished, settle=pausing)
-            graph.finish_attempt(
+            attempt_ends.finish_attempt(
                 conn, workflow_id, node_id, number, AttemptState.SUCCEEDED, at
             )
             event_log.add_event(
@@ -193,7 +194,7 @@ class OutcomeStore(StoreBase):
         at = now()
         with self._write() as conn:
             state = graph.workflow_state(conn, workflow_id, lock="share")
-            if not graph.finish_node(
+            if not attempt_ends.finish_node(
                 conn,
                 workflow_id,
                 node_id,
@@ -202,12 +203,14 @@ class OutcomeStore(StoreBase):
                 at,
                 exc=(exc_type, exc_message),
             ):
-                if not graph.finished_by(conn, workflow_id, node_id, number, _N.FAILED):
+                if not attempt_ends.finished_by(
+                    conn, workflow_id, node_id, number, _N.FAILED
+                ):
                     return Outcome(False, [], state)
                 errbacks, _ = graph.replay_release(conn, workflow_id, node_id, True)
                 pausing = state == _W.REQUESTING_PAUSE
                 return Outcome(True, errbacks, state, settle=pausing)
-            graph.finish_attempt(
+            attempt_ends.finish_attempt(
                 conn,
                 workflow_id,
                 node_id,
@@ -276,7 +279,7 @@ class OutcomeStore(StoreBase):
         at = now()
         with self._write() as conn:
             _lock_as_claims_do(conn, workflow_id, node_id)
-            graph.finish_attempt(
+            attempt_ends.finish_attempt(
                 conn,
                 workflow_id,
                 node_id,
