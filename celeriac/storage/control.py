@@ -21,6 +21,7 @@ from celeriac.states import (
     WorkflowState,
 )
 from celeriac.storage import (
+    dispatches,
     event_log,
     failures,
     finishes,
@@ -155,7 +156,7 @@ class ControlStore(StoreBase):
         the next page starts after, None after the last page.
         """
         with self._read() as conn:
-            return graph.queued_page(conn, workflow_id, queued_at, after, PAGE)
+            return dispatches.queued_page(conn, workflow_id, queued_at, after, PAGE)
 
     @retry_transient
     def failed_call(self, workflow_id: str, node_id: str) -> FailedCall | None:

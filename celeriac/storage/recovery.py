@@ -23,8 +23,8 @@ from celeriac.states import (
     starts_under,
 )
 from celeriac.storage.claims import mark_lost, parse_delivery
+from celeriac.storage.dispatches import DISPATCH_COLUMNS, load_dispatches
 from celeriac.storage.event_log import add_event
-from celeriac.storage.graph import DISPATCH_COLUMNS, load_dispatches
 from celeriac.storage.moves import mark_queued, set_node_state
 from celeriac.storage.schema import attempts, nodes, workers, workflows
 

@@ -20,7 +20,7 @@ from kombu.utils.json import dumps
 from celeriac.errors import SubmitKeyReused
 from celeriac.records import Dispatch, NewWorkflow, Outcome, TransitionResult
 from celeriac.states import NodeKind, NodeState
-from celeriac.storage.graph import DISPATCH_COLUMNS, load_dispatches
+from celeriac.storage.dispatches import DISPATCH_COLUMNS, load_dispatches
 from celeriac.storage.schema import nodes, transitions, workflows
 
 _N = NodeState
