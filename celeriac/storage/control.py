@@ -25,12 +25,12 @@ from celeriac.storage import (
     event_log,
     failures,
     finishes,
-    graph,
     integrity,
     moves,
     progress,
     recovery,
     replays,
+    workflow_steps,
 )
 from celeriac.storage.batches import PAGE
 from celeriac.storage.database import retry_transient
@@ -78,9 +78,9 @@ class ControlStore(StoreBase):
                 replayed = replays.recorded_transition(conn, token, workflow_id)
                 if replayed is not None:
                     return replayed
-            source = graph.workflow_state(conn, workflow_id, lock="update")
+            source = workflow_steps.workflow_state(conn, workflow_id, lock="update")
             dest = decide(source, trigger)
-            counts = graph.running_and_queued(conn, workflow_id)
+            counts = workflow_steps.running_and_queued(conn, workflow_id)
             if trigger == "settle" and counts[_N.RUNNING]:
                 return None
             if trigger == "fail":
@@ -102,7 +102,7 @@ class ControlStore(StoreBase):
                 values["state"] = dest = settled
             elif trigger in ("resume", "retry"):
                 if trigger == "retry":
-                    graph.reset_failed(conn, workflow_id, at)
+                    workflow_steps.reset_failed(conn, workflow_id, at)
                     values.update(
                         failed_node_id=None,
                         exc_type=None,
@@ -113,13 +113,15 @@ class ControlStore(StoreBase):
                     values["finished_at"] = None
                 integrity.check_node_states(conn, workflow_id)
                 integrity.check_ready_signatures(conn, workflow_id)
-                if graph.redispatch_ready(conn, workflow_id, at):
+                if workflow_steps.redispatch_ready(conn, workflow_id, at):
                     queued_at = at
             elif trigger == "cancel":
-                revoke = graph.cancel_nodes(conn, workflow_id, at)
+                revoke = workflow_steps.cancel_nodes(conn, workflow_id, at)
                 values["finished_at"] = at
             elif trigger == "complete":
-                values.update(result=graph.result_of(conn, workflow_id), finished_at=at)
+                values.update(
+                    result=workflow_steps.result_of(conn, workflow_id), finished_at=at
+                )
                 moves.set_node_state(
                     conn,
                     workflow_id,
@@ -130,7 +132,7 @@ class ControlStore(StoreBase):
                     kind=NodeKind.ERRBACK,
                 )
             elif trigger == "fail":
-                graph.skip_unrun(conn, workflow_id, at)
+                workflow_steps.skip_unrun(conn, workflow_id, at)
                 values["finished_at"] = at
             conn.execute(
                 sa.update(workflows)

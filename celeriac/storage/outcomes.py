@@ -33,6 +33,7 @@ from celeriac.storage import (
     failures,
     graph,
     moves,
+    workflow_steps,
 )
 from celeriac.storage.claims import Admission
 from celeriac.storage.database import retry_transient
@@ -59,7 +60,7 @@ def _lock_as_claims_do(
     claim's order (workflow, node, attempts), so that it and a claim of the
     same node wait for each other instead of deadlocking.
     """
-    state = graph.workflow_state(conn, workflow_id, lock="share")
+    state = workflow_steps.workflow_state(conn, workflow_id, lock="share")
     return state, claims.lock_node(conn, workflow_id, node_id)
 
 
@@ -90,7 +91,7 @@ class OutcomeStore(StoreBase):
                 conn, workflow_id, node_id, delivery, token, lease, at
             ):
                 return Claim.RUN, 1
-            state = graph.workflow_state(conn, workflow_id, lock="share")
+            state = workflow_steps.workflow_state(conn, workflow_id, lock="share")
             node = claims.lock_node(conn, workflow_id, node_id)
             if node is None or not starts_under(node.kind):  # JOIN, END: never
                 return Claim.DROP, 0
@@ -141,7 +142,7 @@ class OutcomeStore(StoreBase):
         """Record a node's result and release the successors it made ready."""
         at = now()
         with self._write() as conn:
-            state = graph.workflow_state(conn, workflow_id, lock="share")
+            state = workflow_steps.workflow_state(conn, workflow_id, lock="share")
             if not attempt_ends.finish_node(
                 conn, workflow_id, node_id, number, _N.SUCCEEDED, at, result=result
             ):
@@ -193,7 +194,7 @@ class OutcomeStore(StoreBase):
         """Record that a node failed for good, and queue the errbacks it triggers."""
         at = now()
         with self._write() as conn:
-            state = graph.workflow_state(conn, workflow_id, lock="share")
+            state = workflow_steps.workflow_state(conn, workflow_id, lock="share")
             if not attempt_ends.finish_node(
                 conn,
                 workflow_id,
@@ -238,7 +239,7 @@ class OutcomeStore(StoreBase):
         """
         at = now()
         with self._write() as conn:
-            state = graph.workflow_state(conn, workflow_id, lock="share")
+            state = workflow_steps.workflow_state(conn, workflow_id, lock="share")
             failed = conn.execute(
                 sa.update(nodes)
                 .where(

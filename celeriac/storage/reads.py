@@ -20,11 +20,11 @@ from celeriac.states import (
     WorkflowState,
 )
 from celeriac.storage import (
-    graph,
     integrity,
     listing,
     progress,
     rows,
+    workflow_steps,
 )
 from celeriac.storage.batches import PAGE
 from celeriac.storage.database import retry_transient
@@ -140,7 +140,7 @@ class ReadStore(StoreBase):
     def workflow_state(self, workflow_id: str) -> str:
         """The workflow's current state; raises ``WorkflowNotFound``."""
         with self._read() as conn:
-            return graph.workflow_state(conn, workflow_id, lock=None)
+            return workflow_steps.workflow_state(conn, workflow_id, lock=None)
 
     @names_corruption
     @retry_transient
