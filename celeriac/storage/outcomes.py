@@ -31,8 +31,8 @@ from celeriac.storage import (
     claims,
     event_log,
     failures,
-    graph,
     moves,
+    releases,
     workflow_steps,
 )
 from celeriac.storage.claims import Admission
@@ -151,7 +151,7 @@ class OutcomeStore(StoreBase):
                 ):
                     return Outcome(False, [], state)
                 # a replay: this attempt's first commit went through unseen
-                dispatch, finished = graph.replay_release(
+                dispatch, finished = releases.replay_release(
                     conn, workflow_id, node_id, False
                 )
                 pausing = state == _W.REQUESTING_PAUSE
@@ -162,8 +162,8 @@ class OutcomeStore(StoreBase):
             event_log.add_event(
                 conn, workflow_id, node_id, _N.RUNNING, _N.SUCCEEDED, at
             )
-            children = graph.decrement_children(conn, workflow_id, node_id)
-            dispatch, finished = graph.release(
+            children = releases.decrement_children(conn, workflow_id, node_id)
+            dispatch, finished = releases.release(
                 conn, workflow_id, state, children, (result,), at
             )
             failing = (
@@ -208,7 +208,7 @@ class OutcomeStore(StoreBase):
                     conn, workflow_id, node_id, number, _N.FAILED
                 ):
                     return Outcome(False, [], state)
-                errbacks, _ = graph.replay_release(conn, workflow_id, node_id, True)
+                errbacks, _ = releases.replay_release(conn, workflow_id, node_id, True)
                 pausing = state == _W.REQUESTING_PAUSE
                 return Outcome(True, errbacks, state, settle=pausing)
             attempt_ends.finish_attempt(
@@ -225,7 +225,7 @@ class OutcomeStore(StoreBase):
             event_log.add_event(
                 conn, workflow_id, node_id, _N.RUNNING, _N.FAILED, at, exc_type
             )
-            errbacks = graph.queue_errbacks(conn, workflow_id, node_id, at)
+            errbacks = releases.queue_errbacks(conn, workflow_id, node_id, at)
         return Outcome(True, errbacks, state, settle=state == _W.REQUESTING_PAUSE)
 
     @retry_transient
@@ -259,7 +259,7 @@ class OutcomeStore(StoreBase):
             event_log.add_event(
                 conn, workflow_id, node_id, _N.QUEUED, _N.FAILED, at, exc_type
             )
-            errbacks = graph.queue_errbacks(conn, workflow_id, node_id, at)
+            errbacks = releases.queue_errbacks(conn, workflow_id, node_id, at)
         return Outcome(True, errbacks, state, settle=state == _W.REQUESTING_PAUSE)
 
     @retry_transient

@@ -16,7 +16,7 @@ from celeriac.states import (
 from celeriac.storage import (
     bulk,
     event_log,
-    graph,
+    releases,
     replays,
     task_ids,
 )
@@ -115,11 +115,11 @@ class SubmitStore(StoreBase):
             )
             event_log.add_event(conn, new.id, None, None, _W.IN_PROGRESS, at)
             roots = [
-                graph.Ready(n.id, n.kind, n.signature, 0, n.position)
+                releases.Ready(n.id, n.kind, n.signature, 0, n.position)
                 for n in new.nodes
                 if n.waiting == 0 and n.kind != NodeKind.ERRBACK
             ]
-            dispatch, finished = graph.release(
+            dispatch, finished = releases.release(
                 conn, new.id, _W.IN_PROGRESS, roots, (), at
             )
         return Outcome(True, dispatch, _W.IN_PROGRESS, finished)

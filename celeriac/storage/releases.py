@@ -1,7 +1,8 @@
-"""Graph steps done inside the store's transactions: release, join, cancel.
+"""Releases: what a finished node lets go on, along the edges to its children.
 
-Every function takes the open connection of the caller's transaction and
-never commits; the Store composes them into its named methods.
+Joins and END complete in the database, the tasks that may start are marked
+QUEUED, the errbacks of a failure are queued. Every function takes the open
+connection of the caller's transaction and never commits.
 """
 
 from __future__ import annotations
@@ -18,20 +19,15 @@ from celeriac.states import (
     EMPTY_GROUP_KEY,
     NodeKind,
     NodeState,
-    WorkflowState,
     held_back_as,
     may_start,
 )
 from celeriac.storage import integrity
 from celeriac.storage.dispatches import DISPATCH_COLUMNS, load_dispatches
 from celeriac.storage.moves import mark_queued, set_node_state
-from celeriac.storage.schema import (
-    edges,
-    nodes,
-)
+from celeriac.storage.schema import edges, nodes
 
 _N = NodeState
-_W = WorkflowState
 
 
 #: What release() needs of a node whose parents all finished.
@@ -193,6 +189,7 @@ def children_of() -> sa.Join:
 
 
 def join_value(conn: sa.Connection, workflow_id: str, node_id: str) -> list[Any]:
+    """The results of the node's parents along its success edges, in order."""
     parent, joined = parents_of()
     query = (
         sa.select(parent.c.result)
