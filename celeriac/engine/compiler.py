@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from celery import Celery
@@ -26,54 +25,24 @@ from celery.utils.functional import maybe_list
 
 from celeriac.engine.arguments import check_storable
 from celeriac.engine.call_options import sort_call_options
+from celeriac.engine.canvas_calls import (
+    ERRBACK_ONCE_OPTION,
+    LABEL_OPTION,
+    Call,
+    body_options,
+    call_args,
+    execution_options,
+    stored_signature,
+    task_options,
+)
 from celeriac.engine.inputs import check_submission
 from celeriac.errors import InvalidCanvas, UnknownTask
 from celeriac.records import MAX_ID_LENGTH, NewEdge, NewNode, NewWorkflow
 from celeriac.states import EMPTY_GROUP_KEY, NodeKind
 
-#: Options that describe Celery's own wiring of a canvas; celeriac replaces
-#: that wiring with edges, so these never reach a node's message.
-_WIRING_OPTIONS = frozenset(
-    {
-        "link",
-        "link_error",
-        "chord",
-        "chain",
-        "group_id",
-        "group_index",
-        "task_id",
-        "parent_id",
-        "root_id",
-        "reply_to",
-        "stamps",
-    }
-)
-#: Options of a chord that delay its header only, not its body.
-_HEADER_ONLY_OPTIONS = frozenset({"countdown", "eta"})
-#: The signature option users set to name a part of a canvas (progress).
-LABEL_OPTION = "celeriac_label"
-#: A group option: its errbacks run once for the group, not once per failing
-#: member (Celery's behaviour, the default).
-ERRBACK_ONCE_OPTION = "celeriac_errback_once"
-
 #: An errback to add for each task it guards, or the id of an errback node
 #: that several tasks share (it runs once, whichever of them fails first).
 Errback: TypeAlias = Signature | str
-
-
-@dataclass(frozen=True)
-class _Call:
-    """How a part of a canvas is applied: ``part.apply_async(args, kwargs, **options)``.
-
-    Options given with the call win over the part's own, as in Celery.
-    ``links`` is a ``link`` option given with the call (a group hands its own
-    to its members): it replaces the part's own callbacks; None keeps them.
-    """
-
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    links: list[Signature] | None = None
 
 
 def compile_canvas(
@@ -96,10 +65,10 @@ def compile_canvas(
         sig = _without_errbacks(sig)  # the call's replace the canvas's own
     check_storable(sig, args, kwargs, metadata)
     builder = _Builder(app)
-    call = _Call(
+    call = Call(
         tuple(args),
         dict(kwargs or {}),
-        _execution_options(given.options),
+        execution_options(given.options),
         given.links,
     )
     result_node = builder.add(sig, None, call, given.errbacks, None)
@@ -150,7 +119,7 @@ class _Builder:
         self,
         sig: Signature,
         parent: str | None,
-        call: _Call,
+        call: Call,
         errbacks: Sequence[Errback],
         label: str | None,
     ) -> str:
@@ -173,7 +142,7 @@ class _Builder:
         self,
         sig: _chain,
         parent: str | None,
-        call: _Call,
+        call: Call,
         errbacks: Sequence[Errback],
         label: str | None,
     ) -> str:
@@ -187,15 +156,15 @@ class _Builder:
         links = self._links(sig, call)
         if links:
             steps[-1] = _with_links(steps[-1], links)
-        first = _Call(
-            _call_args(sig, call),
+        first = Call(
+            call_args(sig, call),
             call.kwargs,
-            {**_execution_options(sig.options), **call.options},
+            {**execution_options(sig.options), **call.options},
         )
         current = parent
         for index, step in enumerate(steps):
             current = self.add(
-                step, current, first if index == 0 else _Call(), errbacks, label
+                step, current, first if index == 0 else Call(), errbacks, label
             )
         assert current is not None
         return current
@@ -204,7 +173,7 @@ class _Builder:
         self,
         sig: group,
         parent: str | None,
-        call: _Call,
+        call: Call,
         errbacks: Sequence[Errback],
         label: str | None,
         guarded: list[str] | None = None,
@@ -215,10 +184,10 @@ class _Builder:
         run if one of those header tasks fails, once per member.
         """
         links = self._links(sig, call)
-        member_call = _Call(
+        member_call = Call(
             call.args,
             call.kwargs,
-            {**_execution_options(sig.options), **call.options},
+            {**execution_options(sig.options), **call.options},
             links or None,
         )
         members = [
@@ -247,7 +216,7 @@ class _Builder:
         self,
         sig: chord,
         parent: str | None,
-        call: _Call,
+        call: Call,
         errbacks: Sequence[Errback],
         label: str | None,
     ) -> str:
@@ -257,10 +226,10 @@ class _Builder:
         options too, except those that delay the header (``countdown``,
         ``eta``), and the chord's callbacks, as ``body.link()`` would.
         """
-        options = {**_execution_options(sig.options), **call.options}
+        options = {**execution_options(sig.options), **call.options}
         header_kwargs = dict(sig.kwargs.get("kwargs") or {})
-        header_call = _Call(
-            _call_args(sig, call), {**header_kwargs, **call.kwargs}, options
+        header_call = Call(
+            call_args(sig, call), {**header_kwargs, **call.kwargs}, options
         )
         header_start = len(self.nodes)
         join = self._add_group(
@@ -269,13 +238,7 @@ class _Builder:
         body = _linked(
             self.app, _as_signature(self.app, sig.body), self._links(sig, call)
         )
-        body_call = _Call(
-            options={
-                key: value
-                for key, value in options.items()
-                if key not in _HEADER_ONLY_OPTIONS
-            }
-        )
+        body_call = Call(options=body_options(options))
         body_errbacks = _merged(errbacks, self._errbacks_of(sig))
         return self._add_chord_body(
             body, join, body_call, body_errbacks, self._tasks_since(header_start), label
@@ -285,7 +248,7 @@ class _Builder:
         self,
         body: Signature,
         join: str,
-        call: _Call,
+        call: Call,
         errbacks: Sequence[Errback],
         header_tasks: list[str],
         label: str | None,
@@ -367,7 +330,7 @@ class _Builder:
         self,
         sig: Signature,
         parent: str | None,
-        call: _Call,
+        call: Call,
         errbacks: Sequence[Errback],
         guarded: list[str],
         label: str | None,
@@ -393,7 +356,7 @@ class _Builder:
         self,
         sig: Signature,
         parent: str | None,
-        call: _Call,
+        call: Call,
         errbacks: Sequence[Errback],
         label: str | None,
     ) -> str:
@@ -403,8 +366,8 @@ class _Builder:
         else:
             call_args = call.args + tuple(sig.args)
             call_kwargs = {**sig.kwargs, **call.kwargs}
-        options = _task_options(sig, call.options)
-        stored = _stored_signature(sig, call_args, call_kwargs, options)
+        options = task_options(sig, call.options)
+        stored = stored_signature(sig, call_args, call_kwargs, options)
         node = self._node(NodeKind.TASK, sig.task, stored, label, self._frozen_id(sig))
         if parent is not None:
             self._edge(parent, node, 0)
@@ -414,13 +377,13 @@ class _Builder:
             else:
                 self._guard(node, self._add_errback(errback, label))
         for callback in self._links(sig, call):
-            self.add(callback, node, _Call(), [], label)
+            self.add(callback, node, Call(), [], label)
         return node
 
     def _add_errback(self, errback: Signature, label: str | None) -> str:
         """An ERRBACK node; only a failure of a task it guards releases it."""
         self._check_task(errback)
-        stored = _stored_signature(
+        stored = stored_signature(
             errback, tuple(errback.args), dict(errback.kwargs), errback.options
         )
         node = self._node(NodeKind.ERRBACK, errback.task, stored, label)
@@ -509,7 +472,7 @@ class _Builder:
             for task in body.unchain_tasks()
         )
         unrolled = step.clone()
-        unrolled.kwargs["body"] = first.clone(**_execution_options(body.options))
+        unrolled.kwargs["body"] = first.clone(**execution_options(body.options))
         return [unrolled, *rest]
 
     def _group_members(self, sig: group) -> list[Signature]:
@@ -540,7 +503,7 @@ class _Builder:
             return parents[0]
         return join
 
-    def _links(self, sig: Signature, call: _Call) -> list[Signature]:
+    def _links(self, sig: Signature, call: Call) -> list[Signature]:
         """The callbacks ``sig`` runs with: those of the call, else its own."""
         if call.links is not None:
             return call.links
@@ -602,13 +565,6 @@ class _Builder:
         ]
 
 
-def _call_args(sig: Signature, call: _Call) -> tuple[Any, ...]:
-    """A chain's or chord's own args after the call's, unless immutable."""
-    if call.args and not sig.immutable:
-        return call.args + tuple(sig.args)
-    return tuple(sig.args)
-
-
 def _header_tasks(sig: chord) -> list[Any]:
     tasks = sig.tasks
     return list(tasks.tasks if isinstance(tasks, group) else tasks)
@@ -629,32 +585,6 @@ def _merged(first: Sequence[Errback], second: Sequence[Errback]) -> list[Errback
     merged = list(first)
     merged.extend(errback for errback in second if errback not in merged)
     return merged
-
-
-def _task_options(sig: Signature, call_options: dict[str, Any]) -> dict[str, Any]:
-    """The options a task is sent with: the call's over its own.
-
-    Except, as in Celery's ``Signature._merge``, the stamps the task carries
-    (``sig.stamp()``): a group's or a chain's own stamps do not replace them.
-    """
-    kept = {"stamped_headers", *(sig.options.get("stamped_headers") or ())}
-    return {
-        **sig.options,
-        **{
-            key: value
-            for key, value in call_options.items()
-            if key not in kept or key not in sig.options
-        },
-    }
-
-
-def _execution_options(options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` without canvas wiring: what reaches a task's message."""
-    return {
-        key: value
-        for key, value in options.items()
-        if key not in _WIRING_OPTIONS and key not in (LABEL_OPTION, ERRBACK_ONCE_OPTION)
-    }
 
 
 def _with_links(sig: Signature, callbacks: list[Signature]) -> Signature:
@@ -709,20 +639,3 @@ def _without_errbacks(sig: Signature) -> Signature:
     copy = sig.clone()
     copy.options.pop("link_error", None)
     return copy
-
-
-def _stored_signature(
-    sig: Signature,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    options: dict[str, Any],
-) -> dict[str, Any]:
-    """The node's signature in Celery's dict form, without canvas wiring."""
-    return {
-        "task": sig.task,
-        "args": list(args),
-        "kwargs": kwargs,
-        "options": _execution_options(options),
-        "subtask_type": None,
-        "immutable": bool(sig.immutable),
-    }
