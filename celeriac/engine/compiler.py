@@ -20,8 +20,7 @@ from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 from celery import Celery
-from celery.canvas import Signature, _chain, chord, chunks, group, maybe_signature
-from celery.utils.functional import maybe_list
+from celery.canvas import Signature, _chain, chord, group
 
 from celeriac.engine.arguments import check_storable
 from celeriac.engine.call_options import sort_call_options
@@ -34,6 +33,17 @@ from celeriac.engine.canvas_calls import (
     execution_options,
     stored_signature,
     task_options,
+)
+from celeriac.engine.canvas_signatures import (
+    as_signature,
+    header_tasks,
+    is_empty_chain,
+    is_empty_group,
+    labelled,
+    linked,
+    listed,
+    with_links,
+    without_errbacks,
 )
 from celeriac.engine.inputs import check_submission
 from celeriac.errors import InvalidCanvas, UnknownTask
@@ -59,10 +69,10 @@ def compile_canvas(
     ``options``: the call options, as ``canvas.apply_async(**options)``.
     """
     check_submission(canvas, name, metadata)
-    sig = _as_signature(app, canvas)
+    sig = as_signature(app, canvas)
     given = sort_call_options(app, sig, options or {})
     if given.errbacks:
-        sig = _without_errbacks(sig)  # the call's replace the canvas's own
+        sig = without_errbacks(sig)  # the call's replace the canvas's own
     check_storable(sig, args, kwargs, metadata)
     builder = _Builder(app)
     call = Call(
@@ -89,19 +99,6 @@ def compile_canvas(
     )
 
 
-def _as_signature(app: Celery, canvas: Any) -> Signature:
-    sig: object = maybe_signature(canvas, app=app) if isinstance(canvas, dict) else None
-    if not isinstance(sig, Signature):
-        raise InvalidCanvas(
-            "expected a Celery signature, chain, group or chord, "
-            f"got {type(canvas).__name__}"
-        )
-    if isinstance(sig, chunks):
-        # what chunks.apply_async applies; like it, drop the chunks' options
-        return group(list(sig.group().tasks), app=app)
-    return sig
-
-
 class _Builder:
     """Accumulates nodes and edges while walking a canvas."""
 
@@ -124,7 +121,7 @@ class _Builder:
         label: str | None,
     ) -> str:
         """Add ``sig`` fed by ``parent``; return the node holding its result."""
-        sig = _as_signature(self.app, sig)
+        sig = as_signature(self.app, sig)
         label = sig.options.get(LABEL_OPTION, label)
         if isinstance(sig, chord):
             return self._add_chord(sig, parent, call, errbacks, label)
@@ -155,7 +152,7 @@ class _Builder:
         steps = self._chain_steps(sig)
         links = self._links(sig, call)
         if links:
-            steps[-1] = _with_links(steps[-1], links)
+            steps[-1] = with_links(steps[-1], links)
         first = Call(
             call_args(sig, call),
             call.kwargs,
@@ -233,10 +230,10 @@ class _Builder:
         )
         header_start = len(self.nodes)
         join = self._add_group(
-            group(_header_tasks(sig), app=self.app), parent, header_call, [], label
+            group(header_tasks(sig), app=self.app), parent, header_call, [], label
         )
-        body = _linked(
-            self.app, _as_signature(self.app, sig.body), self._links(sig, call)
+        body = linked(
+            self.app, as_signature(self.app, sig.body), self._links(sig, call)
         )
         body_call = Call(options=body_options(options))
         body_errbacks = _merged(errbacks, self._errbacks_of(sig))
@@ -295,7 +292,7 @@ class _Builder:
         ]
         options = {k: v for k, v in sig.options.items() if k != "link_error"}
         stripped = group(
-            [_without_errbacks(member) for member in members], app=self.app, **options
+            [without_errbacks(member) for member in members], app=self.app, **options
         )
         return stripped, shared
 
@@ -318,7 +315,7 @@ class _Builder:
                     self._guard(task, node)
 
     def _result_errbacks(self, sig: Signature) -> list[Errback]:
-        sig = _as_signature(self.app, sig)
+        sig = as_signature(self.app, sig)
         found = self._errbacks_of(sig)
         if isinstance(sig, chord):
             return _merged(found, self._result_errbacks(sig.body))
@@ -350,7 +347,7 @@ class _Builder:
             for task in guarded:
                 self._guard(task, errback_node)
         errbacks = _merged(passed, shared)
-        return self.add(_without_errbacks(sig), parent, call, errbacks, label)
+        return self.add(without_errbacks(sig), parent, call, errbacks, label)
 
     def _add_task(
         self,
@@ -421,7 +418,7 @@ class _Builder:
             else None
         )
         if isinstance(inner, dict):
-            self._check_task(_as_signature(self.app, inner))
+            self._check_task(as_signature(self.app, inner))
 
     def _chain_steps(self, sig: _chain) -> list[Signature]:
         """The steps Celery runs.
@@ -435,18 +432,16 @@ class _Builder:
         if not steps:
             raise InvalidCanvas("an empty chain has nothing to run")
         return [
-            step
-            for step in steps
-            if not (_is_empty_group(step) or _is_empty_chain(step))
+            step for step in steps if not (is_empty_group(step) or is_empty_chain(step))
         ] or steps[-1:]
 
     def _run_steps(self, tasks: Sequence[Any]) -> list[Signature]:
         steps = []
         for task in tasks:
-            step = _as_signature(self.app, task)
+            step = as_signature(self.app, task)
             members = list(step.tasks) if isinstance(step, group) else []
             if len(members) == 1:
-                step = _as_signature(self.app, members[0])
+                step = as_signature(self.app, members[0])
             first, *rest = self._unrolled_body(step)
             steps += [first, *self._run_steps(rest)]
         return steps
@@ -461,14 +456,14 @@ class _Builder:
         and its errbacks to each task (``unchain_tasks``); its options and
         label to ``a``.
         """
-        body = _as_signature(self.app, step.body) if isinstance(step, chord) else None
+        body = as_signature(self.app, step.body) if isinstance(step, chord) else None
         if not isinstance(body, _chain) or not body.tasks:
             return [step]
-        if isinstance(_as_signature(self.app, body.tasks[0]), group):
+        if isinstance(as_signature(self.app, body.tasks[0]), group):
             return [step]
         label = body.options.get(LABEL_OPTION, step.options.get(LABEL_OPTION))
         first, *rest = (
-            _labelled(_as_signature(self.app, task), label)
+            labelled(as_signature(self.app, task), label)
             for task in body.unchain_tasks()
         )
         unrolled = step.clone()
@@ -483,10 +478,10 @@ class _Builder:
         """
         members: list[Signature] = []
         for task in sig.tasks:
-            member = _as_signature(self.app, task)
+            member = as_signature(self.app, task)
             if isinstance(member, group):
                 members.extend(self._group_members(member))
-            elif not _is_empty_chain(member):
+            elif not is_empty_chain(member):
                 members.append(member)
         return members
 
@@ -507,16 +502,10 @@ class _Builder:
         """The callbacks ``sig`` runs with: those of the call, else its own."""
         if call.links is not None:
             return call.links
-        return self._listed(sig, "link")
+        return listed(self.app, sig, "link")
 
     def _errbacks_of(self, sig: Signature) -> list[Errback]:
-        return list(self._listed(sig, "link_error"))
-
-    def _listed(self, sig: Signature, option: str) -> list[Signature]:
-        return [
-            _as_signature(self.app, s)
-            for s in maybe_list(sig.options.get(option)) or []
-        ]
+        return list(listed(self.app, sig, "link_error"))
 
     def _tasks_since(self, start: int) -> list[str]:
         return [n.id for n in self.nodes[start:] if n.kind == NodeKind.TASK]
@@ -565,77 +554,8 @@ class _Builder:
         ]
 
 
-def _header_tasks(sig: chord) -> list[Any]:
-    tasks = sig.tasks
-    return list(tasks.tasks if isinstance(tasks, group) else tasks)
-
-
-def _is_empty_chain(sig: Signature) -> bool:
-    return isinstance(sig, _chain) and not sig.tasks
-
-
-def _is_empty_group(sig: Signature) -> bool:
-    return (
-        isinstance(sig, group) and isinstance(sig.tasks, list | tuple) and not sig.tasks
-    )
-
-
 def _merged(first: Sequence[Errback], second: Sequence[Errback]) -> list[Errback]:
     """Both lists, each errback once (Celery does not link one twice)."""
     merged = list(first)
     merged.extend(errback for errback in second if errback not in merged)
     return merged
-
-
-def _with_links(sig: Signature, callbacks: list[Signature]) -> Signature:
-    """A copy of ``sig`` with ``callbacks`` added to its ``link`` option."""
-    copy = sig.clone()
-    copy.options["link"] = [*(maybe_list(sig.options.get("link")) or []), *callbacks]
-    return copy
-
-
-def _linked(app: Celery, sig: Signature, callbacks: list[Signature]) -> Signature:
-    """A copy of ``sig`` with ``callbacks`` linked as ``sig.link()`` would.
-
-    A chord links them to its body; a group to its first member only, made
-    immutable (the member cannot pass the group's result on); any other
-    signature adds them to its ``link`` option. The caller's canvas is left
-    alone.
-    """
-    if not callbacks:
-        return sig
-    if isinstance(sig, chord):
-        chord_copy = sig.clone()
-        assert isinstance(chord_copy, chord)
-        chord_copy.kwargs["body"] = _linked(
-            app, _as_signature(app, sig.body), callbacks
-        )
-        return chord_copy
-    if isinstance(sig, group) and sig.tasks:
-        first, *rest = sig.tasks
-        immutable = [callback.clone().set(immutable=True) for callback in callbacks]
-        group_copy = sig.clone()
-        assert isinstance(group_copy, group)
-        group_copy.kwargs["tasks"] = [
-            _linked(app, _as_signature(app, first), immutable),
-            *rest,
-        ]
-        return group_copy
-    return _with_links(sig, callbacks)
-
-
-def _labelled(sig: Signature, label: str | None) -> Signature:
-    """``sig`` with ``label`` as its label, unless it has one of its own."""
-    if label is None or LABEL_OPTION in sig.options:
-        return sig
-    copy = sig.clone()
-    copy.options[LABEL_OPTION] = label
-    return copy
-
-
-def _without_errbacks(sig: Signature) -> Signature:
-    if not sig.options.get("link_error"):
-        return sig
-    copy = sig.clone()
-    copy.options.pop("link_error", None)
-    return copy
