@@ -37,14 +37,12 @@ from celeriac.engine.canvas_calls import (
 from celeriac.engine.canvas_signatures import (
     as_signature,
     header_tasks,
-    is_empty_chain,
-    is_empty_group,
-    labelled,
     linked,
     listed,
     with_links,
     without_errbacks,
 )
+from celeriac.engine.canvas_steps import chain_steps, group_members
 from celeriac.engine.inputs import check_submission
 from celeriac.errors import InvalidCanvas, UnknownTask
 from celeriac.records import MAX_ID_LENGTH, NewEdge, NewNode, NewWorkflow
@@ -149,7 +147,7 @@ class _Builder:
         ``chain.run`` does, so a last step that is a group calls them once
         per member, and one that is a chord after its body.
         """
-        steps = self._chain_steps(sig)
+        steps = chain_steps(self.app, sig)
         links = self._links(sig, call)
         if links:
             steps[-1] = with_links(steps[-1], links)
@@ -193,10 +191,10 @@ class _Builder:
             else self._add_guarded(
                 member, parent, member_call, errbacks, guarded, label
             )
-            for member in self._group_members(sig)
+            for member in group_members(self.app, sig)
         ]
         if guarded is not None:
-            for one in self._group_members(sig):
+            for one in group_members(self.app, sig):
                 self._add_header_errbacks(one, guarded, label)
         if not members and parent is not None:
             # An empty group (or chord header) after a step still waits for
@@ -282,7 +280,7 @@ class _Builder:
         with the option, the copies (and the group's own) become one node
         that every member's tasks share: it runs once, on the first failure.
         """
-        members = self._group_members(sig)
+        members = group_members(self.app, sig)
         errback_sigs = _merged(
             self._errbacks_of(sig),
             [e for member in members for e in self._errbacks_of(member)],
@@ -419,71 +417,6 @@ class _Builder:
         )
         if isinstance(inner, dict):
             self._check_task(as_signature(self.app, inner))
-
-    def _chain_steps(self, sig: _chain) -> list[Signature]:
-        """The steps Celery runs.
-
-        A group of one runs as its task; a chord's chain body is unrolled
-        (``_unrolled_body``); empty groups and empty chains are skipped
-        (``chain(chain(), add.s(10))`` is ``add.s(10)``), unless nothing
-        else is left.
-        """
-        steps = self._run_steps(sig.tasks)
-        if not steps:
-            raise InvalidCanvas("an empty chain has nothing to run")
-        return [
-            step for step in steps if not (is_empty_group(step) or is_empty_chain(step))
-        ] or steps[-1:]
-
-    def _run_steps(self, tasks: Sequence[Any]) -> list[Signature]:
-        steps = []
-        for task in tasks:
-            step = as_signature(self.app, task)
-            members = list(step.tasks) if isinstance(step, group) else []
-            if len(members) == 1:
-                step = as_signature(self.app, members[0])
-            first, *rest = self._unrolled_body(step)
-            steps += [first, *self._run_steps(rest)]
-        return steps
-
-    def _unrolled_body(self, step: Signature) -> list[Signature]:
-        """A chain's step as the chain runs it: a chord's chain body unrolled.
-
-        Celery runs a chord whose body is a chain led by a task,
-        ``chord(header, chain(a, b))``, as the steps ``chord(header, a), b``
-        (``chord._unroll_body``): ``a`` alone is the body, so its errbacks
-        run when the header fails. The chain's callbacks go to its last task
-        and its errbacks to each task (``unchain_tasks``); its options and
-        label to ``a``.
-        """
-        body = as_signature(self.app, step.body) if isinstance(step, chord) else None
-        if not isinstance(body, _chain) or not body.tasks:
-            return [step]
-        if isinstance(as_signature(self.app, body.tasks[0]), group):
-            return [step]
-        label = body.options.get(LABEL_OPTION, step.options.get(LABEL_OPTION))
-        first, *rest = (
-            labelled(as_signature(self.app, task), label)
-            for task in body.unchain_tasks()
-        )
-        unrolled = step.clone()
-        unrolled.kwargs["body"] = first.clone(**execution_options(body.options))
-        return [unrolled, *rest]
-
-    def _group_members(self, sig: group) -> list[Signature]:
-        """The members Celery applies.
-
-        Nested groups are flattened, dropping their own options as Celery
-        does; empty chains are dropped.
-        """
-        members: list[Signature] = []
-        for task in sig.tasks:
-            member = as_signature(self.app, task)
-            if isinstance(member, group):
-                members.extend(self._group_members(member))
-            elif not is_empty_chain(member):
-                members.append(member)
-        return members
 
     def group_result(self, join: str) -> str:
         """The node holding what ``group.apply_async()`` returns, for ``join``.
