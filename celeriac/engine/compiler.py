@@ -43,9 +43,9 @@ from celeriac.engine.canvas_signatures import (
     without_errbacks,
 )
 from celeriac.engine.canvas_steps import chain_steps, group_members
+from celeriac.engine.graph_builder import GraphBuilder
 from celeriac.engine.inputs import check_submission
-from celeriac.errors import InvalidCanvas, UnknownTask
-from celeriac.records import MAX_ID_LENGTH, NewEdge, NewNode, NewWorkflow
+from celeriac.records import NewWorkflow
 from celeriac.states import EMPTY_GROUP_KEY, NodeKind
 
 #: An errback to add for each task it guards, or the id of an errback node
@@ -72,17 +72,17 @@ def compile_canvas(
     if given.errbacks:
         sig = without_errbacks(sig)  # the call's replace the canvas's own
     check_storable(sig, args, kwargs, metadata)
-    builder = _Builder(app)
+    graph = GraphBuilder(app)
     call = Call(
         tuple(args),
         dict(kwargs or {}),
         execution_options(given.options),
         given.links,
     )
-    result_node = builder.add(sig, None, call, given.errbacks, None)
+    result_node = _Builder(graph).add(sig, None, call, given.errbacks, None)
     if isinstance(sig, group):
-        result_node = builder.group_result(result_node)
-    builder.close()
+        result_node = graph.group_result(result_node)
+    graph.close()
     return NewWorkflow(
         id=str(uuid.uuid4()),
         name=name,
@@ -91,24 +91,18 @@ def compile_canvas(
         kwargs=dict(kwargs or {}),
         metadata=metadata,
         result_node_id=result_node,
-        nodes=builder.nodes,
-        edges=builder.edges,
-        frozen_ids=tuple(builder.frozen_ids),
+        nodes=graph.nodes,
+        edges=graph.edges,
+        frozen_ids=tuple(graph.frozen_ids),
     )
 
 
 class _Builder:
-    """Accumulates nodes and edges while walking a canvas."""
+    """Adds a canvas's parts to ``graph``, one kind of part per method."""
 
-    def __init__(self, app: Celery) -> None:
-        self.app = app
-        self.nodes: list[NewNode] = []
-        self.edges: list[NewEdge] = []
-        #: the ids tasks were frozen with (``sig.freeze()``), now node ids
-        self.frozen_ids: list[str] = []
-        self._waiting: dict[str, int] = {}
-        self._has_children: set[str] = set()
-        self._guards: dict[str, set[str]] = {}
+    def __init__(self, graph: GraphBuilder) -> None:
+        self.graph = graph
+        self.app = graph.app
 
     def add(
         self,
@@ -199,12 +193,12 @@ class _Builder:
         if not members and parent is not None:
             # An empty group (or chord header) after a step still waits for
             # it, as Celery does, but collects nothing: its value is [].
-            join = self._node(NodeKind.JOIN, None, {EMPTY_GROUP_KEY: True}, label)
-            self._edge(parent, join, 0)
+            join = self.graph.node(NodeKind.JOIN, None, {EMPTY_GROUP_KEY: True}, label)
+            self.graph.edge(parent, join, 0)
             return join
-        join = self._node(NodeKind.JOIN, None, None, label)
+        join = self.graph.node(NodeKind.JOIN, None, None, label)
         for position, member in enumerate(members):
-            self._edge(member, join, position)
+            self.graph.edge(member, join, position)
         return join
 
     def _add_chord(
@@ -226,7 +220,7 @@ class _Builder:
         header_call = Call(
             call_args(sig, call), {**header_kwargs, **call.kwargs}, options
         )
-        header_start = len(self.nodes)
+        header_start = len(self.graph.nodes)
         join = self._add_group(
             group(header_tasks(sig), app=self.app), parent, header_call, [], label
         )
@@ -236,7 +230,12 @@ class _Builder:
         body_call = Call(options=body_options(options))
         body_errbacks = _merged(errbacks, self._errbacks_of(sig))
         return self._add_chord_body(
-            body, join, body_call, body_errbacks, self._tasks_since(header_start), label
+            body,
+            join,
+            body_call,
+            body_errbacks,
+            self.graph.tasks_since(header_start),
+            label,
         )
 
     def _add_chord_body(
@@ -286,7 +285,9 @@ class _Builder:
             [e for member in members for e in self._errbacks_of(member)],
         )
         shared: list[Errback] = [
-            self._add_errback(e, label) for e in errback_sigs if not isinstance(e, str)
+            self.graph.errback_node(e, label)
+            for e in errback_sigs
+            if not isinstance(e, str)
         ]
         options = {k: v for k, v in sig.options.items() if k != "link_error"}
         stripped = group(
@@ -308,9 +309,9 @@ class _Builder:
         own = self._errbacks_of(member)
         for errback in self._result_errbacks(member):
             if errback not in own and not isinstance(errback, str):
-                node = self._add_errback(errback, label)
+                node = self.graph.errback_node(errback, label)
                 for task in header_tasks:
-                    self._guard(task, node)
+                    self.graph.guard(task, node)
 
     def _result_errbacks(self, sig: Signature) -> list[Errback]:
         sig = as_signature(self.app, sig)
@@ -338,12 +339,14 @@ class _Builder:
         ``passed``: more errbacks for ``sig``'s tasks, not run by ``guarded``.
         """
         shared = [
-            errback if isinstance(errback, str) else self._add_errback(errback, label)
+            errback
+            if isinstance(errback, str)
+            else self.graph.errback_node(errback, label)
             for errback in _merged(errbacks, self._errbacks_of(sig))
         ]
         for errback_node in shared:
             for task in guarded:
-                self._guard(task, errback_node)
+                self.graph.guard(task, errback_node)
         errbacks = _merged(passed, shared)
         return self.add(without_errbacks(sig), parent, call, errbacks, label)
 
@@ -355,7 +358,7 @@ class _Builder:
         errbacks: Sequence[Errback],
         label: str | None,
     ) -> str:
-        self._check_task(sig)
+        self.graph.check_task(sig)
         if sig.immutable:
             call_args, call_kwargs = tuple(sig.args), dict(sig.kwargs)
         else:
@@ -363,73 +366,19 @@ class _Builder:
             call_kwargs = {**sig.kwargs, **call.kwargs}
         options = task_options(sig, call.options)
         stored = stored_signature(sig, call_args, call_kwargs, options)
-        node = self._node(NodeKind.TASK, sig.task, stored, label, self._frozen_id(sig))
+        node = self.graph.node(
+            NodeKind.TASK, sig.task, stored, label, self.graph.frozen_id(sig)
+        )
         if parent is not None:
-            self._edge(parent, node, 0)
+            self.graph.edge(parent, node, 0)
         for errback in errbacks:
             if isinstance(errback, str):
-                self._guard(node, errback)
+                self.graph.guard(node, errback)
             else:
-                self._guard(node, self._add_errback(errback, label))
+                self.graph.guard(node, self.graph.errback_node(errback, label))
         for callback in self._links(sig, call):
             self.add(callback, node, Call(), [], label)
         return node
-
-    def _add_errback(self, errback: Signature, label: str | None) -> str:
-        """An ERRBACK node; only a failure of a task it guards releases it."""
-        self._check_task(errback)
-        stored = stored_signature(
-            errback, tuple(errback.args), dict(errback.kwargs), errback.options
-        )
-        node = self._node(NodeKind.ERRBACK, errback.task, stored, label)
-        self._waiting[node] = 1  # never released by success
-        return node
-
-    def _guard(self, task: str, errback_node: str) -> None:
-        """Run ``errback_node`` if ``task`` fails."""
-        guarded = self._guards.setdefault(errback_node, set())
-        if task not in guarded:
-            self.edges.append(NewEdge(task, errback_node, len(guarded), on_error=True))
-            guarded.add(task)
-
-    def _frozen_id(self, sig: Signature) -> str | None:
-        """The id ``sig`` was frozen with, if any: its node's id, as natively."""
-        task_id = sig.options.get("task_id")
-        if task_id is None:
-            return None
-        if not isinstance(task_id, str) or not 0 < len(task_id) <= MAX_ID_LENGTH:
-            raise InvalidCanvas(
-                f"the task id of {sig.task} is not a string of 1 to "
-                f"{MAX_ID_LENGTH} characters: {task_id!r}"
-            )
-        if task_id in self.frozen_ids:
-            raise InvalidCanvas(f"two tasks of the canvas have the task id {task_id}")
-        self.frozen_ids.append(task_id)
-        return task_id
-
-    def _check_task(self, sig: Signature) -> None:
-        if sig.task not in self.app.tasks:
-            raise UnknownTask(str(sig.task))
-        inner = (
-            sig.kwargs.get("task")
-            if sig.task in ("celery.map", "celery.starmap")
-            else None
-        )
-        if isinstance(inner, dict):
-            self._check_task(as_signature(self.app, inner))
-
-    def group_result(self, join: str) -> str:
-        """The node holding what ``group.apply_async()`` returns, for ``join``.
-
-        Celery returns the one member's own group result, not a list of it,
-        when the member's result is a group's (``group(a | group(b, c))``
-        gives ``[b, c]``).
-        """
-        kinds = {node.id: node.kind for node in self.nodes}
-        parents = [edge.parent_id for edge in self.edges if edge.child_id == join]
-        if len(parents) == 1 and kinds[parents[0]] == NodeKind.JOIN:
-            return parents[0]
-        return join
 
     def _links(self, sig: Signature, call: Call) -> list[Signature]:
         """The callbacks ``sig`` runs with: those of the call, else its own."""
@@ -439,52 +388,6 @@ class _Builder:
 
     def _errbacks_of(self, sig: Signature) -> list[Errback]:
         return list(listed(self.app, sig, "link_error"))
-
-    def _tasks_since(self, start: int) -> list[str]:
-        return [n.id for n in self.nodes[start:] if n.kind == NodeKind.TASK]
-
-    def _node(
-        self,
-        kind: str,
-        task: str | None,
-        signature: dict[str, Any] | None,
-        label: str | None,
-        node_id: str | None = None,
-    ) -> str:
-        node_id = node_id or str(uuid.uuid4())
-        self.nodes.append(
-            NewNode(node_id, len(self.nodes), kind, task, signature, 0, label)
-        )
-        self._waiting[node_id] = 0
-        return node_id
-
-    def _edge(self, parent: str, child: str, position: int) -> None:
-        self.edges.append(NewEdge(parent, child, position))
-        self._waiting[child] += 1
-        self._has_children.add(parent)
-
-    def close(self) -> None:
-        """Add the END node after every leaf, and fix each node's waiting count."""
-        leaves = [
-            n.id
-            for n in self.nodes
-            if n.kind != NodeKind.ERRBACK and n.id not in self._has_children
-        ]
-        end = self._node(NodeKind.END, None, None, None)
-        for position, leaf in enumerate(leaves):
-            self._edge(leaf, end, position)
-        self.nodes = [
-            NewNode(
-                n.id,
-                n.position,
-                n.kind,
-                n.task,
-                n.signature,
-                self._waiting[n.id],
-                n.label,
-            )
-            for n in self.nodes
-        ]
 
 
 def _merged(first: Sequence[Errback], second: Sequence[Errback]) -> list[Errback]:
