@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, TypeAlias
+from typing import Any
 
 from celery import Celery
 from celery.canvas import Signature, _chain, chord, group
@@ -34,6 +34,15 @@ from celeriac.engine.canvas_calls import (
     stored_signature,
     task_options,
 )
+from celeriac.engine.canvas_errbacks import (
+    Errback,
+    add_header_errbacks,
+    attach_errbacks,
+    errbacks_of,
+    merged,
+    share_errbacks,
+    share_group_errbacks,
+)
 from celeriac.engine.canvas_signatures import (
     as_signature,
     header_tasks,
@@ -47,10 +56,6 @@ from celeriac.engine.graph_builder import GraphBuilder
 from celeriac.engine.inputs import check_submission
 from celeriac.records import NewWorkflow
 from celeriac.states import EMPTY_GROUP_KEY, NodeKind
-
-#: An errback to add for each task it guards, or the id of an errback node
-#: that several tasks share (it runs once, whichever of them fails first).
-Errback: TypeAlias = Signature | str
 
 
 def compile_canvas(
@@ -118,9 +123,9 @@ class _Builder:
         if isinstance(sig, chord):
             return self._add_chord(sig, parent, call, errbacks, label)
         if isinstance(sig, group) and sig.options.get(ERRBACK_ONCE_OPTION):
-            sig, shared = self._share_group_errbacks(sig, label)
-            errbacks = _merged(errbacks, shared)
-        errbacks = _merged(errbacks, self._errbacks_of(sig))
+            sig, shared = share_group_errbacks(self.graph, sig, label)
+            errbacks = merged(errbacks, shared)
+        errbacks = merged(errbacks, errbacks_of(self.graph, sig))
         if isinstance(sig, _chain):
             return self._add_chain(sig, parent, call, errbacks, label)
         if isinstance(sig, group):
@@ -189,7 +194,7 @@ class _Builder:
         ]
         if guarded is not None:
             for one in group_members(self.app, sig):
-                self._add_header_errbacks(one, guarded, label)
+                add_header_errbacks(self.graph, one, guarded, label)
         if not members and parent is not None:
             # An empty group (or chord header) after a step still waits for
             # it, as Celery does, but collects nothing: its value is [].
@@ -228,7 +233,7 @@ class _Builder:
             self.app, as_signature(self.app, sig.body), self._links(sig, call)
         )
         body_call = Call(options=body_options(options))
-        body_errbacks = _merged(errbacks, self._errbacks_of(sig))
+        body_errbacks = merged(errbacks, errbacks_of(self.graph, sig))
         return self._add_chord_body(
             body,
             join,
@@ -264,63 +269,11 @@ class _Builder:
                 body,
                 join,
                 call,
-                _merged(errbacks, self._errbacks_of(body)),
+                merged(errbacks, errbacks_of(self.graph, body)),
                 body.options.get(LABEL_OPTION, label),
                 guarded=header_tasks,
             )
         return self._add_guarded(body, join, call, errbacks, header_tasks, label)
-
-    def _share_group_errbacks(
-        self, sig: group, label: str | None
-    ) -> tuple[group, list[Errback]]:
-        """One errback node for the group instead of one per member.
-
-        ``group.link_error`` puts a copy of the errback on every member;
-        with the option, the copies (and the group's own) become one node
-        that every member's tasks share: it runs once, on the first failure.
-        """
-        members = group_members(self.app, sig)
-        errback_sigs = _merged(
-            self._errbacks_of(sig),
-            [e for member in members for e in self._errbacks_of(member)],
-        )
-        shared: list[Errback] = [
-            self.graph.errback_node(e, label)
-            for e in errback_sigs
-            if not isinstance(e, str)
-        ]
-        options = {k: v for k, v in sig.options.items() if k != "link_error"}
-        stripped = group(
-            [without_errbacks(member) for member in members], app=self.app, **options
-        )
-        return stripped, shared
-
-    def _add_header_errbacks(
-        self, member: Signature, header_tasks: list[str], label: str | None
-    ) -> None:
-        """The errbacks inside ``member`` of a group body that a header failure calls.
-
-        Celery calls, for each member, the errbacks of its result
-        (``_result_errbacks``): a chord's and its body's in turn, a group's
-        and its members'. Those beyond the member's own (``_add_guarded``
-        shares these) run once per member when the header fails; the member
-        never runs then, so its tasks keep their own.
-        """
-        own = self._errbacks_of(member)
-        for errback in self._result_errbacks(member):
-            if errback not in own and not isinstance(errback, str):
-                node = self.graph.errback_node(errback, label)
-                for task in header_tasks:
-                    self.graph.guard(task, node)
-
-    def _result_errbacks(self, sig: Signature) -> list[Errback]:
-        sig = as_signature(self.app, sig)
-        found = self._errbacks_of(sig)
-        if isinstance(sig, chord):
-            return _merged(found, self._result_errbacks(sig.body))
-        for member in sig.tasks if isinstance(sig, group) else ():
-            found = _merged(found, self._result_errbacks(member))
-        return found
 
     def _add_guarded(
         self,
@@ -338,16 +291,10 @@ class _Builder:
         ``guarded`` ones, so that it runs once, whichever fails first.
         ``passed``: more errbacks for ``sig``'s tasks, not run by ``guarded``.
         """
-        shared = [
-            errback
-            if isinstance(errback, str)
-            else self.graph.errback_node(errback, label)
-            for errback in _merged(errbacks, self._errbacks_of(sig))
-        ]
-        for errback_node in shared:
-            for task in guarded:
-                self.graph.guard(task, errback_node)
-        errbacks = _merged(passed, shared)
+        shared = share_errbacks(
+            self.graph, merged(errbacks, errbacks_of(self.graph, sig)), guarded, label
+        )
+        errbacks = merged(passed, shared)
         return self.add(without_errbacks(sig), parent, call, errbacks, label)
 
     def _add_task(
@@ -371,11 +318,7 @@ class _Builder:
         )
         if parent is not None:
             self.graph.edge(parent, node, 0)
-        for errback in errbacks:
-            if isinstance(errback, str):
-                self.graph.guard(node, errback)
-            else:
-                self.graph.guard(node, self.graph.errback_node(errback, label))
+        attach_errbacks(self.graph, node, errbacks, label)
         for callback in self._links(sig, call):
             self.add(callback, node, Call(), [], label)
         return node
@@ -385,13 +328,3 @@ class _Builder:
         if call.links is not None:
             return call.links
         return listed(self.app, sig, "link")
-
-    def _errbacks_of(self, sig: Signature) -> list[Errback]:
-        return list(listed(self.app, sig, "link_error"))
-
-
-def _merged(first: Sequence[Errback], second: Sequence[Errback]) -> list[Errback]:
-    """Both lists, each errback once (Celery does not link one twice)."""
-    merged = list(first)
-    merged.extend(errback for errback in second if errback not in merged)
-    return merged
