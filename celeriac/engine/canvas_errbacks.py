@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeAlias
 
+from celery import Celery
 from celery.canvas import Signature, chord, group
 
 from celeriac.engine.canvas_signatures import as_signature, listed, without_errbacks
@@ -28,9 +29,9 @@ def merged(first: Sequence[Errback], second: Sequence[Errback]) -> list[Errback]
     return merged
 
 
-def errbacks_of(graph: GraphBuilder, sig: Signature) -> list[Errback]:
+def errbacks_of(app: Celery, sig: Signature) -> list[Errback]:
     """The errbacks in ``sig``'s own ``link_error`` option."""
-    return list(listed(graph.app, sig, "link_error"))
+    return list(listed(app, sig, "link_error"))
 
 
 def attach_errbacks(
@@ -75,8 +76,8 @@ def share_group_errbacks(
     """
     members = group_members(graph.app, sig)
     errback_sigs = merged(
-        errbacks_of(graph, sig),
-        [e for member in members for e in errbacks_of(graph, member)],
+        errbacks_of(graph.app, sig),
+        [e for member in members for e in errbacks_of(graph.app, member)],
     )
     shared: list[Errback] = [
         graph.errback_node(e, label) for e in errback_sigs if not isinstance(e, str)
@@ -99,19 +100,19 @@ def add_header_errbacks(
     shares these) run once per member when the header fails; the member
     never runs then, so its tasks keep their own.
     """
-    own = errbacks_of(graph, member)
-    for errback in _result_errbacks(graph, member):
+    own = errbacks_of(graph.app, member)
+    for errback in _result_errbacks(graph.app, member):
         if errback not in own and not isinstance(errback, str):
             node = graph.errback_node(errback, label)
             for task in header_tasks:
                 graph.guard(task, node)
 
 
-def _result_errbacks(graph: GraphBuilder, sig: Signature) -> list[Errback]:
-    sig = as_signature(graph.app, sig)
-    found = errbacks_of(graph, sig)
+def _result_errbacks(app: Celery, sig: Signature) -> list[Errback]:
+    sig = as_signature(app, sig)
+    found = errbacks_of(app, sig)
     if isinstance(sig, chord):
-        return merged(found, _result_errbacks(graph, sig.body))
+        return merged(found, _result_errbacks(app, sig.body))
     for member in sig.tasks if isinstance(sig, group) else ():
-        found = merged(found, _result_errbacks(graph, member))
+        found = merged(found, _result_errbacks(app, member))
     return found

@@ -67,7 +67,7 @@ class CanvasWalker:
         if isinstance(sig, group) and sig.options.get(ERRBACK_ONCE_OPTION):
             sig, shared = share_group_errbacks(self.graph, sig, label)
             errbacks = merged(errbacks, shared)
-        errbacks = merged(errbacks, errbacks_of(self.graph, sig))
+        errbacks = merged(errbacks, errbacks_of(self.app, sig))
         if isinstance(sig, _chain):
             return self._add_chain(sig, parent, call, errbacks, label)
         if isinstance(sig, group):
@@ -175,7 +175,7 @@ class CanvasWalker:
             self.app, as_signature(self.app, sig.body), self._links(sig, call)
         )
         body_call = Call(options=body_options(options))
-        body_errbacks = merged(errbacks, errbacks_of(self.graph, sig))
+        body_errbacks = merged(errbacks, errbacks_of(self.app, sig))
         return self._add_chord_body(
             body,
             join,
@@ -211,7 +211,7 @@ class CanvasWalker:
                 body,
                 join,
                 call,
-                merged(errbacks, errbacks_of(self.graph, body)),
+                merged(errbacks, errbacks_of(self.app, body)),
                 body.options.get(LABEL_OPTION, label),
                 guarded=header_tasks,
             )
@@ -234,7 +234,7 @@ class CanvasWalker:
         ``passed``: more errbacks for ``sig``'s tasks, not run by ``guarded``.
         """
         shared = share_errbacks(
-            self.graph, merged(errbacks, errbacks_of(self.graph, sig)), guarded, label
+            self.graph, merged(errbacks, errbacks_of(self.app, sig)), guarded, label
         )
         errbacks = merged(passed, shared)
         return self.add(without_errbacks(sig), parent, call, errbacks, label)
