@@ -24,9 +24,9 @@ Errback: TypeAlias = Signature | str
 
 def merged(first: Sequence[Errback], second: Sequence[Errback]) -> list[Errback]:
     """Both lists, each errback once (Celery does not link one twice)."""
-    merged = list(first)
-    merged.extend(errback for errback in second if errback not in merged)
-    return merged
+    both = list(first)
+    both.extend(errback for errback in second if errback not in both)
+    return both
 
 
 def errbacks_of(app: Celery, sig: Signature) -> list[Errback]:
