@@ -1,7 +1,8 @@
 """Node progress: the writes task bodies make and the counts that read them.
 
-Like ``graph``, every function takes the open connection of the caller's
-transaction and never commits; the Store wraps each in a named method.
+Like the release steps (``releases``), every function takes the open
+connection of the caller's transaction and never commits; the Store wraps
+each in a named method.
 """
 
 from __future__ import annotations

@@ -196,7 +196,7 @@ events = sa.Table(
     metadata,
     #: in the order events happened: a sequence on PostgreSQL (the column is
     #: a SERIAL); SQLite has none for a key of two columns, and celeriac
-    #: numbers the rows itself there (``graph.write_events``)
+    #: numbers the rows itself there (``event_log.write_events``)
     sa.Column("id", sa.Integer, nullable=False, server_default=sa.FetchedValue()),
     sa.Column("workflow_id", Id, nullable=False),
     #: empty for a change of the workflow's own state
