@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,38 @@ from tests.node_events import check_node_events
 from tests.tasks import make_app
 
 pytest_plugins = ["tests.servers", "tests.hypothesis_profiles"]
+
+#: A test's ``user_properties`` entry under this name is printed in the
+#: summary at the end of the run, also from pytest-xdist's workers.
+SUMMARY_LINE = "summary line"
+_summary_lines: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        _summary_lines.extend(
+            str(value) for name, value in report.user_properties if name == SUMMARY_LINE
+        )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport() -> Iterator[None]:
+    """Captured output keeps a lone surrogate as ``\\udXXX`` text.
+
+    tests/integration/test_values.py logs such strings, and pytest-xdist
+    sends each report to the main process as UTF-8, which cannot hold them.
+    """
+    outcome: Any = yield
+    report = outcome.get_result()
+    report.sections = [
+        (title, text.encode("utf-8", "backslashreplace").decode("utf-8"))
+        for title, text in report.sections
+    ]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in _summary_lines:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(autouse=True)

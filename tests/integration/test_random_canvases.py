@@ -41,6 +41,7 @@ from hypothesis import example, given, settings
 
 from celeriac import WorkflowFailed
 from tests.celery_suite.differences import documented_ids
+from tests.conftest import SUMMARY_LINE
 from tests.random_canvases import (
     Built,
     Chain,
@@ -386,17 +387,12 @@ def seen(request: pytest.FixtureRequest) -> Iterator[Seen]:
     """Counts what the test drew, and prints it at the end."""
     SEEN.__init__()  # type: ignore[misc]
     yield SEEN
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     line = (
         f"random canvases ({settings.get_current_profile_name()} profile): "
         f"{SEEN.canvases} canvases, {SEEN.tasks} task signatures, depth reached "
         f"{SEEN.deepest}, forgiven by listed differences {SEEN.forgiven or 'none'}"
     )
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is not None and capture is not None:
-        # past the capture: a passing test's captured output is not shown
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(line)
+    request.node.user_properties.append((SUMMARY_LINE, line))
 
 
 @pytest.mark.timeout(3600)  # each wait inside has its own deadline
