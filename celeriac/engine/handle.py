@@ -12,7 +12,7 @@ from celeriac.records import Delivery, Node, Progress, WorkflowRecord
 from celeriac.states import NodeKind, NodeState, WorkflowState
 
 if TYPE_CHECKING:
-    from celeriac.engine.engine import Engine
+    from celeriac.engine.control import Control
 
 #: only a node that ran to success is done: a cancelled or skipped one never
 #: ran (a cancelled or failed workflow's bar stops where the work stopped)
@@ -22,7 +22,7 @@ _DONE = (NodeState.SUCCEEDED,)
 class Workflow:
     """A stored workflow. Every property and method reads the database afresh."""
 
-    def __init__(self, engine: Engine, workflow_id: str, name: str | None) -> None:
+    def __init__(self, engine: Control, workflow_id: str, name: str | None) -> None:
         self._engine = engine
         self.id = workflow_id
         self.name = name
