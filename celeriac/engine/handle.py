@@ -8,8 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 from celeriac.engine.exceptions import raised_by
 from celeriac.errors import CeleriacError, WorkflowCancelled, WorkflowFailed
-from celeriac.records import Delivery, Node, Progress, WorkflowRecord
+from celeriac.records import (
+    Clustered,
+    Delivery,
+    Node,
+    Outline,
+    Progress,
+    WorkflowRecord,
+)
 from celeriac.states import NodeKind, NodeState, WorkflowState
+from celeriac.storage.batches import PAGE
 
 if TYPE_CHECKING:
     from celeriac.engine.control import Control
@@ -136,8 +144,36 @@ class Workflow:
         """
         after: int | None = -1
         while after is not None:
-            page, after = self._engine.store.node_page(self.id, after)
+            page, after = self.node_page(after)
             yield from page
+
+    def node_page(
+        self, after: int = -1, limit: int = PAGE
+    ) -> tuple[list[Node], int | None]:
+        """Up to ``limit`` of the nodes of ``nodes()`` past canvas position ``after``.
+
+        Returns them with the position the next page starts after (pass it
+        as ``after``), None after the last page. Each page is one short read.
+        """
+        return self._engine.store.node_page(self.id, after, limit)
+
+    def node_with_errbacks(self, node_id: str) -> tuple[Node, list[Node]] | None:
+        """The node ``node_id`` and the errbacks guarding it; None: no such node."""
+        return self._engine.store.node_with_errbacks(self.id, node_id)
+
+    def node_counts(self) -> dict[tuple[str, str], int]:
+        """How many nodes there are of each ``(kind, state)``, every kind counted."""
+        return self._engine.store.count_nodes(self.id)
+
+    def outline(self, most_nodes: int, most_clusters: int) -> Outline | Clustered:
+        """What a drawing of the DAG needs: ids, tasks, states, edges; no values.
+
+        An ``Outline`` of every drawn node (TASK, ERRBACK, JOIN) and edge up
+        to ``most_nodes`` nodes; past that, a ``Clustered`` count of them by
+        first parent, task, kind and state (by task alone past
+        ``most_clusters`` clusters).
+        """
+        return self._engine.store.outline(self.id, most_nodes, most_clusters)
 
 
 def _ending_error(record: WorkflowRecord) -> CeleriacError | None:

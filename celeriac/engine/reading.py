@@ -1,4 +1,4 @@
-"""The engine's reads: stored workflows listed, and looked up by id."""
+"""The engine's reads: stored workflows listed, counted, and looked up by id."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from celeriac.engine.control import Control
 from celeriac.engine.handle import Workflow
 from celeriac.engine.ids import complete_id
 from celeriac.errors import WorkflowNotFound
-from celeriac.records import WorkflowRecord
+from celeriac.records import WorkflowCursor, WorkflowFilter, WorkflowRecord
 
 
 class Reading(Control):
-    """Find stored workflows: one by id, or those matching filters."""
+    """Find stored workflows: one by id, or pages and counts of those matching."""
 
     def list_workflows(
         self,
@@ -38,6 +38,32 @@ class Reading(Control):
             created_after=created_after,
             created_before=created_before,
         )
+
+    def workflow_page(
+        self,
+        where: WorkflowFilter | None = None,
+        limit: int = 50,
+        after: WorkflowCursor | None = None,
+    ) -> list[WorkflowRecord]:
+        """The newest ``limit`` workflows matching ``where``, below ``after``.
+
+        A keyset page: the next one starts after the last workflow of this
+        one (``WorkflowCursor(record.created_at, record.id)``), and costs
+        what the first does however deep it is.
+        """
+        return self.store.workflow_page(where or WorkflowFilter(), limit, after)
+
+    def count_workflows(self, where: WorkflowFilter | None = None) -> dict[str, int]:
+        """The workflows matching ``where``, counted by state.
+
+        The filter's own ``state`` is ignored: every state is counted (a
+        state no workflow is in is left out).
+        """
+        return self.store.count_workflow_states(where or WorkflowFilter())
+
+    def matching_workflow_ids(self, where: WorkflowFilter, limit: int) -> list[str]:
+        """The ids of at most ``limit`` workflows matching ``where``, newest first."""
+        return self.store.matching_workflow_ids(where, limit)
 
     def workflow(self, workflow_id: str) -> Workflow:
         """The stored workflow ``workflow_id``, or the one whose id starts so.

@@ -26,9 +26,14 @@ import pytest
 import sqlalchemy as sa
 from celery import chain, chord, group
 
-from celeriac import Engine, WorkflowCancelled, WorkflowFailed
+from celeriac import (
+    Engine,
+    WorkflowCancelled,
+    WorkflowCursor,
+    WorkflowFailed,
+    WorkflowFilter,
+)
 from celeriac.storage import connect
-from celeriac.storage.listing import Cursor, WorkflowFilter
 from celeriac.storage.schema import nodes
 from tests.history import analyze, insert_history
 from tests.integration.test_retention import purge_while_a_chain_runs
@@ -132,7 +137,9 @@ def run_the_hot_path(engine: Engine, tasks: Any) -> None:
     engine.store.list_workflows(state="COMPLETED", name="plans")
     # the web console's keyset pages: newest first, then below the last shown
     *_, last = engine.store.workflow_page(WorkflowFilter(), 2)
-    engine.store.workflow_page(WorkflowFilter(), 2, Cursor(last.created_at, last.id))
+    engine.store.workflow_page(
+        WorkflowFilter(), 2, WorkflowCursor(last.created_at, last.id)
+    )
     engine.store.get_workflow(workflow.id)
     engine.store.count_nodes(workflow.id)
     assert engine.workflow(workflow.id).state == "COMPLETED"
