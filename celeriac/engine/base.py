@@ -34,11 +34,11 @@ class EngineBase(ABC):
     max_result_bytes: int
     #: a QUEUED node not started for this many seconds is published again
     recovery_delay: float
-    db: sa.Engine
-    store: Store
-    finishes: Finishes
-    liveness: Liveness
-    recovery: RecoveryLoop
+    _db: sa.Engine
+    _store: Store
+    _finishes: Finishes
+    _liveness: Liveness
+    _recovery: RecoveryLoop
 
     @abstractmethod
     def _publish(

@@ -70,13 +70,13 @@ class Control(EngineBase):
     ) -> tuple[TransitionResult | None, Delivery]:
         # a call's own token: a replay of its transaction finds what it did
         token = uuid.uuid4().hex if trigger in USER_TRIGGERS else None
-        result = self.store.transition_workflow(
+        result = self._store.transition_workflow(
             workflow_id, trigger, decider(workflow_id), error, token, by
         )
         if result is None:
             return None, Delivery()
         if result.dest in TERMINAL_WORKFLOW_STATES:
-            self.finishes.announce()
+            self._finishes.announce()
         delivery = self._publish(result.dispatch)
         return result, delivery + self._publish_queued(workflow_id, result)
 
@@ -90,7 +90,7 @@ class Control(EngineBase):
         delivery = Delivery()
         after: int | None = -1
         while result.queued_at is not None and after is not None:
-            page, after = self.store.queued_page(workflow_id, result.queued_at, after)
+            page, after = self._store.queued_page(workflow_id, result.queued_at, after)
             delivery += self._publish(page)
         return delivery
 

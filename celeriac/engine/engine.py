@@ -66,23 +66,23 @@ class Engine(Submission, Upkeep, Reading):
         self.app = app
         self.database_url = resolve_database_url(database_url)
         refuse_bound(app)  # before anything is opened
-        self.db = connect(self.database_url, retry_seconds=retry_seconds)
-        self.store = Store(self.db)
-        self.finishes = Finishes(self.db)
+        self._db = connect(self.database_url, retry_seconds=retry_seconds)
+        self._store = Store(self._db)
+        self._finishes = Finishes(self._db)
         self.on_failure = OnFailure.named(on_failure)
         self.max_result_bytes = max_result_bytes
         self.recovery_delay = recovery_delay
         if auto_migrate is None:
-            auto_migrate = self.db.dialect.name == "sqlite"
+            auto_migrate = self._db.dialect.name == "sqlite"
         if auto_migrate:
             self.migrate()
-        self.liveness = Liveness(self.store, heartbeat_interval, worker_timeout)
-        self.recovery = RecoveryLoop(self, recovery_interval)
+        self._liveness = Liveness(self._store, heartbeat_interval, worker_timeout)
+        self._recovery = RecoveryLoop(self, recovery_interval)
         self._hooks = WorkerHooks(self)
         try:
             self._hooks.install()
         except AppInUse:  # another engine was bound meanwhile
-            self.db.dispose()
+            self._db.dispose()
             raise
         quiet_missing_backend()
         self._unreadable = set()
@@ -90,7 +90,7 @@ class Engine(Submission, Upkeep, Reading):
     @property
     def shown_url(self) -> str:
         """The database URL, its password hidden."""
-        return self.db.url.render_as_string(hide_password=True)
+        return self._db.url.render_as_string(hide_password=True)
 
     def close(self) -> None:
         """Undo what the engine installed; stop its threads, close connections.
@@ -99,19 +99,19 @@ class Engine(Submission, Upkeep, Reading):
         engine may be built on it.
         """
         self._hooks.uninstall()
-        self.recovery.stop()
-        self.liveness.stop()
-        self.finishes.close()
-        checkpoint(self.db)
-        self.db.dispose()
+        self._recovery.stop()
+        self._liveness.stop()
+        self._finishes.close()
+        checkpoint(self._db)
+        self._db.dispose()
 
     def migrate(self) -> None:
         """Bring the database schema to the newest revision (Alembic)."""
-        migrate.upgrade(self.db)
+        migrate.upgrade(self._db)
 
     def schema_revision(self) -> str | None:
         """The database's schema revision (Alembic's), None when it has none."""
-        return migrate.current(self.db)
+        return migrate.current(self._db)
 
     @contextmanager
     def embedded_worker(self, concurrency: int = 2, **options: Any) -> Iterator[Any]:
@@ -120,8 +120,8 @@ class Engine(Submission, Upkeep, Reading):
 
         with embedded_worker(self.app, concurrency, **options) as worker:
             # Celery's test worker does not send worker_ready: start recovery here
-            self.recovery.start()
+            self._recovery.start()
             try:
                 yield worker
             finally:
-                self.recovery.stop()
+                self._recovery.stop()

@@ -41,7 +41,7 @@ class Workflow:
     @property
     def state(self) -> WorkflowState:
         """The workflow's current state (equal to its name: ``"PAUSED"``)."""
-        return WorkflowState(self._engine.store.workflow_state(self.id))
+        return WorkflowState(self._engine._store.workflow_state(self.id))
 
     def get(self, timeout: float | None = None, propagate: bool = True) -> Any:
         """Wait for the workflow to finish and return the canvas's result.
@@ -60,10 +60,10 @@ class Workflow:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.002
-        finishes = self._engine.finishes
+        finishes = self._engine._finishes
         while True:
             mark = finishes.mark()
-            record = self._engine.store.get_workflow(self.id)
+            record = self._engine._store.get_workflow(self.id)
             if record.state == WorkflowState.COMPLETED:
                 return record.result
             ended = _ending_error(record)
@@ -107,7 +107,7 @@ class Workflow:
         total``. ``label`` limits the count to the part of the canvas whose
         signatures carry the option ``celeriac_label=label``.
         """
-        tasks, partial = self._engine.store.count_task_progress(self.id, label)
+        tasks, partial = self._engine._store.count_task_progress(self.id, label)
         return Progress(
             done=sum(tasks.get(state, 0) for state in _DONE),
             total=sum(tasks.values()),
@@ -118,11 +118,11 @@ class Workflow:
 
     def record(self) -> WorkflowRecord:
         """The stored workflow: name, key, state, times, error and result."""
-        return self._engine.store.get_workflow(self.id)
+        return self._engine._store.get_workflow(self.id)
 
     def nodes(self) -> list[Node]:
         """The workflow's task nodes (and errbacks) in canvas order."""
-        return self._engine.store.list_nodes(self.id)
+        return self._engine._store.list_nodes(self.id)
 
     def graph_nodes(self) -> list[Node]:
         """Every node of the workflow's drawn DAG, in canvas order.
@@ -132,7 +132,7 @@ class Workflow:
         edges). The END node every workflow has after its last nodes is
         left out.
         """
-        nodes = self._engine.store.list_nodes(self.id, bookkeeping=True)
+        nodes = self._engine._store.list_nodes(self.id, bookkeeping=True)
         return [node for node in nodes if node.kind != NodeKind.END]
 
     def iter_nodes(self) -> Iterator[Node]:
@@ -155,15 +155,15 @@ class Workflow:
         Returns them with the position the next page starts after (pass it
         as ``after``), None after the last page. Each page is one short read.
         """
-        return self._engine.store.node_page(self.id, after, limit)
+        return self._engine._store.node_page(self.id, after, limit)
 
     def node_with_errbacks(self, node_id: str) -> tuple[Node, list[Node]] | None:
         """The node ``node_id`` and the errbacks guarding it; None: no such node."""
-        return self._engine.store.node_with_errbacks(self.id, node_id)
+        return self._engine._store.node_with_errbacks(self.id, node_id)
 
     def node_counts(self) -> dict[tuple[str, str], int]:
         """How many nodes there are of each ``(kind, state)``, every kind counted."""
-        return self._engine.store.count_nodes(self.id)
+        return self._engine._store.count_nodes(self.id)
 
     def outline(self, most_nodes: int, most_clusters: int) -> Outline | Clustered:
         """What a drawing of the DAG needs: ids, tasks, states, edges; no values.
@@ -173,7 +173,7 @@ class Workflow:
         first parent, task, kind and state (by task alone past
         ``most_clusters`` clusters).
         """
-        return self._engine.store.outline(self.id, most_nodes, most_clusters)
+        return self._engine._store.outline(self.id, most_nodes, most_clusters)
 
 
 def _ending_error(record: WorkflowRecord) -> CeleriacError | None:

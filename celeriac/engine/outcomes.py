@@ -39,7 +39,7 @@ class Outcomes(Control):
             node.node_id,
             node.number,
             node.kind,
-            lambda: self.store.record_success(
+            lambda: self._store.record_success(
                 node.workflow_id, node.node_id, node.number, result
             ),
         )
@@ -60,7 +60,7 @@ class Outcomes(Control):
             node.node_id,
             node.number,
             node.kind,
-            lambda: self.store.record_failure(
+            lambda: self._store.record_failure(
                 node.workflow_id,
                 node.node_id,
                 node.number,
@@ -76,7 +76,7 @@ class Outcomes(Control):
 
     def node_revoked(self, node: NodeRequest, reason: str) -> None:
         """Record a revoke; outside a cancel, the node's workflow fails."""
-        outcome = self.store.record_revoked(node.workflow_id, node.node_id, reason)
+        outcome = self._store.record_revoked(node.workflow_id, node.node_id, reason)
         exc = TaskRevokedError(reason)
         self._after_failure(
             node.workflow_id, node.node_id, node.kind, outcome, exc, None, None
@@ -124,7 +124,7 @@ class Outcomes(Control):
         if not isinstance(cause, StorageError):
             exc_type, exc_message = unrecorded_error(cause)
             try:
-                outcome = self.store.record_failure(
+                outcome = self._store.record_failure(
                     workflow_id, node_id, number, exc_type, exc_message, traceback
                 )
             except Exception:
@@ -135,7 +135,7 @@ class Outcomes(Control):
                     workflow_id, node_id, kind, outcome, recorded, None, None
                 )
                 return
-        self.liveness.release(workflow_id, node_id, number)
+        self._liveness.release(workflow_id, node_id, number)
 
     def _after(self, workflow_id: str, outcome: Outcome) -> Delivery:
         delivery = self._publish(outcome.dispatch)

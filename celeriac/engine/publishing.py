@@ -39,7 +39,7 @@ class Publishing(Outcomes):
         published = scheduler.publish(self.app, dispatch)
         for refused, exc in published.refused:
             logger.warning("node %s cannot be sent: %s", refused.node_id, exc)
-            outcome = self.store.record_unsendable(
+            outcome = self._store.record_unsendable(
                 refused.workflow_id, refused.node_id, type(exc).__name__, str(exc)
             )
             request = Context(id=refused.node_id, task=refused.signature["task"])
@@ -65,9 +65,9 @@ class Publishing(Outcomes):
         QUEUED. ``arguments`` None: rebuilt from the stored failure.
         """
         hostname = getattr(getattr(arguments, "request", None), "hostname", None)
-        lease = self.liveness.lease(hostname)
+        lease = self._liveness.lease(hostname)
         delivery = delivery_key(dispatch.attempt_base, 0)
-        claim, number = self.store.claim_node(
+        claim, number = self._store.claim_node(
             dispatch.workflow_id, dispatch.node_id, delivery, lease, uuid.uuid4().hex
         )
         if claim is Claim.RUN:
@@ -90,7 +90,7 @@ class Publishing(Outcomes):
                 node_id,
                 number,
                 NodeKind.ERRBACK,
-                lambda: self.store.record_failure(
+                lambda: self._store.record_failure(
                     workflow_id,
                     node_id,
                     number,
@@ -109,7 +109,9 @@ class Publishing(Outcomes):
                 node_id,
                 number,
                 NodeKind.ERRBACK,
-                lambda: self.store.record_success(workflow_id, node_id, number, result),
+                lambda: self._store.record_success(
+                    workflow_id, node_id, number, result
+                ),
             )
             if outcome is not None:
                 self._after(workflow_id, outcome)
@@ -117,7 +119,7 @@ class Publishing(Outcomes):
     def _stored_failure(self, dispatch: Dispatch) -> ErrbackArguments:
         """An errback's ``(request, exc, traceback)``, rebuilt from the database."""
         failed_id = str(dispatch.inputs[0]) if dispatch.inputs else ""
-        failed = self.store.failed_call(dispatch.workflow_id, failed_id)
+        failed = self._store.failed_call(dispatch.workflow_id, failed_id)
         if failed is None:
             raise LookupError(
                 f"errback {dispatch.node_id}: the failure of node {failed_id} "

@@ -30,7 +30,7 @@ class Reading(Control):
         ``created_before`` those created before it (aware datetimes);
         ``key``, the one submitted with that key.
         """
-        return self.store.list_workflows(
+        return self._store.list_workflows(
             state=state,
             name=name,
             key=key,
@@ -51,7 +51,7 @@ class Reading(Control):
         one (``WorkflowCursor(record.created_at, record.id)``), and costs
         what the first does however deep it is.
         """
-        return self.store.workflow_page(where or WorkflowFilter(), limit, after)
+        return self._store.workflow_page(where or WorkflowFilter(), limit, after)
 
     def count_workflows(self, where: WorkflowFilter | None = None) -> dict[str, int]:
         """The workflows matching ``where``, counted by state.
@@ -59,11 +59,11 @@ class Reading(Control):
         The filter's own ``state`` is ignored: every state is counted (a
         state no workflow is in is left out).
         """
-        return self.store.count_workflow_states(where or WorkflowFilter())
+        return self._store.count_workflow_states(where or WorkflowFilter())
 
     def matching_workflow_ids(self, where: WorkflowFilter, limit: int) -> list[str]:
         """The ids of at most ``limit`` workflows matching ``where``, newest first."""
-        return self.store.matching_workflow_ids(where, limit)
+        return self._store.matching_workflow_ids(where, limit)
 
     def workflow(self, workflow_id: str) -> Workflow:
         """The stored workflow ``workflow_id``, or the one whose id starts so.
@@ -76,7 +76,7 @@ class Reading(Control):
             AmbiguousWorkflowId: several workflows' ids start with it.
         """
         try:
-            record = self.store.get_workflow(workflow_id)
+            record = self._store.get_workflow(workflow_id)
         except WorkflowNotFound:
-            record = self.store.get_workflow(complete_id(self.store, workflow_id))
+            record = self._store.get_workflow(complete_id(self._store, workflow_id))
         return Workflow(self, record.id, record.name)

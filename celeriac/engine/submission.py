@@ -58,9 +58,9 @@ class Submission(Publishing):
             self.app, canvas, tuple(args), kwargs, name, metadata, options
         )
         new = replace(new, on_failure=policy, key=key)
-        outcome = self.store.insert_workflow(new)
+        outcome = self._store.insert_workflow(new)
         if not outcome.recorded:  # the key named a stored workflow
-            (stored,) = self.store.list_workflows(key=new.key, limit=1)
+            (stored,) = self._store.list_workflows(key=new.key, limit=1)
             return Workflow(self, stored.id, stored.name)
         delivery = self._after(new.id, outcome)
         if delivery.unsent:

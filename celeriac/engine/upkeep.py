@@ -40,8 +40,8 @@ class Upkeep(Publishing):
         delay = 0.0 if broker_emptied else self.recovery_delay
         since = now()
         requeues: tuple[Requeue, ...] = (
-            lambda skip: self.store.requeue_stale(delay, since, skip=skip),
-            lambda skip: self.store.requeue_lost(self.liveness.timeout, skip=skip),
+            lambda skip: self._store.requeue_stale(delay, since, skip=skip),
+            lambda skip: self._store.requeue_lost(self._liveness.timeout, skip=skip),
         )
         delivery = Delivery()
         for requeue in requeues:
@@ -62,7 +62,7 @@ class Upkeep(Publishing):
 
     def _settle_unsettled(self) -> None:
         """Make the state changes a process died before making."""
-        for workflow_id, trigger, failure in self.store.unsettled_workflows():
+        for workflow_id, trigger, failure in self._store.unsettled_workflows():
             logger.warning("recovery: %s workflow %s", trigger, workflow_id)
             try:
                 self._transition_quietly(workflow_id, trigger, failure)
@@ -139,6 +139,6 @@ class Upkeep(Publishing):
             name,
             events_older_than,
             workers_older_than,
-            worker_timeout=timedelta(seconds=self.liveness.timeout),
+            worker_timeout=timedelta(seconds=self._liveness.timeout),
         )
-        return self.store.purge(retention, dry_run)
+        return self._store.purge(retention, dry_run)
