@@ -68,7 +68,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
 
     peak_after = peak()
-    stored = sum(bench.engine.store.count_nodes(workflow.id).values())
+    stored = sum(workflow.node_counts().values())
     client = redis.Redis.from_url(args.broker)
     published = int(client.llen(args.queue))
     client.close()

@@ -40,7 +40,7 @@ bench = build(
 app = bench.app
 
 if bench.engine is not None and os.environ.get("BENCH_COUNT_SQL"):
-    SqlCounter(bench.engine.db, BROKER_URL, os.environ["BENCH_COUNT_SQL"]).install()
+    SqlCounter(bench.engine._db, BROKER_URL, os.environ["BENCH_COUNT_SQL"]).install()
 
 if os.environ.get("BENCH_PROFILE"):
     _profiler = Profiler(os.environ["BENCH_PROFILE"])

@@ -116,7 +116,7 @@ def run_once(system: System, canvas: Any, expected: Any) -> dict[str, float]:
         submitted = time.perf_counter() - start
         value = workflow.get(timeout=TIMEOUT)
         seconds = time.perf_counter() - start
-        record = engine.store.get_workflow(workflow.id)
+        record = workflow.record()
         times = {"seconds": seconds, "submit": submitted}
         if record.finished_at is not None:
             # when the workflow was COMPLETED in the database, before get() saw it
@@ -308,7 +308,7 @@ def pause_once(harness: Harness, system: System, n: int) -> dict[str, Any]:
         if attempt.started_at is not None and attempt.started_at.timestamp() > returned
     )
     last_end = max(ends[tag] for tag in starts if tag in ends)
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         event_at = conn.execute(
             sa.select(sa.func.max(events.c.at)).where(
                 events.c.workflow_id == workflow.id,

@@ -1,13 +1,14 @@
 """Plain records passed between the engine, the store and users.
 
-``Node``, ``Attempt``, ``Progress`` and ``Delivery`` are public (API.md); the
-others carry a compiled canvas into the store and the store's answers back to
-the engine.
+``Node``, ``Attempt``, ``Progress``, ``Delivery``, ``WorkflowRecord``, the
+listing's ``WorkflowFilter`` and ``WorkflowCursor`` and a drawing's
+``Outline`` and ``Clustered`` are public (API.md); the others carry a compiled
+canvas into the store and the store's answers back to the engine.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any, NamedTuple
@@ -153,6 +154,76 @@ class WorkflowRecord:
     exc_args: str | None = None
     #: the idempotency key it was submitted with
     key: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkflowFilter:
+    """What a listing keeps; every field left empty keeps all workflows."""
+
+    state: str | None = None
+    name: str | None = None
+    #: the idempotency key it was submitted with
+    key: str | None = None
+    #: created at or after this moment
+    created_after: datetime | None = None
+    #: created before this moment
+    created_before: datetime | None = None
+    #: the workflow's id starts with this
+    id_prefix: str | None = None
+    #: only workflows with a FAILED node
+    failed_node: bool = False
+
+    def without_state(self) -> WorkflowFilter:
+        """The same filter in every state (for the counts per state)."""
+        return replace(self, state=None)
+
+
+@dataclass(frozen=True)
+class WorkflowCursor:
+    """Where a page of workflows ends: its last one's creation time and id."""
+
+    created_at: datetime
+    workflow_id: str
+
+
+class OutlineNode(NamedTuple):
+    """One node as a drawing shows it."""
+
+    id: str
+    task: str | None
+    kind: str
+    state: str
+    label: str | None
+
+
+class Outline(NamedTuple):
+    """The nodes in canvas order, and the edges between them (parent, child)."""
+
+    nodes: list[OutlineNode]
+    edges: list[tuple[str, str]]
+
+
+class Cluster(NamedTuple):
+    """Nodes of one task that share their first parent, in one state, counted."""
+
+    #: the first parent of each (None: roots)
+    parent_id: str | None
+    task: str | None
+    kind: str
+    state: str
+    nodes: int
+
+
+class Clustered(NamedTuple):
+    """A large workflow's nodes, counted by first parent, task, kind and state."""
+
+    clusters: list[Cluster]
+    #: each first parent's own cluster (parent, task, kind): the edges
+    parents: dict[str, tuple[str | None, str | None, str]]
+    #: False: too many clusters, counted by task alone (no edges)
+    structured: bool
+    #: how many nodes they stand for
+    total: int
 
 
 @dataclass(frozen=True)

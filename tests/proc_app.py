@@ -85,7 +85,7 @@ def lose_commit_reply(db: sa.Engine, method: str) -> None:
 
 
 if os.environ.get("CELERIAC_TEST_LOSE_COMMIT_REPLY"):
-    lose_commit_reply(engine.db, os.environ["CELERIAC_TEST_LOSE_COMMIT_REPLY"])
+    lose_commit_reply(engine._db, os.environ["CELERIAC_TEST_LOSE_COMMIT_REPLY"])
 
 
 def die_after(method: str) -> None:
@@ -94,7 +94,7 @@ def die_after(method: str) -> None:
     Once in all processes (a Redis flag): a pool process dies between
     recording an outcome and acting on it (running an errback, say).
     """
-    real = getattr(engine.store, method)
+    real = getattr(engine._store, method)
 
     def committed_then_die(*args: Any, **kwargs: Any) -> Any:
         outcome = real(*args, **kwargs)
@@ -102,7 +102,7 @@ def die_after(method: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         return outcome
 
-    setattr(engine.store, method, committed_then_die)
+    setattr(engine._store, method, committed_then_die)
 
 
 def died_after() -> str | None:

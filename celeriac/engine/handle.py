@@ -8,11 +8,19 @@ from typing import TYPE_CHECKING, Any
 
 from celeriac.engine.exceptions import raised_by
 from celeriac.errors import CeleriacError, WorkflowCancelled, WorkflowFailed
-from celeriac.records import Delivery, Node, Progress, WorkflowRecord
+from celeriac.records import (
+    Clustered,
+    Delivery,
+    Node,
+    Outline,
+    Progress,
+    WorkflowRecord,
+)
 from celeriac.states import NodeKind, NodeState, WorkflowState
+from celeriac.storage.batches import PAGE
 
 if TYPE_CHECKING:
-    from celeriac.engine.engine import Engine
+    from celeriac.engine.control import Control
 
 #: only a node that ran to success is done: a cancelled or skipped one never
 #: ran (a cancelled or failed workflow's bar stops where the work stopped)
@@ -22,7 +30,7 @@ _DONE = (NodeState.SUCCEEDED,)
 class Workflow:
     """A stored workflow. Every property and method reads the database afresh."""
 
-    def __init__(self, engine: Engine, workflow_id: str, name: str | None) -> None:
+    def __init__(self, engine: Control, workflow_id: str, name: str | None) -> None:
         self._engine = engine
         self.id = workflow_id
         self.name = name
@@ -33,7 +41,7 @@ class Workflow:
     @property
     def state(self) -> WorkflowState:
         """The workflow's current state (equal to its name: ``"PAUSED"``)."""
-        return WorkflowState(self._engine.store.workflow_state(self.id))
+        return WorkflowState(self._engine._store.workflow_state(self.id))
 
     def get(self, timeout: float | None = None, propagate: bool = True) -> Any:
         """Wait for the workflow to finish and return the canvas's result.
@@ -52,10 +60,10 @@ class Workflow:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.002
-        finishes = self._engine.finishes
+        finishes = self._engine._finishes
         while True:
             mark = finishes.mark()
-            record = self._engine.store.get_workflow(self.id)
+            record = self._engine._store.get_workflow(self.id)
             if record.state == WorkflowState.COMPLETED:
                 return record.result
             ended = _ending_error(record)
@@ -99,7 +107,7 @@ class Workflow:
         total``. ``label`` limits the count to the part of the canvas whose
         signatures carry the option ``celeriac_label=label``.
         """
-        tasks, partial = self._engine.store.count_task_progress(self.id, label)
+        tasks, partial = self._engine._store.count_task_progress(self.id, label)
         return Progress(
             done=sum(tasks.get(state, 0) for state in _DONE),
             total=sum(tasks.values()),
@@ -110,11 +118,11 @@ class Workflow:
 
     def record(self) -> WorkflowRecord:
         """The stored workflow: name, key, state, times, error and result."""
-        return self._engine.store.get_workflow(self.id)
+        return self._engine._store.get_workflow(self.id)
 
     def nodes(self) -> list[Node]:
         """The workflow's task nodes (and errbacks) in canvas order."""
-        return self._engine.store.list_nodes(self.id)
+        return self._engine._store.list_nodes(self.id)
 
     def graph_nodes(self) -> list[Node]:
         """Every node of the workflow's drawn DAG, in canvas order.
@@ -124,7 +132,7 @@ class Workflow:
         edges). The END node every workflow has after its last nodes is
         left out.
         """
-        nodes = self._engine.store.list_nodes(self.id, bookkeeping=True)
+        nodes = self._engine._store.list_nodes(self.id, bookkeeping=True)
         return [node for node in nodes if node.kind != NodeKind.END]
 
     def iter_nodes(self) -> Iterator[Node]:
@@ -136,8 +144,36 @@ class Workflow:
         """
         after: int | None = -1
         while after is not None:
-            page, after = self._engine.store.node_page(self.id, after)
+            page, after = self.node_page(after)
             yield from page
+
+    def node_page(
+        self, after: int = -1, limit: int = PAGE
+    ) -> tuple[list[Node], int | None]:
+        """Up to ``limit`` of the nodes of ``nodes()`` past canvas position ``after``.
+
+        Returns them with the position the next page starts after (pass it
+        as ``after``), None after the last page. Each page is one short read.
+        """
+        return self._engine._store.node_page(self.id, after, limit)
+
+    def node_with_errbacks(self, node_id: str) -> tuple[Node, list[Node]] | None:
+        """The node ``node_id`` and the errbacks guarding it; None: no such node."""
+        return self._engine._store.node_with_errbacks(self.id, node_id)
+
+    def node_counts(self) -> dict[tuple[str, str], int]:
+        """How many nodes there are of each ``(kind, state)``, every kind counted."""
+        return self._engine._store.count_nodes(self.id)
+
+    def outline(self, most_nodes: int, most_clusters: int) -> Outline | Clustered:
+        """What a drawing of the DAG needs: ids, tasks, states, edges; no values.
+
+        An ``Outline`` of every drawn node (TASK, ERRBACK, JOIN) and edge up
+        to ``most_nodes`` nodes; past that, a ``Clustered`` count of them by
+        first parent, task, kind and state (by task alone past
+        ``most_clusters`` clusters).
+        """
+        return self._engine._store.outline(self.id, most_nodes, most_clusters)
 
 
 def _ending_error(record: WorkflowRecord) -> CeleriacError | None:

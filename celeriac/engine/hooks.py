@@ -95,7 +95,7 @@ def _dispatcher(method: str) -> Callable[..., None]:
 def _on_process_init(**_: Any) -> None:
     """A forked pool child must not share its parent's pooled connections."""
     for hooks in list(_bound.values()):
-        hooks.engine.db.dispose(close=False)
+        hooks.engine._db.dispose(close=False)
 
 
 #: Every signal celeriac receives, and its receiver.
@@ -209,10 +209,10 @@ class WorkerHooks:
         _unbind(self)
 
     def _on_worker_ready(self, sender: Any = None, **_: Any) -> None:
-        self.engine.recovery.start()
+        self.engine._recovery.start()
 
     def _on_worker_shutdown(self, sender: Any = None, **_: Any) -> None:
-        self.engine.recovery.stop()
+        self.engine._recovery.stop()
 
     def _gate_all(self, *_: Any, **__: Any) -> None:
         for task in list(self.app.tasks.values()):
@@ -254,8 +254,8 @@ class WorkerHooks:
         node = self._mine(task)
         if node is None:
             return
-        lease = self.engine.liveness.lease(task.request.hostname)
-        claim, number = self.engine.store.claim_node(
+        lease = self.engine._liveness.lease(task.request.hostname)
+        claim, number = self.engine._store.claim_node(
             node.workflow_id, node.node_id, node.delivery, lease, uuid.uuid4().hex
         )
         if claim is Claim.RUN:
@@ -308,7 +308,7 @@ class WorkerHooks:
             return
         exc = getattr(reason, "exc", None) or reason
         with _left_to_recovery("retry", node):
-            self.engine.store.record_retry(
+            self.engine._store.record_retry(
                 node.workflow_id,
                 node.node_id,
                 node.number,

@@ -88,7 +88,7 @@ def _report(
     if not throttle.admit((current, total, message), final):
         return
     try:
-        node.engine.store.record_progress(
+        node.engine._store.record_progress(
             node.workflow_id, node.node_id, node.number, current, total, message
         )
     except Exception:  # advisory: a lost report must not fail the task

@@ -8,44 +8,13 @@ workflows are stored (``ix_celeriac_workflows_created_at_id``), where an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from celeriac.records import WorkflowCursor, WorkflowFilter
 from celeriac.states import NodeState
 from celeriac.storage.schema import nodes, workflows
-
-
-@dataclass(frozen=True)
-class WorkflowFilter:
-    """What a listing keeps; every field left empty keeps all workflows."""
-
-    state: str | None = None
-    name: str | None = None
-    #: the idempotency key it was submitted with
-    key: str | None = None
-    #: created at or after this moment
-    created_after: datetime | None = None
-    #: created before this moment
-    created_before: datetime | None = None
-    #: the workflow's id starts with this
-    id_prefix: str | None = None
-    #: only workflows with a FAILED node
-    failed_node: bool = False
-
-    def without_state(self) -> WorkflowFilter:
-        """The same filter in every state (for the counts per state)."""
-        return replace(self, state=None)
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Where a page ends: its last workflow's creation time and id."""
-
-    created_at: datetime
-    workflow_id: str
 
 
 def conditions(where: WorkflowFilter) -> list[sa.ColumnElement[bool]]:
@@ -75,7 +44,7 @@ def page_query(
     columns: tuple[sa.Column[Any], ...],
     where: WorkflowFilter,
     limit: int,
-    after: Cursor | None = None,
+    after: WorkflowCursor | None = None,
 ) -> sa.Select[Any]:
     """``columns`` of the newest ``limit`` workflows matching, below ``after``."""
     query = (

@@ -9,33 +9,15 @@ those: the database counts its nodes by first parent, task and state
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import sqlalchemy as sa
 
+from celeriac.records import Cluster, Clustered, Outline, OutlineNode
 from celeriac.states import NodeKind
 from celeriac.storage import integrity
 from celeriac.storage.schema import edges, nodes
 
 #: The kinds drawn: END, after every other node, would only add clutter.
 DRAWN_KINDS = (NodeKind.TASK, NodeKind.ERRBACK, NodeKind.JOIN)
-
-
-class OutlineNode(NamedTuple):
-    """One node as a drawing shows it."""
-
-    id: str
-    task: str | None
-    kind: str
-    state: str
-    label: str | None
-
-
-class Outline(NamedTuple):
-    """The nodes in canvas order, and the edges between them (parent, child)."""
-
-    nodes: list[OutlineNode]
-    edges: list[tuple[str, str]]
 
 
 def read_outline(conn: sa.Connection, workflow_id: str) -> Outline:
@@ -63,17 +45,6 @@ def read_outline(conn: sa.Connection, workflow_id: str) -> Outline:
     ).all()
     kept = [(p, c) for p, c in edge_rows if p in ids and c in ids]
     return Outline(drawn, kept)
-
-
-class Cluster(NamedTuple):
-    """Nodes of one task that share their first parent, in one state, counted."""
-
-    #: the first parent of each (None: roots)
-    parent_id: str | None
-    task: str | None
-    kind: str
-    state: str
-    nodes: int
 
 
 def _with_first_parent(workflow_id: str) -> sa.Subquery:
@@ -165,18 +136,6 @@ def count_by_task(conn: sa.Connection, workflow_id: str) -> list[Cluster]:
         .order_by(sa.func.min(nodes.c.position))
     )
     return [Cluster(None, *row) for row in conn.execute(query)]
-
-
-class Clustered(NamedTuple):
-    """A large workflow's nodes, counted (see :func:`read_clusters`)."""
-
-    clusters: list[Cluster]
-    #: each first parent's own cluster (parent, task, kind): the edges
-    parents: dict[str, tuple[str | None, str | None, str]]
-    #: False: too many clusters, counted by task alone (no edges)
-    structured: bool
-    #: how many nodes they stand for
-    total: int
 
 
 def read_drawing(

@@ -11,7 +11,11 @@ import sqlalchemy as sa
 from celeriac.errors import WorkflowNotFound
 from celeriac.records import (
     Attempt,
+    Clustered,
     Node,
+    Outline,
+    WorkflowCursor,
+    WorkflowFilter,
     WorkflowRecord,
 )
 from celeriac.states import (
@@ -29,8 +33,7 @@ from celeriac.storage import (
 from celeriac.storage.batches import PAGE
 from celeriac.storage.database import retry_transient
 from celeriac.storage.integrity import names_corruption
-from celeriac.storage.listing import Cursor, WorkflowFilter
-from celeriac.storage.outline import Clustered, Outline, read_drawing
+from celeriac.storage.outline import read_drawing
 from celeriac.storage.schema import attempts, edges, nodes, workflows
 from celeriac.storage.transactions import StoreBase
 
@@ -165,7 +168,10 @@ class ReadStore(StoreBase):
     @names_corruption
     @retry_transient
     def workflow_page(
-        self, where: WorkflowFilter, limit: int = 50, after: Cursor | None = None
+        self,
+        where: WorkflowFilter,
+        limit: int = 50,
+        after: WorkflowCursor | None = None,
     ) -> list[WorkflowRecord]:
         """The newest ``limit`` workflows matching ``where``, below ``after``."""
         query = listing.page_query(_RECORD_COLUMNS, where, limit, after)

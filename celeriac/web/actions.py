@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from celeriac import Delivery, Engine, InvalidTransition
+from celeriac import Delivery, Engine, InvalidTransition, WorkflowFilter
 from celeriac.states import WORKFLOW_TRANSITIONS
-from celeriac.storage.listing import WorkflowFilter
 
 #: The actions, in the order the pages show them.
 ACTIONS = ("pause", "resume", "cancel", "retry")
@@ -105,7 +104,7 @@ def eligible_filters(action: str, where: WorkflowFilter) -> list[WorkflowFilter]
 
 def count_eligible(engine: Engine, action: str, where: WorkflowFilter) -> int:
     """How many workflows matching ``where`` the action would change."""
-    counts = engine.store.count_workflow_states(where)
+    counts = engine.count_workflows(where)
     return sum(counts.get(f.state or "", 0) for f in eligible_filters(action, where))
 
 
@@ -124,7 +123,7 @@ def bulk(
     ids = [
         workflow_id
         for narrowed in eligible_filters(action, where)
-        for workflow_id in engine.store.matching_workflow_ids(narrowed, BULK_LIMIT)
+        for workflow_id in engine.matching_workflow_ids(narrowed, BULK_LIMIT)
     ]
     return act_on_each(engine, action, ids[:BULK_LIMIT], by, options)
 

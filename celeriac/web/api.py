@@ -40,7 +40,7 @@ def list_workflows(request: Request) -> Response:
     params = request.query_params
     where = queries.workflow_filter(params)
     limit = queries.count(params, "limit", queries.PAGE_SIZE, queries.MAX_PAGE_SIZE)
-    records = engine.store.workflow_page(where, limit + 1, queries.cursor(params))
+    records = engine.workflow_page(where, limit + 1, queries.cursor(params))
     after = None
     if len(records) > limit:
         records = records[:limit]
@@ -49,16 +49,15 @@ def list_workflows(request: Request) -> Response:
         {
             "workflows": [workflow_document(r) for r in records],
             "next": after,
-            "counts": engine.store.count_workflow_states(where),
+            "counts": engine.count_workflows(where),
         }
     )
 
 
 def show_workflow(request: Request) -> Response:
     """GET /workflows/{id}: the workflow and its progress."""
-    engine = console(request).engine
-    workflow = engine.workflow(request.path_params["workflow_id"])
-    document = workflow_document(engine.store.get_workflow(workflow.id))
+    workflow = console(request).engine.workflow(request.path_params["workflow_id"])
+    document = workflow_document(workflow.record())
     document["progress"] = progress_document(workflow.progress())
     return Json(document)
 
@@ -71,14 +70,13 @@ def workflow_progress(request: Request) -> Response:
 
 def workflow_nodes(request: Request) -> Response:
     """GET /workflows/{id}/nodes: nodes in canvas order, a page at a time."""
-    engine = console(request).engine
-    workflow = engine.workflow(request.path_params["workflow_id"])
+    workflow = console(request).engine.workflow(request.path_params["workflow_id"])
     params = request.query_params
     limit = queries.count(params, "limit", NODE_PAGE, MAX_NODE_PAGE)
     after = params.get("after", "-1")
     if not after.lstrip("-").isdigit():
         raise queries.BadInput(f"after: {after!r} is not a node position")
-    page, last = engine.store.node_page(workflow.id, int(after), limit)
+    page, last = workflow.node_page(int(after), limit)
     return Json({"nodes": [node_document(n) for n in page], "next": last})
 
 

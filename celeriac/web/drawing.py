@@ -15,8 +15,8 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from celeriac import Clustered, Outline
 from celeriac.states import NodeKind, NodeState
-from celeriac.storage.outline import Clustered, Outline
 
 #: Drawn one box per node up to this many nodes (unless expanded).
 COLLAPSE_ABOVE = 300

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from celeriac import Engine
+from celeriac import Engine, Workflow
 from celeriac.web import actions, queries
 from celeriac.web.context import actor, base, console, render
 from celeriac.web.csrf import FIELD, token_ok
@@ -21,38 +21,38 @@ def workflow_list(request: Request) -> Response:
     return render(request, "list.html", **list_view(engine, request.query_params))
 
 
-def resolved(engine: Engine, request: Request) -> str:
-    """The whole id of the workflow the path names (a short id will do)."""
-    return engine.workflow(request.path_params["workflow_id"]).id
+def resolved(engine: Engine, request: Request) -> Workflow:
+    """The workflow the path names (a short id will do)."""
+    return engine.workflow(request.path_params["workflow_id"])
 
 
 def workflow_page(request: Request, message: str = "", status: int = 200) -> Response:
     """A workflow: header, actions, DAG, timeline."""
     engine = console(request).engine
-    workflow_id = resolved(engine, request)
+    workflow = resolved(engine, request)
     expand = queries.flag(request.query_params, "expand")
     return render(
         request,
         "workflow.html",
         status,
         message=message,
-        **summary_view(engine, workflow_id),
-        **graph_view(engine, workflow_id, expand),
+        **summary_view(workflow),
+        **graph_view(workflow, expand),
     )
 
 
 def node_panel(request: Request) -> Response:
     """One node: task, arguments, result, attempts, errbacks."""
     engine = console(request).engine
-    workflow_id = resolved(engine, request)
+    workflow = resolved(engine, request)
     node_id = request.path_params["node_id"]
-    found = engine.store.node_with_errbacks(workflow_id, node_id)
+    found = workflow.node_with_errbacks(node_id)
     if found is None:
         return render(
             request,
             "error.html",
             404,
-            reason=f"workflow {workflow_id} has no node {node_id}",
+            reason=f"workflow {workflow.id} has no node {node_id}",
         )
     node, errbacks = found
     whole = "hx-request" not in request.headers
@@ -61,7 +61,7 @@ def node_panel(request: Request) -> Response:
         "node.html",
         node=node,
         errbacks=errbacks,
-        workflow_id=workflow_id,
+        workflow_id=workflow.id,
         whole_page=whole,
     )
 
@@ -76,7 +76,7 @@ async def workflow_action(request: Request) -> Response:
 
 def _act(request: Request, form: FormData) -> Response:
     own = console(request)
-    workflow_id = resolved(own.engine, request)
+    workflow_id = resolved(own.engine, request).id
     try:
         actions.act(
             own.engine,

@@ -12,8 +12,7 @@ import binascii
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from celeriac.states import WorkflowState
-from celeriac.storage.listing import Cursor, WorkflowFilter
+from celeriac import WorkflowCursor, WorkflowFilter, WorkflowState
 
 #: Workflows on one page of the list, unless ``limit`` says otherwise.
 PAGE_SIZE = 50
@@ -78,7 +77,7 @@ def count(params: Mapping[str, str], name: str, default: int, most: int) -> int:
     return int(text)
 
 
-def cursor(params: Mapping[str, str]) -> Cursor | None:
+def cursor(params: Mapping[str, str]) -> WorkflowCursor | None:
     """The page's start (``after``, as :func:`cursor_text` wrote it), or None."""
     text = params.get("after")
     if not text:
@@ -91,7 +90,7 @@ def cursor(params: Mapping[str, str]) -> Cursor | None:
         raise BadInput(f"after: {text!r} is not a page cursor") from None
     if not workflow_id or at.tzinfo is None:
         raise BadInput(f"after: {text!r} is not a page cursor")
-    return Cursor(at, workflow_id)
+    return WorkflowCursor(at, workflow_id)
 
 
 def cursor_text(at: datetime, workflow_id: str) -> str:

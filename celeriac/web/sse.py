@@ -58,22 +58,20 @@ def list_events(request: Request) -> Response:
 def workflow_events(request: Request) -> Response:
     """A workflow's header, and its DAG when a node changed state."""
     engine = console(request).engine
-    workflow_id = engine.workflow(request.path_params["workflow_id"]).id
+    workflow = engine.workflow(request.path_params["workflow_id"])
     expand = queries.flag(request.query_params, "expand")
     drawn: dict[str, object] = {}
 
     def snapshot() -> dict[str, str]:
         found = {
-            "summary": render_text(
-                request, "_summary.html", **summary_view(engine, workflow_id)
-            )
+            "summary": render_text(request, "_summary.html", **summary_view(workflow))
         }
         # a retry can end with the same counts: the workflow's row moved
-        counts = (engine.store.count_nodes(workflow_id), found["summary"])
+        counts = (workflow.node_counts(), found["summary"])
         if drawn.get("counts") != counts:
             drawn["counts"] = counts
             drawn["graph"] = render_text(
-                request, "_graph.html", **graph_view(engine, workflow_id, expand)
+                request, "_graph.html", **graph_view(workflow, expand)
             )
         found["graph"] = str(drawn["graph"])
         return found

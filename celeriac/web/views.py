@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from celeriac import Engine, WorkflowState
+from celeriac import Engine, Workflow, WorkflowState
 from celeriac.states import TERMINAL_WORKFLOW_STATES
 from celeriac.web import queries
 from celeriac.web.drawing import COLLAPSE_ABOVE, EXPAND_LIMIT, MAX_CLUSTERS, draw
@@ -20,7 +20,7 @@ def list_view(engine: Engine, params: Mapping[str, str]) -> dict[str, Any]:
     where = queries.workflow_filter(params)
     limit = queries.count(params, "limit", queries.PAGE_SIZE, queries.MAX_PAGE_SIZE)
     after = queries.cursor(params)
-    records = engine.store.workflow_page(where, limit + 1, after)
+    records = engine.workflow_page(where, limit + 1, after)
     more, records = len(records) > limit, records[:limit]
     filters = queries.filter_query(params)
     next_link = None
@@ -28,7 +28,7 @@ def list_view(engine: Engine, params: Mapping[str, str]) -> dict[str, Any]:
         last = records[-1]
         cursor = queries.cursor_text(last.created_at, last.id)
         next_link = urlencode({**filters, "after": cursor})
-    counts = engine.store.count_workflow_states(where)
+    counts = engine.count_workflows(where)
     return {
         "records": records,
         "counts": [(state, counts.get(state, 0)) for state in WorkflowState],
@@ -41,10 +41,10 @@ def list_view(engine: Engine, params: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def summary_view(engine: Engine, workflow_id: str) -> dict[str, Any]:
+def summary_view(workflow: Workflow) -> dict[str, Any]:
     """The workflow page's header: what changes most often."""
-    record = engine.store.get_workflow(workflow_id)
-    progress = engine.workflow(workflow_id).progress()
+    record = workflow.record()
+    progress = workflow.progress()
     return {
         "record": record,
         "progress": progress,
@@ -52,13 +52,13 @@ def summary_view(engine: Engine, workflow_id: str) -> dict[str, Any]:
     }
 
 
-def graph_view(engine: Engine, workflow_id: str, expand: bool) -> dict[str, Any]:
+def graph_view(workflow: Workflow, expand: bool) -> dict[str, Any]:
     """The DAG's drawing and the timeline of the first nodes."""
-    timeline, _ = engine.store.node_page(workflow_id, limit=TIMELINE_NODES)
+    timeline, _ = workflow.node_page(limit=TIMELINE_NODES)
     most = EXPAND_LIMIT if expand else COLLAPSE_ABOVE
     return {
-        "drawing": draw(engine.store.outline(workflow_id, most, MAX_CLUSTERS)),
+        "drawing": draw(workflow.outline(most, MAX_CLUSTERS)),
         "expand": expand,
         "timeline": timeline,
-        "workflow_id": workflow_id,
+        "workflow_id": workflow.id,
     }

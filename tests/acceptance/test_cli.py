@@ -230,7 +230,7 @@ def table_rows(out: str) -> list[list[str]]:
 def project(tmp_path):
     made = make_project(tmp_path / "project")
     yield made
-    made.engine.db.dispose()
+    made.engine._db.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +246,7 @@ def stocked(tmp_path_factory):
     assert made.completed.state == "COMPLETED"
     assert made.failed.state == "FAILED"
     yield made
-    made.engine.db.dispose()
+    made.engine._db.dispose()
 
 
 # -- usage ------------------------------------------------------------------------
@@ -567,8 +567,8 @@ def aged(project):
     project.old.pause()
     project.hours = project.submit(add.s(1, 2), "report")
     project.new = project.submit(add.s(1, 3), "other")
-    backdate(project.engine.db, project.old, timedelta(days=3))
-    backdate(project.engine.db, project.hours, timedelta(hours=5))
+    backdate(project.engine._db, project.old, timedelta(days=3))
+    backdate(project.engine._db, project.hours, timedelta(hours=5))
     return project
 
 
@@ -631,7 +631,7 @@ def test_list_older_than_with_a_limit_reaches_past_newer_workflows(
         *(timedelta(minutes=m) for m in (3, 2, 1)),
     ]
     for workflow, age in zip(made, ages, strict=True):
-        backdate(engine.db, workflow, age)
+        backdate(engine._db, workflow, age)
     oldest, old, *new = (workflow.id for workflow in made)
 
     ids = functools.partial(listed_ids, url=database_url)
@@ -750,7 +750,7 @@ def test_show_numbers_the_nodes_as_json_lists_them_and_hides_the_end(project):
     assert numbered == {
         str(number): node["id"][:8] for number, node in enumerate(listed, 1)
     }
-    every = project.engine.store.list_nodes(workflow.id, bookkeeping=True)
+    every = project.engine._store.list_nodes(workflow.id, bookkeeping=True)
     drawn = {node.id[:8] for node in every if node.kind != "END"}
     assert {row[1] for row in rows} == drawn
     assert len(rows) == len(every) - 1  # each node once, and no END

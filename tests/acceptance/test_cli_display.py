@@ -24,7 +24,7 @@ NARROW = {"COLUMNS": "80"}
 def project(tmp_path):
     made = make_project(tmp_path / "project")
     yield made
-    made.engine.db.dispose()
+    made.engine._db.dispose()
 
 
 def lines_fit(out: str, width: int = 80) -> None:
@@ -133,7 +133,7 @@ def test_an_ambiguous_short_id_is_refused_with_the_candidates(project):
     workflow = project.submit(project.module.add.s(1, 1))
     twin = workflow.id[:8] + "-twin"
     at = datetime.now(UTC)
-    with project.engine.db.begin() as conn:
+    with project.engine._db.begin() as conn:
         conn.execute(
             sa.insert(workflows).values(
                 id=twin,

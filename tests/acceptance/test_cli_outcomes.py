@@ -26,7 +26,7 @@ from tests.servers import free_port
 def project(tmp_path):
     made = make_project(tmp_path / "project")
     yield made
-    made.engine.db.dispose()
+    made.engine._db.dispose()
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ def test_retry_and_recover_with_the_broker_down_exit_3(project, broker_down):
 @pytest.mark.slow
 def test_cancel_terminate_with_the_broker_down_exits_3(project, broker_down):
     workflow = project.submit(project.module.add.s(1, 1))
-    with project.engine.db.begin() as conn:  # as if a worker of ours runs it
+    with project.engine._db.begin() as conn:  # as if a worker of ours runs it
         conn.execute(
             sa.text("UPDATE celeriac_nodes SET state = 'RUNNING' WHERE id = :n"),
             {"n": workflow.nodes()[0].id},

@@ -44,9 +44,9 @@ def history(tmp_path):
     )
     project.stored = project.submit(module.add.s(1, 1), "nightly")
     for workflow in (project.old, project.failed, project.stored):
-        finish_long_ago(project.engine.db, workflow.id, timedelta(days=40))
+        finish_long_ago(project.engine._db, workflow.id, timedelta(days=40))
     yield project
-    project.engine.db.dispose()
+    project.engine._db.dispose()
 
 
 def test_dry_run_counts_then_purge_deletes_only_old_finished_workflows(history):

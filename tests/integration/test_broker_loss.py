@@ -43,7 +43,7 @@ RESUMED_WITHIN = 10.0
 
 def republished(proc: ModuleType, workflow_id: str) -> Counter[str]:
     """How many times recovery published each node of the workflow again."""
-    with proc.engine.db.connect() as conn:
+    with proc.engine._db.connect() as conn:
         rows = conn.execute(
             sa.select(events.c.node_id).where(
                 events.c.workflow_id == workflow_id, events.c.detail == REPUBLISHED

@@ -628,7 +628,7 @@ def test_celeriac_agrees_with_celery(
 
 
 def _stored_rows(engine: Engine) -> tuple[int, int]:
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         workflows = conn.execute(sa.text("SELECT count(*) FROM celeriac_workflows"))
         nodes = conn.execute(sa.text("SELECT count(*) FROM celeriac_nodes"))
         return workflows.scalar_one(), nodes.scalar_one()

@@ -92,7 +92,7 @@ def table_rows(proc: ModuleType, table: sa.Table, workflow_id: str) -> list[Any]
     query = sa.select(table).where(table.c.workflow_id == workflow_id)
     if order is not None:
         query = query.order_by(order)
-    with proc.engine.db.connect() as conn:
+    with proc.engine._db.connect() as conn:
         return list(conn.execute(query).all())
 
 
@@ -464,7 +464,7 @@ def test_redis_restarted_empty_in_the_middle_of_a_chain_of_groups(
     workflow = proc.engine.submit(canvas)
 
     def queued() -> int:
-        counts = proc.engine.store.count_nodes(workflow.id)
+        counts = workflow.node_counts()
         return int(counts.get(("TASK", "QUEUED"), 0))
 
     # more nodes QUEUED than four pool processes can hold: some messages
@@ -552,7 +552,7 @@ def test_a_producer_killed_between_commit_and_publish(
     assert producer.returncode == 9, producer.stderr
 
     # stored and started in the database, but not a message went out
-    (record,) = proc.engine.store.list_workflows(name=name)
+    (record,) = proc.engine.list_workflows(name=name)
     workflow = proc.engine.workflow(record.id)
     assert workflow.state == W.IN_PROGRESS
     assert [node.state for node in workflow.nodes()] == ["QUEUED"] * width + ["PENDING"]

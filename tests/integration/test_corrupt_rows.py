@@ -113,7 +113,7 @@ def held(engine, tasks):
     workflow = engine.submit(chain(tasks.add.s(1, 2), tasks.add.s(3)))
     workflow.pause()
     first = workflow.nodes()[0]
-    with engine.db.begin() as conn:
+    with engine._db.begin() as conn:
         conn.execute(
             sa.text("UPDATE celeriac_nodes SET state = 'PENDING' WHERE id = :n"),
             {"n": first.id},
@@ -124,7 +124,7 @@ def held(engine, tasks):
 
 def corrupt(engine, workflow, case: Case) -> None:
     where = "id = :node" if case.table == "nodes" else "id = :workflow"
-    with engine.db.begin() as conn:
+    with engine._db.begin() as conn:
         conn.execute(
             sa.text(
                 f"UPDATE celeriac_{case.table} SET {case.column} = :v WHERE {where}"
@@ -135,7 +135,7 @@ def corrupt(engine, workflow, case: Case) -> None:
 
 def stored_states(engine, workflow) -> tuple[str, list[str]]:
     """The workflow's and its nodes' states, read raw (the API may refuse)."""
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         state = conn.execute(
             sa.text("SELECT state FROM celeriac_workflows WHERE id = :w"),
             {"w": workflow.id},
@@ -190,7 +190,7 @@ def test_each_api_call_raises_corrupt_record_and_changes_nothing(engine, held, c
     calls = {
         "nodes": held.nodes,
         "state": lambda: held.state,
-        "record": lambda: engine.store.get_workflow(held.id),
+        "record": held.record,
         "resume": held.resume,
     }
     for name, call in calls.items():
@@ -209,7 +209,7 @@ def test_each_api_call_raises_corrupt_record_and_changes_nothing(engine, held, c
 def test_retry_checks_the_signatures_it_would_publish_before_committing(engine, tasks):
     workflow = engine.submit(tasks.add.s(1, 2))
     node = workflow.nodes()[0]
-    with engine.db.begin() as conn:  # as a failure leaves them, and then a bad row
+    with engine._db.begin() as conn:  # as a failure leaves them, and then a bad row
         conn.execute(
             sa.text("UPDATE celeriac_workflows SET state = 'FAILED' WHERE id = :w"),
             {"w": workflow.id},
@@ -245,7 +245,7 @@ def test_the_resume_command_refuses_a_corrupted_signature_and_changes_nothing(
         workflow = project.submit(chain(add.s(1, 2), add.s(3)))
         workflow.pause()
         workflow.first = workflow.nodes()[0].id
-        with project.engine.db.begin() as conn:  # held back, then corrupted
+        with project.engine._db.begin() as conn:  # held back, then corrupted
             conn.execute(
                 sa.text(
                     "UPDATE celeriac_nodes SET state = 'PENDING', "
@@ -262,7 +262,7 @@ def test_the_resume_command_refuses_a_corrupted_signature_and_changes_nothing(
             ["PENDING", "PENDING"],
         )
     finally:
-        project.engine.db.dispose()
+        project.engine._db.dispose()
 
 
 @pytest.mark.parametrize("value", ["not json", '"just a string"'])

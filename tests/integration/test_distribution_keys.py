@@ -198,12 +198,12 @@ def test_every_statement_on_a_node_path_names_its_workflow(
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         sent.setdefault(statement, store_method())
 
-    sa.event.listen(engine.db, "before_cursor_execute", record)
+    sa.event.listen(engine._db, "before_cursor_execute", record)
     try:
         run_the_hot_path(engine, tasks)
         run_the_rest(engine, app, tasks)
     finally:
-        sa.event.remove(engine.db, "before_cursor_execute", record)
+        sa.event.remove(engine._db, "before_cursor_execute", record)
         engine.close()
 
     methods = set(sent.values())

@@ -165,7 +165,7 @@ def test_a_transition_the_table_refuses_raises_and_changes_nothing(
     for step in setup:
         getattr(workflow, step)()
     before_state = workflow.state
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         before_events = conn.execute(
             sa.select(sa.func.count()).select_from(events)
         ).scalar()
@@ -174,7 +174,7 @@ def test_a_transition_the_table_refuses_raises_and_changes_nothing(
     assert raised.value.trigger == action
     assert raised.value.state == before_state
     assert workflow.state == before_state
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         after_events = conn.execute(
             sa.select(sa.func.count()).select_from(events)
         ).scalar()
@@ -259,7 +259,7 @@ def test_many_threads_pausing_resuming_and_cancelling_never_corrupt_the_state(
             f"{workflows.index(workflow)}-{i}" for i in range(12)
         ]
     assert workflows[2].state == W.CANCELLED
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         history = conn.execute(
             sa.select(
                 events.c.workflow_id,

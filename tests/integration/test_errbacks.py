@@ -170,7 +170,7 @@ def _runs(
     engine: Engine, workflow: Workflow, task_name: str
 ) -> list[tuple[str, str, tuple[str, ...]]]:
     """(kind, state, attempt states) of each node of ``task_name`` that ran, in SQL."""
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         rows = conn.execute(
             sa.select(nodes.c.id, nodes.c.kind, nodes.c.state, attempts.c.state)
             .select_from(nodes.join(attempts, attempts.c.node_id == nodes.c.id))
@@ -322,7 +322,7 @@ def test_chord_errback_runs_once_when_the_header_fails_at_one_moment(
 ) -> None:
     # about one round in four meets the race on PostgreSQL; SQLite serializes
     # its writers, so a few rounds show the behaviour there
-    rounds = ROUNDS if engine.db.dialect.name == "postgresql" else 5
+    rounds = ROUNDS if engine._db.dialect.name == "postgresql" else 5
     for _ in range(rounds):
         tasks.ran.clear()
         header = [together.s(x) for x in range(TOGETHER)]

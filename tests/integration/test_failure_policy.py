@@ -95,7 +95,7 @@ def test_after_a_failure_the_same_tasks_run_every_time_as_natively(
     for _ in range(RUNS):
         workflow = run_celeriac(engine, build)
         assert ran(engine.app.test_tasks) == native  # type: ignore[attr-defined]
-        record = engine.store.get_workflow(workflow.id)
+        record = workflow.record()
         assert (record.exc_type, record.exc_message) == ("ValueError", "boom []")
 
 
@@ -130,7 +130,7 @@ def claimed_before_failed(engine: Engine, workflow_id: str) -> set[str]:
 
     Events are numbered in commit order of the transactions that wrote them.
     """
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         rows = conn.execute(
             sa.text(
                 "SELECT id, node_id, to_state FROM celeriac_events "

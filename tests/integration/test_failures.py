@@ -76,7 +76,7 @@ CASES = [
 
 def _states(engine: Engine, workflow_id: str) -> Counter[tuple[str, str]]:
     """How many nodes of each (kind, state) the workflow has, in SQL."""
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         rows = conn.execute(
             sa.select(nodes.c.kind, nodes.c.state).where(
                 nodes.c.workflow_id == workflow_id

@@ -44,7 +44,7 @@ def test_bad_input_is_refused_and_nothing_is_stored(
         engine.submit(tasks.add.s(1, 1) if canvas is None else canvas, **options)
     assert isinstance(refused.value, ValueError)
     assert words in str(refused.value)
-    assert engine.store.list_workflows() == []
+    assert engine.list_workflows() == []
 
 
 def test_a_name_of_255_characters_and_a_signatures_dict_are_kept(engine, tasks, worker):

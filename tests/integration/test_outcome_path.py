@@ -41,12 +41,12 @@ def quick(database_url: str) -> Iterator[Engine]:
 def fail_first(
     engine: Engine, method: str, times: int, error: Callable[[], Exception]
 ) -> list[tuple[Any, ...]]:
-    """Make the first ``times`` calls of ``engine.store.<method>`` raise ``error()``.
+    """Make the first ``times`` calls of ``engine._store.<method>`` raise ``error()``.
 
     The call does not reach the database. Returns the arguments of every
     call, faulty or not.
     """
-    real = getattr(engine.store, method)
+    real = getattr(engine._store, method)
     calls: list[tuple[Any, ...]] = []
 
     def faulty(*args: Any, **kwargs: Any) -> Any:
@@ -55,7 +55,7 @@ def fail_first(
             raise error()
         return real(*args, **kwargs)
 
-    setattr(engine.store, method, faulty)
+    setattr(engine._store, method, faulty)
     return calls
 
 
@@ -127,7 +127,7 @@ def test_a_failure_that_cannot_be_recorded_still_fails_the_workflow(quick, error
 
 def test_a_completion_that_cannot_be_recorded_is_made_by_recovery(quick):
     tasks = quick.app.test_tasks
-    real = quick.store.transition_workflow
+    real = quick._store.transition_workflow
     refused: list[str] = []
 
     def faulty(workflow_id: str, trigger: str, *args: Any) -> Any:
@@ -136,7 +136,7 @@ def test_a_completion_that_cannot_be_recorded_is_made_by_recovery(quick):
             raise database_gone()
         return real(workflow_id, trigger, *args)
 
-    quick.store.transition_workflow = faulty  # type: ignore[method-assign]
+    quick._store.transition_workflow = faulty  # type: ignore[method-assign]
     with quick.embedded_worker():
         workflow = quick.submit(chain(tasks.add.s(1, 2), tasks.add.s(3)))
         assert workflow.get(timeout=TIMEOUT) == 6
@@ -172,17 +172,17 @@ def test_an_inline_errback_whose_outcome_cannot_be_recorded_is_failed(quick, met
         if method == "record_success"
         else tasks.on_error_request_raises
     )
-    real = getattr(quick.store, method)
+    real = getattr(quick._store, method)
     refused: list[str] = []
 
     def faulty(workflow_id: str, node_id: str, *args: Any) -> Any:
-        node = next(n for n in quick.store.list_nodes(workflow_id) if n.id == node_id)
+        node = next(n for n in quick._store.list_nodes(workflow_id) if n.id == node_id)
         if node.kind == "ERRBACK" and not refused:
             refused.append(node_id)
             raise a_bug()
         return real(workflow_id, node_id, *args)
 
-    setattr(quick.store, method, faulty)
+    setattr(quick._store, method, faulty)
     with quick.embedded_worker():
         workflow = quick.submit(tasks.boom.s(1).on_error(errback.s()))
         with pytest.raises(WorkflowFailed) as caught:
@@ -234,7 +234,7 @@ def test_a_workflow_whose_failed_state_cannot_be_recorded_is_failed_by_recovery(
     quick,
 ):
     tasks = quick.app.test_tasks
-    real = quick.store.transition_workflow
+    real = quick._store.transition_workflow
     refused: list[str] = []
 
     def faulty(workflow_id: str, trigger: str, *args: Any) -> Any:
@@ -243,7 +243,7 @@ def test_a_workflow_whose_failed_state_cannot_be_recorded_is_failed_by_recovery(
             raise database_gone()
         return real(workflow_id, trigger, *args)
 
-    quick.store.transition_workflow = faulty  # type: ignore[method-assign]
+    quick._store.transition_workflow = faulty  # type: ignore[method-assign]
     with quick.embedded_worker():
         workflow = quick.submit(chain(tasks.boom.s(7), tasks.add.s(3)))
         with pytest.raises(WorkflowFailed) as caught:
@@ -259,17 +259,17 @@ def test_a_workflow_whose_failed_state_cannot_be_recorded_is_failed_by_recovery(
 def test_an_errback_taking_the_request_runs_after_its_claim_hit_storage_error(quick):
     """The failure is recorded, the errback's claim is not: recovery runs it."""
     tasks = quick.app.test_tasks
-    real = quick.store.claim_node
+    real = quick._store.claim_node
     refused: list[str] = []
 
     def faulty(workflow_id: str, node_id: str, *args: Any) -> Any:
-        node = next(n for n in quick.store.list_nodes(workflow_id) if n.id == node_id)
+        node = next(n for n in quick._store.list_nodes(workflow_id) if n.id == node_id)
         if node.kind == "ERRBACK" and not refused:
             refused.append(node_id)
             raise database_gone()
         return real(workflow_id, node_id, *args)
 
-    quick.store.claim_node = faulty  # type: ignore[method-assign]
+    quick._store.claim_node = faulty  # type: ignore[method-assign]
     with quick.embedded_worker():
         workflow = quick.submit(tasks.boom.s(7).on_error(tasks.on_error_report.s()))
         with pytest.raises(WorkflowFailed):

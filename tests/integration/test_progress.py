@@ -82,9 +82,9 @@ def progress_writes(engine):
         ):
             seen.append(statement)
 
-    sa.event.listen(engine.db, "before_cursor_execute", count)
+    sa.event.listen(engine._db, "before_cursor_execute", count)
     yield seen
-    sa.event.remove(engine.db, "before_cursor_execute", count)
+    sa.event.remove(engine._db, "before_cursor_execute", count)
 
 
 def _node(workflow, task):

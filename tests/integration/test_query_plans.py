@@ -26,9 +26,14 @@ import pytest
 import sqlalchemy as sa
 from celery import chain, chord, group
 
-from celeriac import Engine, WorkflowCancelled, WorkflowFailed
+from celeriac import (
+    Engine,
+    WorkflowCancelled,
+    WorkflowCursor,
+    WorkflowFailed,
+    WorkflowFilter,
+)
 from celeriac.storage import connect
-from celeriac.storage.listing import Cursor, WorkflowFilter
 from celeriac.storage.schema import nodes
 from tests.history import analyze, insert_history
 from tests.integration.test_retention import purge_while_a_chain_runs
@@ -128,13 +133,13 @@ def run_the_hot_path(engine: Engine, tasks: Any) -> None:
         with pytest.raises(WorkflowCancelled):
             slow.get(timeout=30)
         engine.recover()
-    engine.store.list_workflows()
-    engine.store.list_workflows(state="COMPLETED", name="plans")
+    engine.list_workflows()
+    engine.list_workflows(state="COMPLETED", name="plans")
     # the web console's keyset pages: newest first, then below the last shown
-    *_, last = engine.store.workflow_page(WorkflowFilter(), 2)
-    engine.store.workflow_page(WorkflowFilter(), 2, Cursor(last.created_at, last.id))
-    engine.store.get_workflow(workflow.id)
-    engine.store.count_nodes(workflow.id)
+    *_, last = engine.workflow_page(WorkflowFilter(), 2)
+    engine.workflow_page(WorkflowFilter(), 2, WorkflowCursor(last.created_at, last.id))
+    workflow.record()
+    workflow.node_counts()
     assert engine.workflow(workflow.id).state == "COMPLETED"
 
 
@@ -143,15 +148,15 @@ def test_hot_path_statements_use_indexes_over_a_million_finished_nodes(
 ):
     engine = Engine(app, history_url)
     try:
-        with engine.db.connect() as conn:
+        with engine._db.connect() as conn:
             held = conn.execute(sa.select(sa.func.count()).select_from(nodes))
             assert held.scalar_one() >= HISTORY_NODES, "the history was purged"
-        recorded = record_statements(engine.db)
+        recorded = record_statements(engine._db)
         run_the_hot_path(engine, tasks)
         assert len(recorded) > 20, "the run sent fewer statements than expected"
 
         offenders = []
-        with engine.db.connect() as conn:
+        with engine._db.connect() as conn:
             for statement, parameters in recorded.items():
                 with conn.begin() as transaction:
                     plan = explain(conn, statement, parameters)

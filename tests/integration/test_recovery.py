@@ -15,7 +15,7 @@ from celeriac.records import Claim, Lease
 def _stored_but_never_published(engine, canvas) -> Workflow:
     """What a producer that died right after the submit's commit leaves."""
     new = compile_canvas(engine.app, canvas)
-    assert engine.store.insert_workflow(new).dispatch
+    assert engine._store.insert_workflow(new).dispatch
     return engine.workflow(new.id)
 
 
@@ -50,12 +50,12 @@ def test_recovery_leaves_young_queued_nodes_alone(engine, tasks):
 def test_recovery_settles_a_pause_whose_last_node_finished_unseen(engine, tasks):
     workflow = engine.submit(chain(tasks.add.s(1, 2), tasks.add.s(10)))
     node_id = workflow.nodes()[0].id
-    lease = engine.liveness.lease("w")
-    _, number = engine.store.claim_node(workflow.id, node_id, "0.0", lease, "t")
+    lease = engine._liveness.lease("w")
+    _, number = engine._store.claim_node(workflow.id, node_id, "0.0", lease, "t")
     workflow.pause()
     assert workflow.state == WorkflowState.REQUESTING_PAUSE
     # the worker recorded the result, then died before settling the pause
-    engine.store.record_success(workflow.id, node_id, number, 3)
+    engine._store.record_success(workflow.id, node_id, number, 3)
     assert workflow.state == WorkflowState.REQUESTING_PAUSE
     engine.recover()
     assert workflow.state == WorkflowState.PAUSED
@@ -82,8 +82,8 @@ def test_workers_recover_the_nodes_of_a_worker_that_died_mid_attempt(
         first = workflow.nodes()[0].id
         # a worker claims the first node, then dies: it never heartbeats again
         dead = Lease("dead-worker", "dead", 1, datetime.now(UTC))
-        engine.store.heartbeat(dead.worker_id, dead.hostname, dead.pid)
-        claim, _ = engine.store.claim_node(workflow.id, first, "0.0", dead, "t")
+        engine._store.heartbeat(dead.worker_id, dead.hostname, dead.pid)
+        claim, _ = engine._store.claim_node(workflow.id, first, "0.0", dead, "t")
         assert claim is Claim.RUN
         with engine.embedded_worker():  # its recovery loop starts with it
             assert workflow.get(timeout=15) == 13

@@ -18,13 +18,13 @@ def finished_but_not_settled(engine: Engine, workflow: Workflow) -> str:
     right after recording it would: its END is done, the workflow still
     IN_PROGRESS. Returns the node's id."""
     (node,) = workflow.nodes()
-    engine.store.heartbeat("w-1", "w", 1)
+    engine._store.heartbeat("w-1", "w", 1)
     lease = Lease("w-1", "w", 1, datetime.now(UTC))
-    claim, number = engine.store.claim_node(
+    claim, number = engine._store.claim_node(
         workflow.id, node.id, "0.0", lease, uuid.uuid4().hex
     )
     assert claim is Claim.RUN
-    assert engine.store.record_success(workflow.id, node.id, number, 3).finished
+    assert engine._store.record_success(workflow.id, node.id, number, 3).finished
     return node.id
 
 
@@ -37,7 +37,7 @@ def test_a_workflow_whose_recovery_fails_is_logged_and_skipped(
     finished_but_not_settled(engine, sound)
     # the broken one's stored result is no longer Celery's JSON text: its
     # completion cannot read it
-    with engine.db.begin() as conn:
+    with engine._db.begin() as conn:
         conn.execute(
             sa.text("UPDATE celeriac_nodes SET result = 'not json {' WHERE id = :id"),
             {"id": broken_node},

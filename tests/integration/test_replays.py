@@ -47,13 +47,13 @@ def lose_next_reply(engine: Engine, method: str) -> list[str]:
         lost.append(name)
         return True
 
-    faults.lose_commit_reply(engine.db, method, first)
+    faults.lose_commit_reply(engine._db, method, first)
     return lost
 
 
 def workflow_events(engine: Engine, workflow_id: str) -> list[tuple[Any, ...]]:
     """The workflow's own state changes: (from, to, detail)."""
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         rows = conn.execute(
             sa.select(events.c.from_state, events.c.to_state, events.c.detail)
             .where(events.c.workflow_id == workflow_id, events.c.node_id.is_(None))
@@ -72,7 +72,7 @@ def test_a_submit_whose_commit_reply_was_lost_returns_the_stored_workflow(engine
         )
         assert lost == ["insert_workflow"]
         assert workflow.get(timeout=TIMEOUT) == 6
-    (stored,) = engine.store.list_workflows(name="replayed")
+    (stored,) = engine.list_workflows(name="replayed")
     assert (stored.id, stored.key) == (workflow.id, key)
     assert [len(node.attempts) for node in workflow.nodes()] == [1, 1]
     assert workflow_events(engine, workflow.id) == [
@@ -146,7 +146,7 @@ def test_a_cancel_whose_commit_reply_was_lost_still_terminates_the_running_tasks
     workers.start(1)
     workflow = proc.engine.submit(group(proc.stamp.s(f"s{i}", 60) for i in range(2)))
     wait_for(lambda: workflow.progress().running == 2, timeout=20, what="both running")
-    proc.lose_commit_reply(proc.engine.db, "transition_workflow")
+    proc.lose_commit_reply(proc.engine._db, "transition_workflow")
 
     proc.engine.cancel(workflow.id, terminate=True)
 

@@ -153,7 +153,7 @@ def report(engine, rtasks, worker):
     assert stuck.state == WorkflowState.REQUESTING_PAUSE
     wait_for(lambda: _retries_recorded(nightly), what="every retry's exception")
 
-    with engine.db.begin() as conn:
+    with engine._db.begin() as conn:
         conn.execute(
             sa.update(events)
             .where(events.c.workflow_id == old.id)
@@ -181,7 +181,7 @@ def _retries_recorded(workflow):
 
 
 def run(engine, query, **params):
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         return [row._mapping for row in conn.execute(sa.text(query), params)]
 
 
@@ -372,7 +372,7 @@ def test_every_example_query_gives_the_expected_answer(report):
 
 
 def test_every_view_exists_after_upgrade_and_returns_the_fixture_workflow(report):
-    db = report.engine.db
+    db = report.engine._db
     assert set(VIEWS) <= set(sa.inspect(db).get_view_names())
     nightly = report.nightly.id
     (summary,) = run(
@@ -412,7 +412,7 @@ def test_every_view_exists_after_upgrade_and_returns_the_fixture_workflow(report
 
 
 def test_every_table_and_view_column_is_documented(engine):
-    inspector = sa.inspect(engine.db)
+    inspector = sa.inspect(engine._db)
     actual = {
         name: {column["name"] for column in inspector.get_columns(name)}
         for name in [*metadata.tables, *VIEWS]

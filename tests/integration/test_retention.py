@@ -93,27 +93,27 @@ def stocked(engine, tasks):
         state: state for state in found
     }
     for workflow in found.values():
-        age(engine.db, workflow.id, timedelta(days=40))
+        age(engine._db, workflow.id, timedelta(days=40))
     return found
 
 
 def test_purge_deletes_finished_workflows_and_all_their_rows(engine, stocked):
     unfinished = {
-        s: rows_of(engine.db, stocked[s].id) for s in ("PAUSED", "IN_PROGRESS")
+        s: rows_of(engine._db, stocked[s].id) for s in ("PAUSED", "IN_PROGRESS")
     }
-    assert rows_of(engine.db, stocked["COMPLETED"].id)["celeriac_attempts"] == 2
+    assert rows_of(engine._db, stocked["COMPLETED"].id)["celeriac_attempts"] == 2
 
     # events keep their own retention: here longer than the workflows'
     assert engine.purge(timedelta(days=30), events_older_than=timedelta(days=50)) == 3
 
     for state in ("COMPLETED", "FAILED", "CANCELLED"):
         workflow_id = stocked[state].id
-        assert set(rows_of(engine.db, workflow_id).values()) == {0}, state
+        assert set(rows_of(engine._db, workflow_id).values()) == {0}, state
         with pytest.raises(WorkflowNotFound):
             engine.workflow(workflow_id)
     for state, before in unfinished.items():
         assert stocked[state].state == state
-        assert rows_of(engine.db, stocked[state].id) == before
+        assert rows_of(engine._db, stocked[state].id) == before
     assert engine.purge(timedelta(days=30)) == 0
 
 
@@ -128,7 +128,7 @@ def test_purge_keeps_workflows_finished_more_recently(engine, stocked):
 
 def test_a_finished_workflow_with_a_node_still_running_waits(engine, stocked):
     cancelled = stocked["CANCELLED"].id
-    with engine.db.begin() as conn:  # its revoked task has not stopped yet
+    with engine._db.begin() as conn:  # its revoked task has not stopped yet
         conn.execute(
             sa.update(nodes)
             .where(nodes.c.workflow_id == cancelled, nodes.c.kind == "TASK")
@@ -137,16 +137,16 @@ def test_a_finished_workflow_with_a_node_still_running_waits(engine, stocked):
 
     assert engine.purge(timedelta(days=30), dry_run=True) == 2
     assert engine.purge(timedelta(days=30)) == 2
-    assert rows_of(engine.db, cancelled)["celeriac_nodes"] > 0
+    assert rows_of(engine._db, cancelled)["celeriac_nodes"] > 0
 
-    with engine.db.begin() as conn:
+    with engine._db.begin() as conn:
         conn.execute(
             sa.update(nodes)
             .where(nodes.c.workflow_id == cancelled, nodes.c.state == "RUNNING")
             .values(state="CANCELLED")
         )
     assert engine.purge(timedelta(days=30)) == 1
-    assert set(rows_of(engine.db, cancelled).values()) == {0}
+    assert set(rows_of(engine._db, cancelled).values()) == {0}
 
 
 def test_purge_by_state_and_name(engine, stocked):
@@ -157,14 +157,14 @@ def test_purge_by_state_and_name(engine, stocked):
 
 
 def test_dry_run_counts_and_deletes_nothing(engine, stocked):
-    before = {state: rows_of(engine.db, w.id) for state, w in stocked.items()}
+    before = {state: rows_of(engine._db, w.id) for state, w in stocked.items()}
     counted = engine.purge_counts(timedelta(days=30), dry_run=True)
     finished = ("COMPLETED", "FAILED", "CANCELLED")
 
     assert counted.workflows == 3
     assert counted.nodes == sum(before[s]["celeriac_nodes"] for s in finished)
     assert engine.purge(timedelta(days=30), dry_run=True) == 3
-    assert {state: rows_of(engine.db, w.id) for state, w in stocked.items()} == before
+    assert {state: rows_of(engine._db, w.id) for state, w in stocked.items()} == before
 
     done = engine.purge_counts(timedelta(days=30))
     assert (done.workflows, done.nodes) == (counted.workflows, counted.nodes)
@@ -175,14 +175,14 @@ def test_dry_run_counts_and_deletes_nothing(engine, stocked):
     [["IN_PROGRESS"], ["COMPLETED", "PAUSED"], ["REQUESTING_PAUSE"], ["DONE"], []],
 )
 def test_purge_refuses_states_other_than_finished_ones(engine, stocked, states):
-    before = {state: rows_of(engine.db, w.id) for state, w in stocked.items()}
+    before = {state: rows_of(engine._db, w.id) for state, w in stocked.items()}
 
     named = [state for state in states if state != "COMPLETED"]
     with pytest.raises(ValueError, match="|".join(named) or "empty") as refused:
         engine.purge(timedelta(0), states=states)
 
     assert all(state in str(refused.value) for state in named)
-    assert {state: rows_of(engine.db, w.id) for state, w in stocked.items()} == before
+    assert {state: rows_of(engine._db, w.id) for state, w in stocked.items()} == before
 
 
 def test_purge_refuses_a_negative_age_and_a_worker_retention_below_the_timeout(
@@ -202,7 +202,7 @@ def test_an_age_beyond_the_calendar_purges_nothing(engine, stocked):
 
 def test_purge_prunes_old_events_and_silent_workers(engine, stocked):
     now = datetime.now(UTC)
-    with engine.db.begin() as conn:
+    with engine._db.begin() as conn:
         for name, silent in (("gone", timedelta(days=9)), ("alive", timedelta(0))):
             conn.execute(
                 workers.insert(),
@@ -214,11 +214,11 @@ def test_purge_prunes_old_events_and_silent_workers(engine, stocked):
                 },
             )
     paused = stocked["PAUSED"].id
-    before = rows_of(engine.db, paused)
+    before = rows_of(engine._db, paused)
     assert before["celeriac_events"] > 0
     waiting = stocked["IN_PROGRESS"].id
     engine.pause(waiting)  # new events, of an old workflow
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         new_events = conn.execute(
             sa.select(sa.func.count()).where(
                 events.c.workflow_id == waiting, events.c.at > now - timedelta(days=1)
@@ -233,13 +233,13 @@ def test_purge_prunes_old_events_and_silent_workers(engine, stocked):
 
     assert purged.workflows == 0
     assert purged.workers == 1
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         left = set(conn.execute(sa.select(workers.c.id)).scalars())
     assert "gone" not in left
     assert "alive" in left
-    assert rows_of(engine.db, waiting)["celeriac_events"] == new_events > 0
+    assert rows_of(engine._db, waiting)["celeriac_events"] == new_events > 0
     assert stocked["PAUSED"].state == "PAUSED"
-    assert rows_of(engine.db, paused) == {**before, "celeriac_events": 0}
+    assert rows_of(engine._db, paused) == {**before, "celeriac_events": 0}
 
 
 def test_a_large_workflow_is_purged_in_slices(engine, monkeypatch):
@@ -247,17 +247,17 @@ def test_a_large_workflow_is_purged_in_slices(engine, monkeypatch):
 
     monkeypatch.setattr(retention, "NODES_PER_CHUNK", 7)
     monkeypatch.setattr(retention, "EVENTS_PER_CHUNK", 5)
-    with engine.db.begin() as conn:
+    with engine._db.begin() as conn:
         big, _ = insert_history(conn, 50, 25, prefix="big")
     transactions = []
-    sa.event.listen(engine.db, "commit", lambda conn: transactions.append(1))
+    sa.event.listen(engine._db, "commit", lambda conn: transactions.append(1))
 
     purged = engine.purge_counts(timedelta(days=1))
 
     assert (purged.workflows, purged.nodes, purged.events) == (2, 50, 50)
     # 25 nodes in slices of 7, their 25 events in slices of 5, then the row
     assert len(transactions) > 2 * (4 + 5)
-    assert set(rows_of(engine.db, big).values()) == {0}
+    assert set(rows_of(engine._db, big).values()) == {0}
 
 
 #: One finished workflow too large for a transaction: purged in slices.
@@ -274,7 +274,7 @@ def purge_while_a_chain_runs(
     added. A paused workflow as old as they are must stay, and the chain
     must finish with every attempt recorded.
     """
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         others = conn.execute(sa.select(sa.func.count()).select_from(nodes))
         others_count = others.scalar_one() - history_nodes
         recent = conn.execute(
@@ -282,12 +282,12 @@ def purge_while_a_chain_runs(
                 events.c.at > datetime.now(UTC) - timedelta(days=30)
             )
         ).scalar_one()
-    with engine.db.begin() as conn:
+    with engine._db.begin() as conn:
         insert_history(conn, HUGE, HUGE, prefix="huge")
     paused = engine.submit(chain(tasks.add.s(1, 1), tasks.add.s(2)))
     paused.pause()
-    age(engine.db, paused.id, timedelta(days=400))
-    kept = rows_of(engine.db, paused.id)
+    age(engine._db, paused.id, timedelta(days=400))
+    kept = rows_of(engine._db, paused.id)
     steps = 40
     with engine.embedded_worker():
         running = engine.submit(
@@ -307,20 +307,20 @@ def purge_while_a_chain_runs(
     # recent one: any the database held stops the pruning before them
     pruned = 0 if recent else kept["celeriac_events"]
     assert purged.events == history_nodes + HUGE + pruned
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         left = conn.execute(sa.select(sa.func.count()).select_from(nodes)).scalar_one()
-    running_nodes = rows_of(engine.db, running.id)["celeriac_nodes"]
+    running_nodes = rows_of(engine._db, running.id)["celeriac_nodes"]
     assert left == others_count + kept["celeriac_nodes"] + running_nodes
     # (its held-back message, delivered to the worker, adds an event)
-    assert rows_of(engine.db, paused.id) | {"celeriac_events": 0} == kept | {
+    assert rows_of(engine._db, paused.id) | {"celeriac_events": 0} == kept | {
         "celeriac_events": 0
     }
     assert paused.state == "PAUSED"
-    assert rows_of(engine.db, running.id)["celeriac_attempts"] == steps
+    assert rows_of(engine._db, running.id)["celeriac_attempts"] == steps
 
 
 def test_finished_history_is_purged_while_a_chain_runs(engine, tasks):
     """Small, on both databases; a million nodes: ``test_query_plans.py``."""
-    with engine.db.begin() as conn:
+    with engine._db.begin() as conn:
         insert_history(conn, 20_000, 1_000)
     purge_while_a_chain_runs(engine, tasks, 20, 20_000)

@@ -141,7 +141,7 @@ def _recorded_nodes(workflow: Workflow) -> list[Node]:
 
 def _attempt_rows(engine: Engine, node_id: str) -> list[Any]:
     """The node's rows of celeriac_attempts, by number."""
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         return list(
             conn.execute(
                 sa.select(attempts)
@@ -222,7 +222,7 @@ def test_each_attempt_of_quick_retries_ends_before_the_next_starts(
 ) -> None:
     # Two workflows at a time meet the race in about one round in ten on
     # PostgreSQL; SQLite serializes its writers, so a few rounds show it there.
-    rounds = ROUNDS if engine.db.dialect.name == "postgresql" else 5
+    rounds = ROUNDS if engine._db.dialect.name == "postgresql" else 5
     slack = timedelta(seconds=CLOCK_SLACK)
     failures = flaky.explicit.max_retries - 1
     for round_ in range(rounds):

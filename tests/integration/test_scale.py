@@ -35,7 +35,7 @@ LOST = 66_000
 
 def task_counts(workflow: Workflow) -> dict[str, int]:
     """The workflow's TASK nodes by state."""
-    counts = workflow._engine.store.count_nodes(workflow.id)
+    counts = workflow.node_counts()
     return {state: count for (kind, state), count in counts.items() if kind == "TASK"}
 
 
@@ -46,7 +46,7 @@ def node_events(engine: Engine, workflow_id: str, **columns: str) -> int:
         events.c.node_id.is_not(None),
         *(events.c[name] == value for name, value in columns.items()),
     )
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         return int(conn.execute(query).scalar_one())
 
 
@@ -67,14 +67,14 @@ def test_waiting_on_a_workflow_reads_neither_its_canvas_nor_its_arguments(
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         statements.append(statement)
 
-    sa.event.listen(engine.db, "before_cursor_execute", record)
+    sa.event.listen(engine._db, "before_cursor_execute", record)
     try:
         with pytest.raises(TimeoutError):
             workflow.get(timeout=0.3)  # no worker: it never finishes
         assert engine.workflow(workflow.id).name is None
-        assert engine.store.list_workflows()
+        assert engine.list_workflows()
     finally:
-        sa.event.remove(engine.db, "before_cursor_execute", record)
+        sa.event.remove(engine._db, "before_cursor_execute", record)
     assert statements
     assert not [s for s in statements if "canvas" in s or "kwargs" in s]
 
@@ -87,7 +87,7 @@ def test_iter_nodes_reads_the_nodes_a_page_at_a_time(
     )
     sizes, after = [], -1
     while after is not None:
-        page, after = engine.store.node_page(workflow.id, after)
+        page, after = workflow.node_page(after)
         sizes.append(len(page))
     assert sizes == [1_000, 1_000, 500]
     streamed = [(n.id, n.state, n.parents) for n in workflow.iter_nodes()]
@@ -174,7 +174,7 @@ def test_a_67000_node_workflow_fails_retries_pauses_resumes_recovers_and_cancels
         delivery = engine.recover(broker_emptied=True)
         assert delivery.sent == heads
         assert queued_messages(app) == heads
-        with engine.db.connect() as conn:
+        with engine._db.connect() as conn:
             republished = conn.execute(
                 sa.select(events.c.node_id, sa.func.count())
                 .where(events.c.workflow_id == workflow.id)

@@ -30,7 +30,7 @@ TIMEOUT = 20.0
 
 
 def count(engine: Engine, table: sa.Table) -> int:
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar())
 
 
@@ -68,7 +68,7 @@ def test_a_second_submit_of_a_key_returns_the_stored_workflow(engine, tasks):
     assert (again.id, again.name) == (first.id, "first")
     assert other.id != first.id
     assert count(engine, workflows) == 2
-    (record,) = engine.store.list_workflows(key="k-1")
+    (record,) = engine.list_workflows(key="k-1")
     assert (record.id, record.key) == (first.id, "k-1")
 
 
@@ -160,7 +160,7 @@ def test_a_submit_that_loses_the_race_for_its_key_returns_the_winner(
     engine = Engine(app, postgres_url)
     engine.migrate()
     winner_stored, go_on = threading.Event(), threading.Event()
-    commit = engine.db.dialect.do_commit
+    commit = engine._db.dialect.do_commit
 
     def do_commit(dbapi_connection: Any) -> None:
         # the winner's first commit (its submit) waits until the loser waits
@@ -169,7 +169,7 @@ def test_a_submit_that_loses_the_race_for_its_key_returns_the_winner(
             go_on.wait(30)
         commit(dbapi_connection)
 
-    engine.db.dialect.do_commit = do_commit  # type: ignore[method-assign]
+    engine._db.dialect.do_commit = do_commit  # type: ignore[method-assign]
     submitted: dict[str, Workflow] = {}
 
     def submit() -> None:
@@ -177,7 +177,7 @@ def test_a_submit_that_loses_the_race_for_its_key_returns_the_winner(
         submitted[name] = engine.submit(tasks.add.s(1, 2), name=name, key="race")
 
     def loser_waits_for_a_lock() -> bool:
-        with engine.db.connect() as conn:
+        with engine._db.connect() as conn:
             waiting = conn.exec_driver_sql(
                 "SELECT count(*) FROM pg_stat_activity "
                 "WHERE wait_event_type = 'Lock' AND datname = current_database()"

@@ -82,7 +82,7 @@ def nested(depth: int) -> list[Any]:
 
 
 def stored(engine: Engine, query: Any) -> Any:
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         return conn.execute(query).scalar_one()
 
 
@@ -144,7 +144,7 @@ def test_submit_args_kwargs_and_metadata_are_stored_and_passed_exactly(
     assert_same(workflow.get(timeout=30), [args, kwargs])
     row = workflows.c
     query = sa.select(row.args, row.kwargs, row.metadata).where(row.id == workflow.id)
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         stored_args, stored_kwargs, stored_metadata = conn.execute(query).one()
     assert_same(stored_args, args)
     assert_same(stored_kwargs, kwargs)
@@ -197,7 +197,7 @@ def test_escaped_text_reads_plainly_in_sql_unless_it_holds_nul(engine, vtasks, w
             workflow.get(timeout=30)
         assert raised.value.exc_message in messages
     query = "SELECT exc_message FROM celeriac_workflows WHERE id = :id"
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         raw = [conn.execute(sa.text(query), {"id": w.id}).scalar_one() for w in failed]
     assert raw == [
         "plain é 😀",
@@ -209,12 +209,15 @@ def test_escaped_text_reads_plainly_in_sql_unless_it_holds_nul(engine, vtasks, w
 
 def test_a_stored_value_that_is_not_celery_json_raises_value_error(engine, tasks):
     workflow = engine.submit(tasks.identity.s(1))
-    with engine.db.begin() as conn:
+    with engine._db.begin() as conn:
         conn.execute(
             sa.text("UPDATE celeriac_workflows SET args = '[1, ' WHERE id = :id"),
             {"id": workflow.id},
         )
-    with engine.db.connect() as conn, pytest.raises(ValueError, match="cannot be read"):
+    with (
+        engine._db.connect() as conn,
+        pytest.raises(ValueError, match="cannot be read"),
+    ):
         conn.execute(sa.select(workflows.c.args)).all()
 
 

@@ -76,8 +76,8 @@ def test_options_given_are_the_options_used(app, tmp_path):
     )
     try:
         assert engine.recovery_delay == 2
-        assert engine.recovery.interval == 0.5
-        assert (engine.liveness.interval, engine.liveness.timeout) == (0.25, 3)
+        assert engine._recovery.interval == 0.5
+        assert (engine._liveness.interval, engine._liveness.timeout) == (0.25, 3)
         assert engine.max_result_bytes == 1000
         assert engine.on_failure == "stop"
     finally:

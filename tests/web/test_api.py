@@ -28,7 +28,7 @@ def details(engine, workflow_id: str) -> list[str]:
         .where(events.c.workflow_id == workflow_id, events.c.node_id.is_(None))
         .order_by(events.c.id)
     )
-    with engine.db.connect() as conn:
+    with engine._db.connect() as conn:
         return list(conn.execute(query).scalars())
 
 

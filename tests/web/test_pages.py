@@ -123,12 +123,12 @@ def test_a_100000_node_workflow_page_is_drawn_collapsed(engine, tasks, client):
     """One group of 100,000 stored by the submit path (nothing published)."""
     canvas = chain(tasks.add.s(1, 1), group(tasks.add.s(i) for i in range(100_000)))
     new = compile_canvas(engine.app, canvas, (), None, "big", None, {})
-    engine.store.insert_workflow(new)
-    if engine.db.dialect.name == "postgresql":
+    engine._store.insert_workflow(new)
+    if engine._db.dialect.name == "postgresql":
         # the statistics autovacuum gathers after a large insert (the test
         # servers run without autovacuum): without them the planner takes
         # the just-filled tables for empty ones
-        with engine.db.begin() as conn:
+        with engine._db.begin() as conn:
             conn.execute(sa.text("ANALYZE celeriac_nodes, celeriac_edges"))
     started = time.perf_counter()
     page = client.get(f"/workflows/{new.id}")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from celeriac.storage.outline import Cluster, Clustered, Outline, OutlineNode
+from celeriac import Cluster, Clustered, Outline, OutlineNode, WorkflowCursor
 from celeriac.web import queries
 from celeriac.web.actions import sources
 from celeriac.web.auth import Credentials, check_bind, is_loopback
@@ -33,7 +33,7 @@ def test_filters_read_from_the_query_string():
 def test_a_cursor_comes_back_as_it_was_written():
     at = datetime(2026, 12, 5, 9, 30, 1, 123456, tzinfo=UTC)
     text = queries.cursor_text(at, "wf-1|x")
-    assert queries.cursor({"after": text}) == queries.Cursor(at, "wf-1|x")
+    assert queries.cursor({"after": text}) == WorkflowCursor(at, "wf-1|x")
 
 
 @pytest.mark.parametrize(
