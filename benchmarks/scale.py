@@ -28,7 +28,7 @@ from benchmarks.rows import Row, seconds, verdict
 from benchmarks.submit import chains_of
 from benchmarks.workloads import Sizes, chain_of, child_json, compare, run_once
 from celeriac.storage import Store, connect
-from celeriac.storage.retention import Retention
+from celeriac.storage.retention_policy import Retention
 from celeriac.storage.rows import now
 from tests.history import analyze, insert_history
 

@@ -11,7 +11,7 @@ from celeriac.cli.config import Config
 from celeriac.cli.durations import Duration
 from celeriac.cli.options import name_option
 from celeriac.cli.render import console, echo_json, json_option
-from celeriac.storage.retention import FINISHED
+from celeriac.storage.retention_policy import FINISHED
 
 
 @click.command()

@@ -9,7 +9,7 @@ from datetime import timedelta
 from celeriac.engine.publishing import Publishing
 from celeriac.errors import CorruptRecord
 from celeriac.records import Delivery, Dispatch
-from celeriac.storage.retention import Purged, Retention
+from celeriac.storage.retention_policy import Purged, Retention
 from celeriac.storage.rows import now
 
 logger = logging.getLogger("celeriac.engine")

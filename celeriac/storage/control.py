@@ -35,7 +35,8 @@ from celeriac.storage import (
 from celeriac.storage.batches import PAGE
 from celeriac.storage.database import retry_transient
 from celeriac.storage.integrity import names_corruption
-from celeriac.storage.retention import Purged, Purger, Retention
+from celeriac.storage.retention import Purger
+from celeriac.storage.retention_policy import Purged, Retention
 from celeriac.storage.rows import now
 from celeriac.storage.schema import workflows
 from celeriac.storage.transactions import StoreBase

@@ -11,14 +11,15 @@ are finished: a workflow that has not finished is never touched.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import sqlalchemy as sa
 
-from celeriac.states import NodeState, WorkflowState
+from celeriac.states import NodeState
 from celeriac.storage.database import retry_transient
+from celeriac.storage.retention_policy import Purged, Retention
 from celeriac.storage.rows import aware
 from celeriac.storage.schema import (
     attempts,
@@ -30,124 +31,12 @@ from celeriac.storage.schema import (
     workflows,
 )
 
-_W = WorkflowState
-#: The states a workflow can be purged in.
-FINISHED = (_W.COMPLETED, _W.FAILED, _W.CANCELLED)
 #: Nodes (with their edges, attempts and events) one transaction deletes.
 NODES_PER_CHUNK = 10_000
 #: Workflows one transaction deletes, at most.
 WORKFLOWS_PER_CHUNK = 200
 #: Event rows one transaction deletes.
 EVENTS_PER_CHUNK = 30_000
-#: Worker rows are kept at least this long after their last heartbeat.
-WORKER_RETENTION = timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class Retention:
-    """What a purge deletes; :meth:`of` checks what a caller asked for.
-
-    Workflows in one of ``states`` that finished before ``workflows_before``
-    (and are named ``name``, if given), with everything that belongs to them;
-    event rows older than ``events_before``; worker rows whose last heartbeat
-    is older than ``workers_before``.
-    """
-
-    workflows_before: datetime
-    states: tuple[str, ...]
-    name: str | None
-    events_before: datetime
-    workers_before: datetime
-
-    @classmethod
-    def of(
-        cls,
-        at: datetime,
-        older_than: timedelta,
-        states: Collection[str] | None = None,
-        name: str | None = None,
-        events_older_than: timedelta | None = None,
-        workers_older_than: timedelta | None = None,
-        worker_timeout: timedelta = timedelta(0),
-    ) -> Retention:
-        """The retention ``older_than`` before ``at``; ValueError if it makes no sense.
-
-        Events keep ``older_than`` unless given their own; worker rows too,
-        but at least :data:`WORKER_RETENTION`. A worker row must outlive
-        ``worker_timeout``: while it exists, the worker's running nodes are
-        its own.
-        """
-        chosen = _finished_states(states)
-        events_older_than = _or(events_older_than, older_than)
-        for what, age in (
-            ("older_than", older_than),
-            ("events_older_than", events_older_than),
-            ("workers_older_than", workers_older_than or timedelta(0)),
-        ):
-            _check_age(what, age)
-        if workers_older_than is None:
-            workers_older_than = max(older_than, WORKER_RETENTION)
-        if workers_older_than <= worker_timeout:
-            raise ValueError(
-                f"workers_older_than must be longer than the worker timeout "
-                f"({worker_timeout.total_seconds():g} s): a worker row younger "
-                "than that may belong to a live worker"
-            )
-        return cls(
-            workflows_before=_before(at, older_than),
-            states=chosen,
-            name=name,
-            events_before=_before(at, events_older_than),
-            workers_before=_before(at, workers_older_than),
-        )
-
-
-def _before(at: datetime, age: timedelta) -> datetime:
-    """``age`` before ``at``; the earliest time there is if that is earlier."""
-    try:
-        return at - age
-    except OverflowError:
-        return datetime.min.replace(tzinfo=at.tzinfo)
-
-
-def _or(age: timedelta | None, default: timedelta) -> timedelta:
-    return default if age is None else age
-
-
-def _check_age(what: str, age: object) -> None:
-    if not isinstance(age, timedelta):
-        raise TypeError(f"{what} must be a timedelta, not {type(age).__name__}")
-    if age < timedelta(0):
-        raise ValueError(f"{what} must not be negative (got {age})")
-
-
-def _finished_states(states: Collection[str] | None) -> tuple[str, ...]:
-    """``states`` checked: finished states only, at least one."""
-    if states is None:
-        return tuple(str(state) for state in FINISHED)
-    if isinstance(states, str):
-        states = [states]
-    chosen = tuple(str(state).upper() for state in states)
-    if not chosen:
-        raise ValueError("states is empty: name at least one finished state")
-    refused = [state for state in chosen if state not in FINISHED]
-    if refused:
-        finished = ", ".join(FINISHED)
-        raise ValueError(
-            f"cannot purge workflows in state {', '.join(refused)}: "
-            f"only finished workflows ({finished}) are purged"
-        )
-    return tuple(dict.fromkeys(chosen))
-
-
-@dataclass
-class Purged:
-    """What a purge deleted (or, in a dry run, would delete)."""
-
-    workflows: int = 0
-    nodes: int = 0
-    events: int = 0
-    workers: int = 0
 
 
 @dataclass
