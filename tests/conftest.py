@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,11 @@ from tests.node_events import check_node_events
 from tests.tasks import make_app
 
 pytest_plugins = ["tests.servers", "tests.hypothesis_profiles"]
+
+# pytest-xdist sets COLUMNS in its workers; the CLI's subprocesses must see
+# what they see under a plain ``pytest`` (a pipe, no width), unless a test
+# sets a width itself.
+os.environ.pop("COLUMNS", None)
 
 #: A test's ``user_properties`` entry under this name is printed in the
 #: summary at the end of the run, also from pytest-xdist's workers.

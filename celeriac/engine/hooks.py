@@ -16,7 +16,6 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from celery.utils.functional import arity_greater
 from celeriac.engine import context
 from celeriac.engine.context import RunningNode
 from celeriac.engine.progress import capture_update_state
+from celeriac.engine.retry_eta import note_retry_publish, retry_eta
 from celeriac.engine.scheduler import HEADER
 from celeriac.errors import AppInUse
 from celeriac.records import Claim, delivery_key
@@ -109,6 +109,7 @@ _RECEIVERS: tuple[tuple[Signal, Callable[..., None]], ...] = (
     (signals.worker_ready, _dispatcher("_on_worker_ready")),
     (signals.worker_shutdown, _dispatcher("_on_worker_shutdown")),
     (signals.worker_process_init, _on_process_init),
+    (signals.before_task_publish, note_retry_publish),
 )
 
 
@@ -314,7 +315,7 @@ class WorkerHooks:
                 node.number,
                 type(exc).__name__,
                 str(exc),
-                _retry_eta(getattr(reason, "when", None)),
+                retry_eta(node.node_id, getattr(reason, "when", None)),
             )
 
     def _on_revoked(
@@ -366,15 +367,6 @@ def revoke_reason(terminated: bool, signum: Any, expired: bool) -> str:
     if terminated:
         return f"terminated by signal {signum}"
     return "revoked"
-
-
-def _retry_eta(when: Any) -> datetime | None:
-    """Celery's ``Retry.when`` is an ETA or a countdown in seconds."""
-    if isinstance(when, datetime):
-        return when if when.tzinfo else when.replace(tzinfo=UTC)
-    if isinstance(when, int | float):
-        return datetime.now(UTC) + timedelta(seconds=when)
-    return None
 
 
 def takes_request(app: Celery, signature: dict[str, Any]) -> bool:
