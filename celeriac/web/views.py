@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
@@ -11,9 +12,7 @@ from celeriac.states import TERMINAL_WORKFLOW_STATES, NodeState
 from celeriac.web import queries
 from celeriac.web.drawing import COLLAPSE_ABOVE, EXPAND_LIMIT, MAX_CLUSTERS, draw
 from celeriac.web.excerpts import excerpt
-
-#: Nodes the timeline lists (the first ones, in canvas order).
-TIMELINE_NODES = 100
+from celeriac.web.timeline import TIMELINE_NODES, chart
 
 
 def list_view(engine: Engine, params: Mapping[str, str]) -> dict[str, Any]:
@@ -61,6 +60,7 @@ def graph_view(workflow: Workflow, expand: bool) -> dict[str, Any]:
         "drawing": draw(workflow.outline(most, MAX_CLUSTERS)),
         "expand": expand,
         "timeline": timeline,
+        "chart": chart(timeline, datetime.now(UTC)),
         "workflow_id": workflow.id,
     }
 

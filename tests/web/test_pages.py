@@ -111,6 +111,32 @@ def test_node_panel_shows_arguments_and_result_cut_with_their_size(
     assert cut.count("12.0 kB, truncated") == 2  # the args and the result
 
 
+def test_timeline_draws_a_bar_per_attempt_with_its_tooltip(
+    engine, tasks, client, worker
+):
+    workflow = engine.submit(
+        chain(tasks.add.s(1, 1), group(tasks.add.s(1), tasks.boom.s()))
+    )
+    wait_for(lambda: workflow.state == "FAILED")
+    page = client.get(f"/workflows/{workflow.id}").text
+    bars = re.findall(
+        r'<g class="bar fill-(\w+)" data-state="(\w+)"><title>([^<]*)</title>', page
+    )
+    nodes = workflow.nodes()
+    assert sorted((fill, state) for fill, state, _ in bars) == [
+        ("FAILED", "FAILED"),
+        ("SUCCEEDED", "SUCCEEDED"),
+        ("SUCCEEDED", "SUCCEEDED"),
+    ]
+    titles = sorted(re.sub(r"[\d.]+ s$", "", title) for _, _, title in bars)
+    assert titles == sorted(
+        f"{n.task} (node {n.position}), attempt 1: {n.state}, " for n in nodes
+    )
+    assert len(re.findall(r'<g class="row" data-row="', page)) == 3
+    assert re.search(r'<text class="tick" [^>]*>0 s</text>', page)
+    assert "The timeline as a table" in page  # the chart's text alternative
+
+
 def test_pause_form_needs_its_token_and_records_who_asked(engine, tasks, client):
     workflow = engine.submit(tasks.add.s(1, 1))
     page = client.get(f"/workflows/{workflow.id}").text
