@@ -146,7 +146,8 @@ def _bar(
     now: datetime,
     scale: float,
 ) -> Bar:
-    seconds = ((attempt.finished_at or now) - started).total_seconds()
+    # never below 0: a worker's clock may run ahead of the console's
+    seconds = max(((attempt.finished_at or now) - started).total_seconds(), 0.0)
     took = duration(seconds)
     if attempt.finished_at is None:
         took = f"{took} so far"
