@@ -21,8 +21,8 @@ class Excerpt:
 
     @property
     def note(self) -> str:
-        """``12.4 kB, truncated`` for a cut value; empty for a whole one."""
-        return f"{byte_size(self.size)}, truncated" if self.cut else ""
+        """What a cut value says of itself: ``12.4 kB, truncated``."""
+        return f"{byte_size(self.size)}, truncated"
 
 
 def byte_size(size: int) -> str:
