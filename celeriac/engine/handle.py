@@ -161,6 +161,16 @@ class Workflow:
         """The node ``node_id`` and the errbacks guarding it; None: no such node."""
         return self._engine._store.node_with_errbacks(self.id, node_id)
 
+    def node_arguments(self, node_id: str) -> tuple[list[Any], dict[str, Any]] | None:
+        """The positional and keyword arguments the node's signature carries.
+
+        ``submit()``'s arguments are there for the first nodes; a node after
+        another gets its parent's result before them when it runs, unless its
+        signature is immutable, as in Celery. Reads that node's row alone.
+        None: no such node, or a JOIN or END node, which calls no task.
+        """
+        return self._engine._store.node_arguments(self.id, node_id)
+
     def node_counts(self) -> dict[tuple[str, str], int]:
         """How many nodes there are of each ``(kind, state)``, every kind counted."""
         return self._engine._store.count_nodes(self.id)

@@ -280,6 +280,25 @@ class ReadStore(StoreBase):
             return None
         return node, [n for n in found if n.id != node_id]
 
+    @names_corruption
+    @retry_transient
+    def node_arguments(
+        self, workflow_id: str, node_id: str
+    ) -> tuple[list[Any], dict[str, Any]] | None:
+        """The args and kwargs of one node's signature: a read of its row alone.
+
+        None: no such node, or one that calls no task (JOIN, END).
+        """
+        with self._read() as conn:
+            signature = conn.execute(
+                sa.select(nodes.c.signature).where(
+                    nodes.c.workflow_id == workflow_id, nodes.c.id == node_id
+                )
+            ).scalar()
+        if signature is None:
+            return None
+        return list(signature.get("args") or ()), dict(signature.get("kwargs") or {})
+
     @retry_transient
     def count_nodes(
         self, workflow_id: str, label: str | None = None

@@ -23,11 +23,13 @@ from celeriac.web.documents import (
     Json,
     action_document,
     error,
+    node_detail_document,
     node_document,
     progress_document,
     workflow_document,
 )
 from celeriac.web.openapi import document as openapi_document
+from celeriac.web.views import node_detail
 
 #: Nodes on one page of ``/workflows/{id}/nodes``, unless ``limit`` says.
 NODE_PAGE = 100
@@ -78,6 +80,16 @@ def workflow_nodes(request: Request) -> Response:
         raise queries.BadInput(f"after: {after!r} is not a node position")
     page, last = workflow.node_page(int(after), limit)
     return Json({"nodes": [node_document(n) for n in page], "next": last})
+
+
+def show_node(request: Request) -> Response:
+    """GET /workflows/{id}/nodes/{node_id}: one node, its arguments, its errbacks."""
+    workflow = console(request).engine.workflow(request.path_params["workflow_id"])
+    node_id = request.path_params["node_id"]
+    detail = node_detail(workflow, node_id)
+    if detail is None:
+        return error(404, f"workflow {workflow.id} has no node {node_id}")
+    return Json(node_detail_document(*detail))
 
 
 async def body(request: Request) -> dict[str, Any]:
@@ -148,6 +160,7 @@ def routes() -> list[Route]:
         Route("/workflows/{workflow_id}", show_workflow),
         Route("/workflows/{workflow_id}/progress", workflow_progress),
         Route("/workflows/{workflow_id}/nodes", workflow_nodes),
+        Route("/workflows/{workflow_id}/nodes/{node_id}", show_node),
         Route(
             f"/workflows/{{workflow_id}}/{actions_path}",
             workflow_action,

@@ -2,7 +2,8 @@
 
 A workflow is its record's fields (``celeriac list --json``), with
 ``progress`` where one workflow is shown (``celeriac show --json``); a node
-is a ``Node``'s fields and its ``duration`` in seconds.
+is a ``Node``'s fields and its ``duration`` in seconds; one node alone adds
+its signature's ``args`` and ``kwargs`` and its ``errbacks``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,19 @@ def progress_document(progress: Progress) -> dict[str, Any]:
 def node_document(node: Node) -> dict[str, Any]:
     """A node as ``celeriac show --json`` lists it."""
     return {**dataclasses.asdict(node), "duration": node.duration}
+
+
+def node_detail_document(
+    node: Node, errbacks: list[Node], arguments: tuple[list[Any], dict[str, Any]] | None
+) -> dict[str, Any]:
+    """One node with its signature's ``args`` and ``kwargs`` and its ``errbacks``."""
+    args, kwargs = arguments or (None, None)
+    return {
+        **node_document(node),
+        "args": args,
+        "kwargs": kwargs,
+        "errbacks": [node_document(errback) for errback in errbacks],
+    }
 
 
 def action_document(workflow_id: str, state: str, delivery: Delivery) -> dict[str, Any]:

@@ -26,6 +26,7 @@ def _param(name: str, where: str, description: str, **schema: Any) -> dict[str, 
 
 
 _ID = _param("workflow_id", "path", "The workflow's id, or its first 8+ characters.")
+_NODE_ID = _param("node_id", "path", "The node's id.")
 _FILTERS = [
     _param("state", "query", "Only workflows in this state.", enum=_STATES),
     _param("name", "query", "Only workflows with this name."),
@@ -115,6 +116,23 @@ _SCHEMAS = {
                 },
             },
             "next": {"type": ["integer", "null"]},
+        },
+    },
+    "NodeDetail": {
+        "type": "object",
+        "description": "A node as `celeriac show --json` lists it, with more.",
+        "properties": {
+            "args": {
+                "type": ["array", "null"],
+                "description": "Its signature's positional arguments (null: "
+                "a node that calls no task). Unless the signature is immutable, "
+                "the parent's result comes before them.",
+            },
+            "kwargs": {"type": ["object", "null"]},
+            "errbacks": {
+                "type": "array",
+                "items": {**_OBJECT, "description": "The errbacks guarding it."},
+            },
         },
     },
     "ActionDone": {
@@ -241,6 +259,17 @@ def document() -> dict[str, Any]:
                     "summary": "Its nodes in canvas order, a page at a time.",
                     "parameters": [_ID, limit, after],
                     "responses": {"200": _answer("A page.", "NodePage"), **_ERRORS},
+                }
+            },
+            "/workflows/{workflow_id}/nodes/{node_id}": {
+                "get": {
+                    "summary": "One node: its attempts, arguments, result, errbacks.",
+                    "parameters": [_ID, _NODE_ID],
+                    "responses": {
+                        "200": _answer("The node.", "NodeDetail"),
+                        **_ERRORS,
+                        "404": _answer("No workflow or node has this id.", "Error"),
+                    },
                 }
             },
             **_action_paths(),

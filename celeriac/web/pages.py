@@ -12,7 +12,13 @@ from celeriac import Engine, Workflow
 from celeriac.web import actions, queries
 from celeriac.web.context import actor, base, console, render
 from celeriac.web.csrf import FIELD, token_ok
-from celeriac.web.views import graph_view, list_view, summary_view
+from celeriac.web.views import (
+    graph_view,
+    list_view,
+    node_detail,
+    node_view,
+    summary_view,
+)
 
 
 def workflow_list(request: Request) -> Response:
@@ -46,23 +52,20 @@ def node_panel(request: Request) -> Response:
     engine = console(request).engine
     workflow = resolved(engine, request)
     node_id = request.path_params["node_id"]
-    found = workflow.node_with_errbacks(node_id)
-    if found is None:
+    detail = node_detail(workflow, node_id)
+    if detail is None:
         return render(
             request,
             "error.html",
             404,
             reason=f"workflow {workflow.id} has no node {node_id}",
         )
-    node, errbacks = found
-    whole = "hx-request" not in request.headers
     return render(
         request,
         "node.html",
-        node=node,
-        errbacks=errbacks,
+        whole_page="hx-request" not in request.headers,
         workflow_id=workflow.id,
-        whole_page=whole,
+        **node_view(detail),
     )
 
 

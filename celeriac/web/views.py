@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
-from celeriac import Engine, Workflow, WorkflowState
-from celeriac.states import TERMINAL_WORKFLOW_STATES
+from celeriac import Engine, Node, Workflow, WorkflowState
+from celeriac.states import TERMINAL_WORKFLOW_STATES, NodeState
 from celeriac.web import queries
 from celeriac.web.drawing import COLLAPSE_ABOVE, EXPAND_LIMIT, MAX_CLUSTERS, draw
-
-#: Nodes the timeline lists (the first ones, in canvas order).
-TIMELINE_NODES = 100
+from celeriac.web.excerpts import excerpt
+from celeriac.web.timeline import TIMELINE_NODES, chart
 
 
 def list_view(engine: Engine, params: Mapping[str, str]) -> dict[str, Any]:
@@ -60,5 +60,35 @@ def graph_view(workflow: Workflow, expand: bool) -> dict[str, Any]:
         "drawing": draw(workflow.outline(most, MAX_CLUSTERS)),
         "expand": expand,
         "timeline": timeline,
+        "chart": chart(timeline, datetime.now(UTC)),
         "workflow_id": workflow.id,
+    }
+
+
+class NodeDetail(NamedTuple):
+    """One node, the errbacks guarding it, its signature's args and kwargs."""
+
+    node: Node
+    errbacks: list[Node]
+    #: None: a node that calls no task (a JOIN)
+    arguments: tuple[list[Any], dict[str, Any]] | None
+
+
+def node_detail(workflow: Workflow, node_id: str) -> NodeDetail | None:
+    """What the panel and the API show of one node; None: no such node."""
+    found = workflow.node_with_errbacks(node_id)
+    if found is None:
+        return None
+    return NodeDetail(*found, workflow.node_arguments(node_id))
+
+
+def node_view(detail: NodeDetail) -> dict[str, Any]:
+    """The node panel's values: its arguments and result cut to a page's size."""
+    node, called = detail.node, detail.arguments
+    ran = node.result is not None or node.state == NodeState.SUCCEEDED
+    return {
+        "node": node,
+        "errbacks": detail.errbacks,
+        "arguments": None if called is None else tuple(map(excerpt, called)),
+        "result": excerpt(node.result) if ran else None,
     }

@@ -107,6 +107,29 @@ def test_nodes_come_a_page_at_a_time(engine, tasks, client, worker):
     assert listed[0]["duration"] >= 0
 
 
+def test_one_node_with_its_arguments_and_errbacks(engine, tasks, client, worker):
+    guarded = tasks.boom.s(3).on_error(tasks.on_error.s())
+    workflow = engine.submit(chain(tasks.add.s(1, 2), tasks.add.si(5, 6), guarded))
+    wait_for(lambda: workflow.state == "FAILED")
+    first, second, failed, errback = workflow.nodes()
+    assert workflow.node_arguments(first.id) == ([1, 2], {})
+    assert workflow.node_arguments("no-such-node") is None
+    base = f"/api/v1/workflows/{workflow.id}/nodes"
+    shown = client.get(f"{base}/{second.id}").json()
+    assert (shown["args"], shown["kwargs"], shown["result"]) == ([5, 6], {}, 11)
+    assert shown["attempts"][0]["state"] == "SUCCEEDED"
+    assert shown["errbacks"] == []
+    boom = client.get(f"{base}/{failed.id}").json()
+    assert (boom["args"], boom["kwargs"]) == ([3], {})
+    assert boom["error"] == "ValueError: boom [11, 3]"
+    assert [e["id"] for e in boom["errbacks"]] == [errback.id]
+    missing = client.get(f"{base}/no-such-node")
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "error": f"workflow {workflow.id} has no node no-such-node"
+    }
+
+
 def test_pause_resume_and_cancel_name_who_asked(engine, tasks, client, worker):
     workflow = engine.submit(chain(tasks.sleep.s(0.3), tasks.sleep.si(0.3, 1)))
     wait_for(lambda: workflow.progress().running == 1)
@@ -254,6 +277,7 @@ def test_openapi_document_is_served_and_checked_in(client):
         "/workflows",
         "/workflows/{workflow_id}",
         "/workflows/{workflow_id}/nodes",
+        "/workflows/{workflow_id}/nodes/{node_id}",
         "/workflows/{workflow_id}/progress",
         "/workflows/{workflow_id}/pause",
         "/bulk/cancel",

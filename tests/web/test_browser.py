@@ -140,7 +140,9 @@ def test_filter_open_pause_resume_live(engine, tasks, worker, live_url, page, sh
     assert {fill_of(page, n.id) for n in nodes} == {"SUCCEEDED"}
 
 
-def test_retry_a_failed_workflow_from_its_page(engine, app, worker, live_url, page):
+def test_retry_a_failed_workflow_from_its_page(
+    engine, app, worker, live_url, page, shots
+):
     workflow = engine.submit(app.tasks["t.fails_once"].s(7), name="flaky")
     with pytest.raises(Exception, match="the first call fails"):
         workflow.get(timeout=15)
@@ -152,10 +154,18 @@ def test_retry_a_failed_workflow_from_its_page(engine, app, worker, live_url, pa
         "COMPLETED", timeout=LIVE
     )
     assert workflow.get(timeout=5) == 7
-    page.locator(f'g[data-node="{node.id}"]').click()
+    # the node's row of the timeline opens its panel: arguments, attempts
+    bars = page.locator(f'g[data-row="{node.id}"] g.bar')
+    playwright_api.expect(bars).to_have_count(2)
+    assert bars.first.get_attribute("data-state") == "FAILED"
+    page.locator(f'g[data-row="{node.id}"]').click()
     panel = page.locator("#node-panel")
     playwright_api.expect(panel).to_contain_text("RuntimeError: the first call fails")
     assert panel.locator("table.attempts tbody tr").count() == 2
+    values = panel.locator("pre.value")
+    assert values.all_inner_texts() == ["[7]", "{}", "7"]
+    page.screenshot(path=str(shots / "web-node.png"))
+    assert serious(page) == []
 
 
 def test_bulk_cancel_by_filter(engine, tasks, live_url, page):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import time
 
@@ -82,6 +83,58 @@ def test_node_panel_shows_attempts_traceback_and_errbacks(
     whole = client.get(f"/workflows/{workflow.id}/nodes/{node.id}").text
     assert whole.startswith("<!doctype html>")
     assert client.get(f"/workflows/{workflow.id}/nodes/nope").status_code == 404
+
+
+def test_node_panel_shows_arguments_and_result_cut_with_their_size(
+    engine, tasks, client, worker
+):
+    long = "\N{LATIN SMALL LETTER E WITH ACUTE}" * 6000  # 12,002 bytes as JSON
+    workflow = engine.submit(
+        group(tasks.identity.s(long), tasks.collect.s(7, "seven", colour="green"))
+    )
+    wait_for(lambda: workflow.state == "COMPLETED")
+    echo, collect = workflow.nodes()
+
+    def panel(node_id: str) -> str:
+        answer = client.get(f"/workflows/{workflow.id}/nodes/{node_id}")
+        return html.unescape(answer.text)
+
+    small = panel(collect.id)
+    assert "<dt>Task</dt><dd>t.collect</dd>" in small
+    assert '<pre class="value">[7, "seven"]</pre>' in small
+    assert '<pre class="value">{"colour": "green"}</pre>' in small
+    assert '<pre class="value">[[7, "seven"], {"colour": "green"}]</pre>' in small
+    assert "truncated" not in small
+    cut = panel(echo.id)
+    shown = re.findall(r'<pre class="value">([^<]*)</pre>', cut)
+    assert shown == ['["' + long[:1998], "{}", '"' + long[:1999]]
+    assert cut.count("12.0 kB, truncated") == 2  # the args and the result
+
+
+def test_timeline_draws_a_bar_per_attempt_with_its_tooltip(
+    engine, tasks, client, worker
+):
+    workflow = engine.submit(
+        chain(tasks.add.s(1, 1), group(tasks.add.s(1), tasks.boom.s()))
+    )
+    wait_for(lambda: workflow.state == "FAILED")
+    page = client.get(f"/workflows/{workflow.id}").text
+    bars = re.findall(
+        r'<g class="bar fill-(\w+)" data-state="(\w+)"><title>([^<]*)</title>', page
+    )
+    nodes = workflow.nodes()
+    assert sorted((fill, state) for fill, state, _ in bars) == [
+        ("FAILED", "FAILED"),
+        ("SUCCEEDED", "SUCCEEDED"),
+        ("SUCCEEDED", "SUCCEEDED"),
+    ]
+    titles = sorted(re.sub(r"[\d.]+ s$", "", title) for _, _, title in bars)
+    assert titles == sorted(
+        f"{n.task} (node {n.position}), attempt 1: {n.state}, " for n in nodes
+    )
+    assert len(re.findall(r'<g class="row" data-row="', page)) == 3
+    assert re.search(r'<text class="tick" [^>]*>0 s</text>', page)
+    assert "The timeline as a table" in page  # the chart's text alternative
 
 
 def test_pause_form_needs_its_token_and_records_who_asked(engine, tasks, client):

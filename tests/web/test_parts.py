@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from celeriac import Cluster, Clustered, Outline, OutlineNode, WorkflowCursor
+from celeriac import (
+    Attempt,
+    Cluster,
+    Clustered,
+    Node,
+    Outline,
+    OutlineNode,
+    WorkflowCursor,
+)
 from celeriac.web import queries
 from celeriac.web.actions import sources
 from celeriac.web.auth import Credentials, check_bind, is_loopback
 from celeriac.web.drawing import draw
+from celeriac.web.excerpts import byte_size, excerpt
+from celeriac.web.timeline import LABEL_WIDTH, PLOT_WIDTH, chart, tick_label, tick_step
 
 
 def test_filters_read_from_the_query_string():
@@ -103,3 +113,82 @@ def test_clusters_are_drawn_as_counted_boxes_with_their_edges():
     assert first.y < group.y
     assert len(drawing.lines) == 1
     assert drawing.collapsed
+
+
+def _node(position: int, *spans: tuple[str, float, float | None]) -> Node:
+    """A node whose attempts ran (state, start, end) seconds after noon."""
+    noon = datetime(2026, 12, 5, 12, tzinfo=UTC)
+    attempts = [
+        Attempt(
+            number,
+            state,
+            "w",
+            noon + timedelta(seconds=start),
+            None if end is None else noon + timedelta(seconds=end),
+            None,
+            None,
+        )
+        for number, (state, start, end) in enumerate(spans, 1)
+    ]
+    return Node(
+        f"n{position}", "t.add", "RUNNING", "TASK", position, attempts, None, None
+    )
+
+
+def test_the_time_chart_places_a_bar_per_attempt_running_ones_to_now():
+    nodes = [
+        _node(0, ("RETRY", 0, 1), ("SUCCEEDED", 2, 4)),
+        _node(1, ("RUNNING", 4, None)),
+        _node(2),
+    ]
+    drawn = chart(nodes, now=datetime(2026, 12, 5, 12, 0, 8, tzinfo=UTC))
+    assert drawn.start == datetime(2026, 12, 5, 12, tzinfo=UTC)
+    assert [len(row.bars) for row in drawn.rows] == [2, 1, 0]
+    retry, succeeded = drawn.rows[0].bars
+    running = drawn.rows[1].bars[0]
+    assert (retry.x, retry.width) == (LABEL_WIDTH, PLOT_WIDTH / 8)
+    assert (running.x, running.width) == (LABEL_WIDTH + PLOT_WIDTH / 2, PLOT_WIDTH / 2)
+    assert [retry.colour, succeeded.colour, running.colour] == [
+        "RETRYING",
+        "SUCCEEDED",
+        "RUNNING",
+    ]
+    assert succeeded.title == "t.add (node 0), attempt 2: SUCCEEDED, 2.00 s"
+    assert running.title == "t.add (node 1), attempt 1: RUNNING, 4.00 s so far"
+    assert [label for _, label in drawn.ticks] == ["0 s", "2 s", "4 s", "6 s", "8 s"]
+    nothing = chart([_node(0)], now=datetime(2026, 12, 5, tzinfo=UTC))
+    assert nothing.start is None
+    assert nothing.rows[0].bars == []
+
+
+@pytest.mark.parametrize(
+    ("span", "labels"),
+    [
+        (0.004, ["0 s", "0.001 s", "0.002 s", "0.003 s", "0.004 s"]),
+        (0.9, ["0 s", "0.2 s", "0.4 s", "0.6 s", "0.8 s"]),
+        (170, ["0 min", "1 min", "2 min"]),
+        (5 * 3600 + 1, ["0 h", "2 h", "4 h"]),
+        (30 * 86400, ["0 d", "6 d", "12 d", "18 d", "24 d", "30 d"]),
+    ],
+)
+def test_the_time_axis_has_a_few_ticks_in_round_units(span, labels):
+    step = tick_step(span)
+    ticks = [tick_label(i * step, step) for i in range(int(span / step) + 1)]
+    assert ticks == labels
+
+
+def test_values_are_cut_for_a_page_with_their_whole_size():
+    assert excerpt({"a": [1, 2]}).text == '{"a": [1, 2]}'
+    assert not excerpt({"a": [1, 2]}).cut
+    long = excerpt("\N{EURO SIGN}" * 5000)
+    assert long.text == '"' + "\N{EURO SIGN}" * 1999
+    assert long.note == "15.0 kB, truncated"
+    assert excerpt("\udc80").text == '"\\udc80"'
+    assert (
+        excerpt(datetime(2026, 12, 5, tzinfo=UTC)).text == '"2026-12-05 00:00:00+00:00"'
+    )
+    assert [byte_size(n) for n in (999, 12_400, 3_100_000)] == [
+        "999 B",
+        "12.4 kB",
+        "3.1 MB",
+    ]
