@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -87,6 +88,20 @@ def test_a_committed_change_reaches_the_open_streams(engine, tasks, live_url):
     listing.next("rows", state_of(workflow.id, "CANCELLED"))
     other = engine.submit(tasks.add.s(2, 2))
     listing.next("rows", state_of(other.id, "IN_PROGRESS"))
+
+
+def test_a_later_list_page_is_live_too(engine, tasks, live_url):
+    made = [engine.submit(tasks.add.s(i, i), name="many") for i in range(3)]
+    first = httpx.get(f"{live_url}/?name=many&limit=2").text
+    (link,) = re.findall(r'href="(/\?[^"]+)" rel="next"', first)
+    second = httpx.get(live_url + link.replace("&amp;", "&")).text
+    (events,) = re.findall(r'sse-connect="([^"]+)"', second)
+    assert "after=" in events
+    rows = Stream(live_url + events.replace("&amp;", "&"))
+    shown = rows.next("rows", state_of(made[0].id, "IN_PROGRESS"))
+    assert made[2].id[:8] not in shown
+    engine.cancel(made[0].id)
+    rows.next("rows", state_of(made[0].id, "CANCELLED"))
 
 
 def listeners(url: str) -> list[int]:
