@@ -34,6 +34,14 @@ CONNECTION = {
 }
 
 
+#: Whether the database sends the notifications (revision 0012).
+HAS_TRIGGER = "SELECT 1 FROM pg_trigger WHERE tgname = 'celeriac_events_notify'"
+NO_TRIGGER = (
+    "live pages: the database sends no notifications (schema older than "
+    "revision 0012: run `celeriac db upgrade`); they poll"
+)
+
+
 class Watch:
     """One stream's wake-up: a change of its workflow (of any, for None)."""
 
@@ -116,7 +124,9 @@ class Changes:
                 watch.wake()
 
     def _set_listening(self, listening: bool) -> None:
-        """Every stream looks again: at what it may have missed, then at its pace."""
+        """On a change, every stream looks again: at what it may have missed."""
+        if listening == self.listening:
+            return
         self.listening = listening
         for watching in self._watches.values():
             for watch in watching:
@@ -132,6 +142,9 @@ class Changes:
                     conninfo, autocommit=True
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    if not await (await conn.execute(HAS_TRIGGER)).fetchone():
+                        logger.warning(NO_TRIGGER)
+                        return  # the next stream to open looks again
                     self._set_listening(True)
                     logger.info("live pages: listening on %s", CHANNEL)
                     delay = RETRY_DELAYS[0]

@@ -35,15 +35,20 @@ def csrf(client) -> dict[str, str]:
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """``app`` served by uvicorn on a free loopback port, in a thread."""
+def serving(app: Any, console: Any) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port, in a thread.
+
+    ``console`` (``app`` itself, or the console mounted in it) ends its live
+    streams first when the server stops, as ``celeriac web`` does: none is
+    cancelled in the middle of a look at the database.
+    """
     port = free_port()
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=port,
         log_level="warning",
-        timeout_graceful_shutdown=1,
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -52,6 +57,7 @@ def serving(app: Any) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
+        console.state.console.stopping.set()
         server.should_exit = True
         thread.join(timeout=10)
 
@@ -59,5 +65,5 @@ def serving(app: Any) -> Iterator[str]:
 @pytest.fixture
 def live_url(web_app) -> Iterator[str]:
     """``web_app`` served by uvicorn, in a thread."""
-    with serving(web_app) as url:
+    with serving(web_app, web_app) as url:
         yield url

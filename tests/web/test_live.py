@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from celeriac.storage import connect
+from celeriac.storage import connect, migrate
 from celeriac.web import create_app
 from celeriac.web.auth import Credentials
 from celeriac.web.changes import CHANNEL, CONNECTION, Changes
@@ -105,17 +105,16 @@ def test_a_later_list_page_is_live_too(engine, tasks, live_url):
 
 
 def listeners(url: str) -> list[int]:
-    """The backends listening on the channel for a console on ``url``."""
+    """The backends of the listening connection of a console on ``url``."""
     db = connect(url)
     try:
         with db.connect() as conn:
             found = conn.execute(
                 sa.text(
                     "SELECT pid FROM pg_stat_activity WHERE datname = "
-                    "current_database() AND application_name = :name "
-                    "AND query = :listen"
+                    "current_database() AND application_name = :name"
                 ),
-                {"name": CONNECTION["application_name"], "listen": f"LISTEN {CHANNEL}"},
+                {"name": CONNECTION["application_name"]},
             )
             return list(found.scalars())
     finally:
@@ -158,7 +157,7 @@ def test_a_mounted_console_listens_from_its_first_stream(engine, tasks):
     )
     service = Starlette(routes=[Mount("/celeriac", app=console)])
     workflow = engine.submit(tasks.add.s(1, 1))
-    with serving(service) as url:
+    with serving(service, console) as url:
         page = Stream(f"{url}/celeriac/events/workflows/{workflow.id}")
         page.next("summary", lambda html: "IN_PROGRESS" in html)
         engine.cancel(workflow.id)
@@ -233,3 +232,25 @@ def test_a_stream_wakes_for_its_workflow_and_the_list_for_any():
             return [key for key, watch in watches.items() if await watch.wait(0.01)]
 
     assert asyncio.run(woken()) == ["a", None]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_schema_without_the_trigger_is_polled(engine, tasks, postgres_url):
+    db = connect(postgres_url)
+    try:
+        migrate.downgrade(db, "0011")
+    finally:
+        db.dispose()
+    console = create_app(
+        engine,
+        credentials=Credentials(),
+        poll_interval=0.05,
+        safety_poll_interval=LONG_POLL,
+    )
+    workflow = engine.submit(tasks.add.s(1, 1))
+    with serving(console, console) as url:
+        page = Stream(f"{url}/events/workflows/{workflow.id}")
+        page.next("summary", lambda html: "IN_PROGRESS" in html)
+        engine.cancel(workflow.id)
+        page.next("summary", lambda html: "CANCELLED" in html)
