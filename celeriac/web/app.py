@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -15,6 +18,7 @@ from celeriac import AmbiguousWorkflowId, CorruptRecord, Engine, WorkflowNotFoun
 from celeriac.web import api, pages, sse
 from celeriac.web.actions import Options, Refused, UnknownAction
 from celeriac.web.auth import Checker, Credentials, refuse
+from celeriac.web.changes import Changes
 from celeriac.web.context import Console, render
 from celeriac.web.csrf import CsrfCookie
 from celeriac.web.documents import error
@@ -39,6 +43,7 @@ def create_app(
     can_publish: bool = True,
     credentials: Credentials | None = None,
     poll_interval: float = 1.0,
+    safety_poll_interval: float = 10.0,
 ) -> Starlette:
     """The web console and the HTTP API (``/api/v1``) over ``engine``'s database.
 
@@ -53,8 +58,30 @@ def create_app(
             the environment (``CELERIAC_WEB_TOKEN``, or ``CELERIAC_WEB_USER``
             and ``CELERIAC_WEB_PASSWORD``); none set: no authentication.
         poll_interval: Seconds between two looks at the database for the
-            live pages.
+            live pages, on SQLite (and on PostgreSQL while its notifications
+            cannot be listened to).
+        safety_poll_interval: On PostgreSQL, where a notification of each
+            change wakes the live pages, seconds between two looks in case
+            one was missed.
     """
+    own = Console(
+        engine,
+        Options(read_only, can_publish),
+        poll_interval,
+        safety_poll_interval,
+        Changes.for_url(engine.database_url),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # Mounted in another app, which runs no lifespan of ours, the first
+        # live stream starts listening instead.
+        own.changes.start()
+        try:
+            yield
+        finally:
+            await own.changes.stop()
+
     credentials = credentials or Credentials.from_environment()
     routes: list[BaseRoute] = [
         Mount("/api/v1", routes=api.routes()),
@@ -78,8 +105,9 @@ def create_app(
             **{kind: _failure for kind in _STATUS},
             HTTPException: _http_failure,
         },
+        lifespan=lifespan,
     )
-    app.state.console = Console(engine, Options(read_only, can_publish), poll_interval)
+    app.state.console = own
     return app
 
 

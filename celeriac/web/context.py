@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse
 
 from celeriac import Engine
 from celeriac.web.actions import ACTIONS, Options
+from celeriac.web.changes import Changes
 
 _templates = Environment(
     loader=PackageLoader("celeriac.web", "templates"),
@@ -27,8 +28,14 @@ class Console:
 
     engine: Engine
     options: Options
-    #: seconds between two looks at the database for live updates
+    #: seconds between two looks at the database for live updates, unless
+    #: PostgreSQL's notifications wake them
     poll_interval: float = 1.0
+    #: seconds between two looks while notifications wake them: in case one
+    #: was missed
+    safety_poll_interval: float = 10.0
+    #: the notifications; the default never listens
+    changes: Changes = field(default_factory=lambda: Changes(None))
     #: set when the server shuts down: the live streams end
     stopping: threading.Event = field(default_factory=threading.Event)
 

@@ -29,12 +29,15 @@ def list_view(engine: Engine, params: Mapping[str, str]) -> dict[str, Any]:
         cursor = queries.cursor_text(last.created_at, last.id)
         next_link = urlencode({**filters, "after": cursor})
     counts = engine.count_workflows(where)
+    page = {name: params[name] for name in ("limit", "after") if params.get(name)}
     return {
         "records": records,
         "counts": [(state, counts.get(state, 0)) for state in WorkflowState],
         "total": sum(counts.values()),
         "filters": filters,
         "query": urlencode(filters),
+        # the live stream's: this very page
+        "page_query": urlencode({**filters, **page}),
         "next_link": next_link,
         "first_page": after is None,
         "states": list(WorkflowState),

@@ -32,7 +32,21 @@ def schema_diff(db: sa.Engine) -> list[object]:
 def celeriac_objects(db: sa.Engine) -> list[str]:
     inspector = sa.inspect(db)
     names = inspector.get_table_names() + inspector.get_view_names()
+    names += routines(db)
     return sorted(name for name in names if name.startswith("celeriac_"))
+
+
+def routines(db: sa.Engine) -> list[str]:
+    """PostgreSQL's functions and triggers (none on SQLite)."""
+    if db.dialect.name != "postgresql":
+        return []
+    with db.connect() as conn:
+        return list(
+            conn.exec_driver_sql(
+                "SELECT proname FROM pg_proc UNION ALL "
+                "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+            ).scalars()
+        )
 
 
 def test_upgrade_to_head_builds_exactly_the_schema(db):
@@ -74,3 +88,18 @@ def test_storage_imports_without_celery():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "", f"celeriac.storage imported {done.stdout}"
+
+
+@pytest.mark.postgres
+def test_0012_adds_the_notify_trigger_and_its_downgrade_drops_it(empty_postgres_url):
+    notify = {"celeriac_notify_changes", "celeriac_events_notify"}
+    db = connect(empty_postgres_url)
+    try:
+        migrate.upgrade(db, "0011")
+        assert not notify & set(routines(db))
+        migrate.upgrade(db, "0012")
+        assert notify <= set(routines(db))
+        migrate.downgrade(db, "0011")
+        assert not notify & set(routines(db))
+    finally:
+        db.dispose()

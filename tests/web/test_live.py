@@ -1,0 +1,256 @@
+"""Live pages: PostgreSQL's notifications wake the streams; SQLite polls."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import httpx2 as httpx
+import psycopg
+import pytest
+import sqlalchemy as sa
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from celeriac.storage import connect, migrate
+from celeriac.web import create_app
+from celeriac.web.auth import Credentials
+from celeriac.web.changes import CHANNEL, CONNECTION, Changes
+from tests.waiting import wait_for
+from tests.web.conftest import serving
+
+#: Both poll intervals on PostgreSQL: an update that comes sooner than this
+#: was woken by a notification.
+LONG_POLL = 60.0
+#: Seconds a test waits for an event: well under ``LONG_POLL``.
+SOON = 15.0
+
+
+@pytest.fixture
+def web_app(engine):
+    """Polls every 0.05 s on SQLite; on PostgreSQL only every minute."""
+    postgres = engine.database_url.startswith("postgres")
+    return create_app(
+        engine,
+        credentials=Credentials(),
+        poll_interval=LONG_POLL if postgres else 0.05,
+        safety_poll_interval=LONG_POLL,
+    )
+
+
+class Stream:
+    """An open event stream, read in a thread: its events as they come."""
+
+    def __init__(self, url: str) -> None:
+        self.events: queue.Queue[tuple[str, str]] = queue.Queue()
+        threading.Thread(target=self._read, args=(url,), daemon=True).start()
+
+    def _read(self, url: str) -> None:
+        event, data = "", []
+        try:
+            with httpx.stream("GET", url, timeout=None) as answer:
+                for line in answer.iter_lines():
+                    if line.startswith("event: "):
+                        event = line.removeprefix("event: ")
+                    elif line.startswith("data: "):
+                        data.append(line.removeprefix("data: "))
+                    elif not line and event:
+                        self.events.put((event, "\n".join(data)))
+                        event, data = "", []
+        except httpx.HTTPError:
+            pass  # the server stopped at the test's end
+
+    def next(self, event: str, shows: Callable[[str], bool]) -> str:
+        """The first ``event`` whose data ``shows``, within ``SOON`` seconds."""
+        while True:
+            name, data = self.events.get(timeout=SOON)
+            if name == event and shows(data):
+                return data
+
+
+def state_of(workflow_id: str, state: str) -> Callable[[str], bool]:
+    """Whether a fragment shows the workflow in ``state``."""
+    return lambda html: workflow_id[:8] in html and state in html
+
+
+def test_a_committed_change_reaches_the_open_streams(engine, tasks, live_url):
+    workflow = engine.submit(tasks.add.s(1, 1))
+    page = Stream(f"{live_url}/events/workflows/{workflow.id}")
+    page.next("summary", lambda html: "IN_PROGRESS" in html)
+    listing = Stream(f"{live_url}/events/list")
+    listing.next("rows", state_of(workflow.id, "IN_PROGRESS"))
+    engine.cancel(workflow.id)
+    page.next("summary", lambda html: "CANCELLED" in html)
+    listing.next("rows", state_of(workflow.id, "CANCELLED"))
+    other = engine.submit(tasks.add.s(2, 2))
+    listing.next("rows", state_of(other.id, "IN_PROGRESS"))
+
+
+def test_a_later_list_page_is_live_too(engine, tasks, live_url):
+    made = [engine.submit(tasks.add.s(i, i), name="many") for i in range(3)]
+    first = httpx.get(f"{live_url}/?name=many&limit=2").text
+    (link,) = re.findall(r'href="(/\?[^"]+)" rel="next"', first)
+    second = httpx.get(live_url + link.replace("&amp;", "&")).text
+    (events,) = re.findall(r'sse-connect="([^"]+)"', second)
+    assert "after=" in events
+    rows = Stream(live_url + events.replace("&amp;", "&"))
+    shown = rows.next("rows", state_of(made[0].id, "IN_PROGRESS"))
+    assert made[2].id[:8] not in shown
+    engine.cancel(made[0].id)
+    rows.next("rows", state_of(made[0].id, "CANCELLED"))
+
+
+def listeners(url: str) -> list[int]:
+    """The backends of the listening connection of a console on ``url``."""
+    db = connect(url)
+    try:
+        with db.connect() as conn:
+            found = conn.execute(
+                sa.text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = "
+                    "current_database() AND application_name = :name"
+                ),
+                {"name": CONNECTION["application_name"]},
+            )
+            return list(found.scalars())
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_one_listener_that_comes_back_after_its_connection_is_killed(
+    engine, tasks, live_url, postgres_url
+):
+    workflow = engine.submit(tasks.add.s(1, 1))
+    page = Stream(f"{live_url}/events/workflows/{workflow.id}")
+    page.next("summary", lambda html: "IN_PROGRESS" in html)
+    Stream(f"{live_url}/events/list").next("rows", lambda html: True)
+    (killed,) = wait_for(lambda: listeners(postgres_url), what="the listener")
+    db = connect(postgres_url)
+    try:
+        with db.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": killed})
+    finally:
+        db.dispose()
+    again = wait_for(
+        lambda: [pid for pid in listeners(postgres_url) if pid != killed],
+        what="the listener to listen again",
+    )
+    assert len(again) == 1
+    engine.pause(workflow.id)
+    page.next("summary", lambda html: "PAUSED" in html)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_mounted_console_listens_from_its_first_stream(engine, tasks):
+    console = create_app(
+        engine,
+        credentials=Credentials(),
+        poll_interval=LONG_POLL,
+        safety_poll_interval=LONG_POLL,
+    )
+    service = Starlette(routes=[Mount("/celeriac", app=console)])
+    workflow = engine.submit(tasks.add.s(1, 1))
+    with serving(service, console) as url:
+        page = Stream(f"{url}/celeriac/events/workflows/{workflow.id}")
+        page.next("summary", lambda html: "IN_PROGRESS" in html)
+        engine.cancel(workflow.id)
+        page.next("summary", lambda html: "CANCELLED" in html)
+
+
+@contextmanager
+def notifications(url: str) -> Iterator[Callable[[str], list[str]]]:
+    """The payloads on the channel, read up to and with a given one."""
+    libpq = sa.make_url(url).set(drivername="postgresql")
+    with psycopg.connect(
+        libpq.render_as_string(hide_password=False), autocommit=True
+    ) as conn:
+        conn.execute(f"LISTEN {CHANNEL}")
+
+        def until(last: str) -> list[str]:
+            got = []
+            for notice in conn.notifies(timeout=SOON):
+                got.append(notice.payload)
+                if notice.payload == last:
+                    return got
+            raise AssertionError(f"no notification {last!r} in {SOON} s: {got}")
+
+        yield until
+
+
+def event(workflow_id: str) -> dict[str, object]:
+    """A workflow's event row, as a state change writes it."""
+    return {
+        "workflow_id": workflow_id,
+        "to_state": "IN_PROGRESS",
+        "at": sa.func.now(),
+    }
+
+
+@pytest.mark.postgres
+def test_a_notification_comes_at_commit_once_per_workflow(postgres_url):
+    events = sa.table(
+        "celeriac_events",
+        sa.column("workflow_id"),
+        sa.column("to_state"),
+        sa.column("at"),
+    )
+    db = connect(postgres_url)
+    try:
+        with notifications(postgres_url) as until, db.connect() as pending:
+            pending.execute(events.insert().values([event("uncommitted")]))
+            with db.begin() as conn:
+                conn.execute(events.insert().values([event("committed")]))
+            assert until("committed") == ["committed"]
+            pending.rollback()
+            with db.begin() as conn:
+                conn.execute(events.insert().values([event("many")] * 3))
+                conn.execute(events.insert().values([event("many"), event("b")]))
+            with db.begin() as conn:
+                conn.execute(events.insert().values([event("last")]))
+            assert sorted(until("last")) == ["b", "last", "many"]
+    finally:
+        db.dispose()
+
+
+def test_a_stream_wakes_for_its_workflow_and_the_list_for_any():
+    async def woken() -> list[str | None]:
+        changes = Changes(None)
+        with (
+            changes.watch("a") as a,
+            changes.watch("b") as b,
+            changes.watch(None) as every,
+        ):
+            changes._wake("a")
+            watches = {"a": a, "b": b, None: every}
+            return [key for key, watch in watches.items() if await watch.wait(0.01)]
+
+    assert asyncio.run(woken()) == ["a", None]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_schema_without_the_trigger_is_polled(engine, tasks, postgres_url):
+    db = connect(postgres_url)
+    try:
+        migrate.downgrade(db, "0011")
+    finally:
+        db.dispose()
+    console = create_app(
+        engine,
+        credentials=Credentials(),
+        poll_interval=0.05,
+        safety_poll_interval=LONG_POLL,
+    )
+    workflow = engine.submit(tasks.add.s(1, 1))
+    with serving(console, console) as url:
+        page = Stream(f"{url}/events/workflows/{workflow.id}")
+        page.next("summary", lambda html: "IN_PROGRESS" in html)
+        engine.cancel(workflow.id)
+        page.next("summary", lambda html: "CANCELLED" in html)
