@@ -272,6 +272,8 @@ class NewWorkflow:
 
 #: The longest id a workflow or a node may have (the id columns' length).
 MAX_ID_LENGTH = 64
+#: The fewest characters a short workflow id may have: ``show`` prints this many.
+SHORT_ID_LENGTH = 8
 
 
 class Failure(NamedTuple):

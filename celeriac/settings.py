@@ -124,3 +124,11 @@ def _describe(kind: Any) -> str:
         return "None"
     names = {bool: "True or False", int: "an integer", float: "a number"}
     return names.get(kind) or str(kind.__name__)
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for bare ``postgresql://`` URLs (SQLAlchemy picks psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url

@@ -100,9 +100,13 @@ class AttemptState(StrEnum):
     LOST = "LOST"
 
 
-TERMINAL_WORKFLOW_STATES = frozenset(
-    {WorkflowState.COMPLETED, WorkflowState.FAILED, WorkflowState.CANCELLED}
+#: The states a workflow ends in, in declaration order (what a purge takes).
+FINISHED_WORKFLOW_STATES = (
+    WorkflowState.COMPLETED,
+    WorkflowState.FAILED,
+    WorkflowState.CANCELLED,
 )
+TERMINAL_WORKFLOW_STATES = frozenset(FINISHED_WORKFLOW_STATES)
 FINISHED_NODE_STATES = frozenset(
     {NodeState.SUCCEEDED, NodeState.FAILED, NodeState.CANCELLED, NodeState.SKIPPED}
 )

@@ -38,8 +38,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from celeriac.settings import normalize_url
 from celeriac.storage import connect
-from celeriac.storage.database import normalize_url
 from celeriac.storage.migrate import upgrade
 from tests.node_events import check_node_events
 

@@ -16,7 +16,6 @@ from celery import Celery
 
 from celeriac import CeleriacError, Engine
 from celeriac.cli.connection import parse_url, reach, reason, safe_url
-from celeriac.engine.hooks import engine_of
 from celeriac.settings import database_url
 
 
@@ -59,7 +58,7 @@ class Config:
                 engine = (
                     target
                     if isinstance(target, Engine)
-                    else engine_of(target) or Engine(target, self.database_url)
+                    else Engine.bound_to(target) or Engine(target, self.database_url)
                 )
             elif need_app:
                 raise click.UsageError(f"{need_app} needs the Celery app: pass --app")

@@ -15,7 +15,7 @@ import re
 import click
 import sqlalchemy as sa
 
-from celeriac.storage.database import normalize_url
+from celeriac.settings import normalize_url
 
 #: Seconds the first connection may take, unless the URL sets ``connect_timeout``.
 CONNECT_TIMEOUT = 5

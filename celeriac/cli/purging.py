@@ -11,7 +11,7 @@ from celeriac.cli.config import Config
 from celeriac.cli.durations import Duration
 from celeriac.cli.options import name_option
 from celeriac.cli.render import console, echo_json, json_option
-from celeriac.storage.retention_policy import FINISHED
+from celeriac.states import FINISHED_WORKFLOW_STATES
 
 
 @click.command()
@@ -26,7 +26,9 @@ from celeriac.storage.retention_policy import FINISHED
 @click.option(
     "--state",
     "states",
-    type=click.Choice([str(state) for state in FINISHED], case_sensitive=False),
+    type=click.Choice(
+        [str(state) for state in FINISHED_WORKFLOW_STATES], case_sensitive=False
+    ),
     multiple=True,
     help="Only workflows in this state (repeat for several; default: all three).",
 )

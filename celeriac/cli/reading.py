@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from celeriac import Workflow, WorkflowState
 from celeriac.cli.config import Config
+from celeriac.cli.dot import to_dot, to_mermaid
 from celeriac.cli.durations import Duration, ago
 from celeriac.cli.options import name_option
 from celeriac.cli.render import (
@@ -33,7 +34,6 @@ from celeriac.cli.render import (
     workflow_table,
 )
 from celeriac.cli.tree import node_tree
-from celeriac.engine.dot import to_dot, to_mermaid
 from celeriac.records import WorkflowRecord
 from celeriac.states import NodeKind
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from celeriac import Node
-from celeriac.engine.ids import SHORT_ID_LENGTH
+from celeriac.records import SHORT_ID_LENGTH
 from celeriac.states import NodeKind
 
 STATE_STYLES = {

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from celery import Celery
 
-from celeriac.engine.hooks import WorkerHooks, refuse_bound
+from celeriac.engine.hooks import WorkerHooks, engine_of, refuse_bound
 from celeriac.engine.liveness import Liveness
 from celeriac.engine.quiet import quiet_missing_backend
 from celeriac.engine.reading import Reading
@@ -86,6 +86,11 @@ class Engine(Submission, Upkeep, Reading):
             raise
         quiet_missing_backend()
         self._unreadable = set()
+
+    @staticmethod
+    def bound_to(app: Celery) -> Engine | None:
+        """The live (not closed) engine built on ``app``, if any."""
+        return engine_of(app)
 
     @property
     def shown_url(self) -> str:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from celeriac.errors import AmbiguousWorkflowId, WorkflowNotFound
+from celeriac.records import SHORT_ID_LENGTH
 from celeriac.storage import Store
 
-#: The fewest characters a short id may have: ``show`` prints this many.
-SHORT_ID_LENGTH = 8
 #: How many candidates an ambiguous short id's error names.
 CANDIDATES_NAMED = 5
 

@@ -12,6 +12,7 @@ import tenacity
 from sqlalchemy import event
 
 from celeriac.errors import StorageError
+from celeriac.settings import normalize_url
 
 logger = logging.getLogger("celeriac.storage")
 
@@ -40,14 +41,6 @@ class _HasDatabase(Protocol):
 
 
 S = TypeVar("S", bound=_HasDatabase)
-
-
-def normalize_url(url: str) -> str:
-    """Use psycopg 3 for bare ``postgresql://`` URLs (SQLAlchemy picks psycopg2)."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
 
 
 def connect(url: str, retry_seconds: float = RETRY_SECONDS) -> sa.Engine:

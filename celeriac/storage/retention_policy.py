@@ -6,11 +6,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from celeriac.states import WorkflowState
+from celeriac.states import FINISHED_WORKFLOW_STATES
 
-_W = WorkflowState
-#: The states a workflow can be purged in.
-FINISHED = (_W.COMPLETED, _W.FAILED, _W.CANCELLED)
 #: Worker rows are kept at least this long after their last heartbeat.
 WORKER_RETENTION = timedelta(days=1)
 
@@ -96,15 +93,15 @@ def _check_age(what: str, age: object) -> None:
 def _finished_states(states: Collection[str] | None) -> tuple[str, ...]:
     """``states`` checked: finished states only, at least one."""
     if states is None:
-        return tuple(str(state) for state in FINISHED)
+        return tuple(str(state) for state in FINISHED_WORKFLOW_STATES)
     if isinstance(states, str):
         states = [states]
     chosen = tuple(str(state).upper() for state in states)
     if not chosen:
         raise ValueError("states is empty: name at least one finished state")
-    refused = [state for state in chosen if state not in FINISHED]
+    refused = [state for state in chosen if state not in FINISHED_WORKFLOW_STATES]
     if refused:
-        finished = ", ".join(FINISHED)
+        finished = ", ".join(FINISHED_WORKFLOW_STATES)
         raise ValueError(
             f"cannot purge workflows in state {', '.join(refused)}: "
             f"only finished workflows ({finished}) are purged"

@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from celery import chain, signals
 
 from celeriac import AppInUse, Engine, NodeState
-from celeriac.engine.hooks import engine_of
 from celeriac.storage.schema import attempts, workflows
 from tests.tasks import make_app
 from tests.waiting import wait_for
@@ -64,16 +63,16 @@ def test_a_second_live_engine_on_an_app_is_refused_and_opens_nothing(
         with pytest.raises(AppInUse, match=f"{app.main!r} already has a live"):
             Engine(app, f"sqlite:///{other}")
         assert not other.exists()
-        assert engine_of(app) is engine
+        assert Engine.bound_to(app) is engine
         with engine.embedded_worker():
             workflow = engine.submit(tasks.add.s(3, 4))
             assert workflow.get(timeout=10) == 7
         assert [len(node.attempts) for node in workflow.nodes()] == [1]
     finally:
         engine.close()
-    assert engine_of(app) is None
+    assert Engine.bound_to(app) is None
     again = Engine(app, f"sqlite:///{tmp_path / 'again.db'}")
-    assert engine_of(app) is again
+    assert Engine.bound_to(app) is again
     again.close()
 
 
@@ -100,7 +99,7 @@ def test_closing_an_engine_removes_its_receivers_and_task_gates(tmp_path: Path):
     assert task_class.__dict__.get("before_start") is before_start
     assert "_celeriac_progress" not in task_class.__dict__
     assert len(signals.task_success.receivers) == receivers
-    assert engine_of(app) is None
+    assert Engine.bound_to(app) is None
 
 
 def test_two_live_engines_on_two_apps_each_run_their_own_workflows(tmp_path: Path):
@@ -119,8 +118,8 @@ def test_two_live_engines_on_two_apps_each_run_their_own_workflows(tmp_path: Pat
             # a task called without celeriac is neither gated nor recorded
             one_app.test_tasks.add.delay(2, 2)
             wait_for(lambda: len(one_app.test_tasks.ran) == 2, what="plain task")
-        assert engine_of(one_app) is one
-        assert engine_of(two_app) is two
+        assert Engine.bound_to(one_app) is one
+        assert Engine.bound_to(two_app) is two
     finally:
         one.close()
         two.close()

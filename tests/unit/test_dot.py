@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from celeriac import Node
-from celeriac.engine.dot import STATE_COLOURS, to_dot, to_mermaid
+from celeriac.cli.dot import STATE_COLOURS, to_dot, to_mermaid
 
 
 def node(
