@@ -183,7 +183,8 @@ class Built:
     """A spec's canvas, and what the listed differences need to know of it.
 
     ``nested_chain_links``: the labels of the callbacks linked to chains that
-    are parts of chains (Celery drops them: docs/differences.md, D12).
+    are parts of chains, and of the errbacks linked to a chain that is the
+    only part of another (Celery drops them: docs/differences.md, D12).
     ``nests_a_group``: see ``nests_a_group`` (D1).
     ``ends_in_empty_group``: see ``ends_in_empty_group`` (D15).
     ``stalled_chord_errbacks``: see ``stalled_chord_errbacks`` (D16).
@@ -267,7 +268,15 @@ def _build(
         make = task.si if spec.immutable else task.s
         canvas = make(label=next(labels), **dict(spec.kwargs))
     elif isinstance(spec, Chain):
-        canvas = chain(*(part(one, in_chain=True) for one in spec.parts))
+        parts = [part(one, in_chain=True) for one in spec.parts]
+        if len(parts) == 1 and isinstance(parts[0], _chain):
+            # chain(inner) keeps inner whole, and Celery splices its tasks
+            # without its errbacks; chain(inner, b) moves them onto its tasks
+            built.nested_chain_links.update(
+                errback["kwargs"]["label"]
+                for errback in parts[0].options.get("link_error") or ()
+            )
+        canvas = chain(*parts)
     elif isinstance(spec, Group):
         canvas = group([part(one) for one in spec.members])
     else:

@@ -125,7 +125,10 @@ def _in_any_order(
 def _without_nested_chain_links(
     built: Built, native: Outcome, celeriac: Outcome
 ) -> tuple[Outcome, Outcome]:
-    """D12: celeriac also runs the callbacks linked to chains nested in chains."""
+    """D12: celeriac also runs what Celery drops of a chain nested in a chain.
+
+    Its callbacks, and the errbacks of a chain that is another's only part.
+    """
 
     def drop(outcome: Outcome) -> Outcome:
         ran = [
@@ -400,6 +403,8 @@ def seen(request: pytest.FixtureRequest) -> Iterator[Seen]:
 # Disagreements found, shrunk: kept as regression cases.
 # D12: a link on a chain nested in a chain (Celery drops it)
 @example(spec=Chain((Chain((Task(),), Extras(link=True)),)))
+# D12: an errback on a chain that is another chain's only part (Celery drops it)
+@example(spec=Chain((Chain((Task(kind="fail"),), Extras(link_error=True)),)))
 # D1: a group nested in a group (in a chain), Celery reverses its results
 @example(spec=Chain((Group((Task(), Group((Task(), Task())))),)))
 # D13: the errback of a chord's body, when its header fails
