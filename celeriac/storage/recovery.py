@@ -26,6 +26,7 @@ from celeriac.storage.claims import mark_lost, parse_delivery
 from celeriac.storage.dispatches import DISPATCH_COLUMNS, load_dispatches
 from celeriac.storage.event_log import add_event
 from celeriac.storage.moves import mark_queued, set_node_state
+from celeriac.storage.rows import aware
 from celeriac.storage.schema import attempts, nodes, workers, workflows
 
 _N = NodeState
@@ -73,6 +74,23 @@ def _overdue(delay: timedelta, at: datetime) -> sa.ColumnElement[bool]:
     )
 
 
+def _delivery_front(
+    conn: sa.Connection, delay: timedelta, since: datetime
+) -> datetime | None:
+    """When the newest message the workers took lately was queued.
+
+    The latest ``queued_at`` of the nodes RUNNING that started within
+    ``delay`` before ``since``; None when none did (the workers are idle, or
+    busy with long tasks). Read from the index of active nodes.
+    """
+    front: datetime | None = conn.execute(
+        sa.select(sa.func.max(nodes.c.queued_at)).where(
+            nodes.c.state == _N.RUNNING, nodes.c.started_at >= since - delay
+        )
+    ).scalar()
+    return aware(front)
+
+
 def requeue_stale(
     conn: sa.Connection,
     delay: timedelta,
@@ -95,6 +113,11 @@ def requeue_stale(
     UPDATE SKIP LOCKED``: passes running at once take different nodes, and
     a node one pass took is no longer overdue for the others. Workflows in
     ``skip`` (whose rows cannot be read) are left out.
+
+    A node only waiting in a backlog is not overdue, however old: while the
+    workers take messages (:func:`_delivery_front`), a node is overdue only
+    once they took one queued ``delay`` after it. A queue delivers in order,
+    so they went past its message: it was lost.
     """
     query = (
         sa.select(*DISPATCH_COLUMNS, nodes.c.attempt_base.label("base"))
@@ -103,6 +126,9 @@ def requeue_stale(
         .limit(limit)
         .with_for_update(of=nodes, skip_locked=True)
     )
+    front = _delivery_front(conn, delay, since) if delay else None
+    if front is not None:
+        query = query.where(nodes.c.queued_at < front - delay)
     rows = conn.execute(_skipping(query, skip)).all()
     return _publish_again(conn, rows, _N.QUEUED, at)
 

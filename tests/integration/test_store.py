@@ -803,6 +803,50 @@ def test_a_node_published_again_waits_twice_as_long_each_time(store):
     assert node_row(store, again.node_id).republished == 0
 
 
+def test_a_node_waiting_in_a_backlog_is_not_sent_again_while_workers_take_older_ones(
+    store,
+):
+    """Overdue by age, but the workers have not yet reached its message.
+
+    It is sent again once they take a message queued ``delay`` after it
+    (they went past it: it was lost), or when they take none at all.
+    """
+    waiting_flow, waiting_new = chain_flow()
+    busy_flow, busy_new = chain_flow()
+    store.insert_workflow(waiting_new)
+    store.insert_workflow(busy_new)
+    assert claim(store, busy_flow.id, busy_flow["a"]) is Claim.RUN
+    delay = 1.0
+    queued = datetime.now(UTC) - timedelta(seconds=30)
+
+    def set_node(flow: Flow, **values: Any) -> None:
+        with store.db.begin() as conn:
+            conn.execute(
+                sa.update(nodes)
+                .where(nodes.c.workflow_id == flow.id, nodes.c.id == flow["a"])
+                .values(**values)
+            )
+
+    def republished() -> list[str]:
+        return [d.node_id for d in store.requeue_stale(older_than=delay)]
+
+    set_node(waiting_flow, queued_at=queued)
+    # the running node was queued just after it: the backlog is moving
+    set_node(busy_flow, queued_at=queued + timedelta(seconds=0.5))
+    assert republished() == []
+    # the workers took a message queued well after it: its own was lost
+    set_node(busy_flow, queued_at=queued + timedelta(seconds=2))
+    assert republished() == [waiting_flow["a"]]
+    # and when the workers took nothing lately, age alone decides
+    set_node(waiting_flow, queued_at=queued, republished=0)
+    set_node(
+        busy_flow,
+        queued_at=queued,
+        started_at=datetime.now(UTC) - timedelta(seconds=10),
+    )
+    assert republished() == [waiting_flow["a"]]
+
+
 def test_list_workflows_filters_by_creation_time(store):
     made = []
     for age in (3, 2, 1):  # days old
