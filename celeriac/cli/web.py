@@ -35,7 +35,15 @@ DEFAULT_PORT = 8321
     type=click.FloatRange(min=0.05),
     default=1.0,
     show_default=True,
-    help="Seconds between two looks at the database for the live pages.",
+    help="Seconds between two looks at the database for the live pages "
+    "(on PostgreSQL: only while its notifications cannot be listened to).",
+)
+@click.option(
+    "--safety-poll-interval",
+    type=click.FloatRange(min=0.05),
+    default=10.0,
+    show_default=True,
+    help="On PostgreSQL, seconds between two looks in case a notification was missed.",
 )
 @click.pass_obj
 def web(
@@ -45,6 +53,7 @@ def web(
     prefix: str,
     read_only: bool,
     poll_interval: float,
+    safety_poll_interval: float,
 ) -> None:
     """Serve the web console and the HTTP API (/api/v1).
 
@@ -70,6 +79,7 @@ def web(
         can_publish=bool(config.app),
         credentials=credentials,
         poll_interval=poll_interval,
+        safety_poll_interval=safety_poll_interval,
     )
     shown = f"[{host}]" if ":" in host else host
     path = "/" + prefix.strip("/") if prefix.strip("/") else ""

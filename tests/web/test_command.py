@@ -62,6 +62,8 @@ def test_serves_the_console_and_its_live_stream(engine, tasks, tmp_path):
                 "web",
                 "--port",
                 str(port),
+                "--safety-poll-interval",
+                "5",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
