@@ -215,18 +215,40 @@ def stalled_chord_errbacks(canvas: Any) -> set[int]:
     """The labels of the errbacks of chords whose header ends in a chord.
 
     Read from the Celery canvas, where ``|`` has made ``group | task`` a
-    chord already. When the header of such a nested chord fails, Celery
-    never tells the outer chord, and calls none of these (D16).
+    chord already. A chord's errbacks are its own, its body's, and those of
+    the chains around it (a chain gives its errbacks to each of its tasks).
+    When the header of such a nested chord fails, Celery never tells the
+    outer chord, and calls none of these (D16).
     """
     found: set[int] = set()
-    for sig in _signatures(canvas):
-        if isinstance(sig, chord) and any(map(_ends_in_chord, _parts(sig)[:-1])):
-            found |= {
-                errback["kwargs"]["label"]
-                for inner in (sig, *_signatures(sig.body))
-                for errback in inner.options.get("link_error") or ()
-            }
+    _find_stalled(canvas, set(), found)
     return found
+
+
+def _errback_labels(sig: Any) -> set[int]:
+    """The labels of the errbacks ``sig`` carries itself."""
+    return {
+        errback["kwargs"]["label"] for errback in sig.options.get("link_error") or ()
+    }
+
+
+def _find_stalled(sig: Any, inherited: set[int], found: set[int]) -> None:
+    """``stalled_chord_errbacks`` under ``sig``, given its chains' errbacks."""
+    if isinstance(sig, chord):
+        if any(map(_ends_in_chord, _parts(sig)[:-1])):
+            found |= inherited | {
+                label
+                for inner in (sig, *_signatures(sig.body))
+                for label in _errback_labels(inner)
+            }
+        for member in _parts(sig)[:-1]:
+            _find_stalled(member, set(), found)
+        _find_stalled(_parts(sig)[-1], inherited, found)
+        return
+    if isinstance(sig, _chain):
+        inherited = inherited | _errback_labels(sig)
+    for part in _parts(sig):
+        _find_stalled(part, inherited, found)
 
 
 def _parts(sig: Any) -> list[Any]:

@@ -441,6 +441,13 @@ def seen(request: pytest.FixtureRequest) -> Iterator[Seen]:
         Extras(link_error=True),
     )
 )
+# D16: the same, the errback the outer chord gets from its chain
+@example(
+    spec=Chain(
+        (Task(), Chord((Chord((Task(kind="fail"),), Task()),), Task())),
+        Extras(link_error=True),
+    )
+)
 # D17: a chord with an empty group body, then a chord with an empty header
 @example(
     spec=Chain(
