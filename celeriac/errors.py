@@ -8,6 +8,7 @@
     ├── CorruptRecord
     ├── InvalidTransition
     ├── UnknownTask
+    ├── ReplacementTooLarge
     ├── InvalidCanvas (also ValueError)
     ├── SubmitKeyReused (also ValueError)
     ├── WorkflowFailed
@@ -83,6 +84,17 @@ class UnknownTask(CeleriacError):
     def __init__(self, task_name: str) -> None:
         self.task_name = task_name
         super().__init__(f"the Celery app has no task named {task_name!r}")
+
+
+class ReplacementTooLarge(CeleriacError):
+    """A task replaced itself with more nodes than ``max_replacement_nodes``."""
+
+    def __init__(self, max_nodes: int) -> None:
+        self.max_nodes = max_nodes
+        super().__init__(
+            f"the replacement adds more than max_replacement_nodes ({max_nodes:,}) "
+            "nodes to the workflow"
+        )
 
 
 class InvalidCanvas(CeleriacError, ValueError):

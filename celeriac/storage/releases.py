@@ -24,10 +24,14 @@ from celeriac.states import (
 )
 from celeriac.storage import integrity
 from celeriac.storage.dispatches import DISPATCH_COLUMNS, load_dispatches
+from celeriac.storage.event_log import add_event
 from celeriac.storage.moves import mark_queued, set_node_state
 from celeriac.storage.schema import edges, nodes
 
 _N = NodeState
+#: The states of a node that waits for its parents: a REPLACED one waits for
+#: its replacement.
+_WAITING = (_N.PENDING, _N.REPLACED)
 
 
 #: What release() needs of a node whose parents all finished.
@@ -80,7 +84,7 @@ def decrement_children(
         _DECREMENT_CHILDREN[conn.dialect.name],
         {"b_wf": workflow_id, "b_parent": parent_id},
     ).all()
-    return [row for row in rows if row.waiting == 0 and row.state == _N.PENDING]
+    return [row for row in rows if row.waiting == 0 and row.state in _WAITING]
 
 
 class Ready(NamedTuple):
@@ -91,6 +95,7 @@ class Ready(NamedTuple):
     signature: dict[str, Any] | None
     current_attempt: int
     position: int
+    state: str = _N.PENDING
 
 
 def release(
@@ -103,10 +108,11 @@ def release(
 ) -> tuple[list[Dispatch], bool]:
     """Act on nodes whose parents all finished (``READY_COLUMNS`` or ``Ready``).
 
-    Joins and END complete here, in the database; task nodes are marked
-    QUEUED for dispatch while a task may start (``states.may_start``), put
-    aside otherwise, but left PENDING while the workflow pauses. ``inputs``
-    is what the finished parent hands its children: ``(result,)``, or ``()``
+    Joins and END complete here, in the database, and so does a REPLACED
+    task, with its replacement's result; task nodes are marked QUEUED for
+    dispatch while a task may start (``states.may_start``), put aside
+    otherwise, but left PENDING while the workflow pauses. ``inputs`` is
+    what the finished parent hands its children: ``(result,)``, or ``()``
     for the roots of a workflow.
     """
     if not ready:
@@ -116,13 +122,16 @@ def release(
     finished = False
     tasks = []
     for row in rows:
-        if row.kind == NodeKind.TASK:
+        replaced = row.state == _N.REPLACED
+        if row.kind == NodeKind.TASK and not replaced:
             tasks.append(row)
             continue
-        joined = None
+        joined = inputs[0] if replaced else None
         if row.kind == NodeKind.JOIN:
             empty = (row.signature or {}).get(EMPTY_GROUP_KEY)
             joined = [] if empty else join_value(conn, workflow_id, row.id)
+        if replaced:
+            add_event(conn, workflow_id, row.id, _N.REPLACED, _N.SUCCEEDED, at)
         conn.execute(
             sa.update(nodes)
             .where(nodes.c.workflow_id == workflow_id, nodes.c.id == row.id)
