@@ -23,25 +23,14 @@ from celeriac.states import NodeKind
 class GraphBuilder:
     """Accumulates nodes and edges while a canvas is walked."""
 
-    def __init__(
-        self,
-        app: Celery,
-        fresh_for: str | None = None,
-        max_nodes: int | None = None,
-    ) -> None:
-        """Start an empty graph.
-
-        ``fresh_for``: a frozen id that gets a fresh node id instead (the
-        replaced node's, which Celery freezes its replacement with);
-        ``max_nodes``: more nodes raise ``ReplacementTooLarge``.
-        """
+    def __init__(self, app: Celery, max_nodes: int | None = None) -> None:
+        """An empty graph; more than ``max_nodes`` raise ``ReplacementTooLarge``."""
         self.app = app
         self.nodes: list[NewNode] = []
         self.edges: list[NewEdge] = []
         #: the ids tasks were frozen with (``sig.freeze()``), now node ids
         self.frozen_ids: list[str] = []
         self._frozen: set[str] = set()
-        self._fresh_for = fresh_for
         self._max_nodes = max_nodes
         self._waiting: dict[str, int] = {}
         self._has_children: set[str] = set()
@@ -91,7 +80,7 @@ class GraphBuilder:
     def frozen_id(self, sig: Signature) -> str | None:
         """The id ``sig`` was frozen with, if any: its node's id, as natively."""
         task_id = sig.options.get("task_id")
-        if task_id is None or task_id == self._fresh_for:
+        if task_id is None:
             return None
         if not isinstance(task_id, str) or not 0 < len(task_id) <= MAX_ID_LENGTH:
             raise InvalidCanvas(

@@ -142,7 +142,7 @@ def _unbind(hooks: WorkerHooks) -> None:
 #: What gating changes on a task class: restored when no engine needs it.
 _GATED_ATTRIBUTES = (
     "before_start",
-    "on_replace",
+    "replace",
     "update_state",
     "_celeriac_progress",
 )
@@ -183,14 +183,16 @@ def _gated_before_start(original: Callable[..., Any]) -> Callable[..., None]:
     return before_start
 
 
-def _gated_on_replace(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``on_replace`` storing a node's replacement in its workflow.
+def _gated_replace(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``replace`` storing a node's replacement in its workflow.
 
-    Celery's own sends the replacement; for a node, the engine stores it
-    instead, and the replaced task ends with ``Ignore`` as Celery's does.
+    Celery's own wires the replacement to the request (freezing it, which
+    needs a result backend for a chord) and sends it; for a node, whose
+    wiring is edges, the engine stores the canvas instead, and the replaced
+    task ends with ``Ignore`` as Celery's does.
     """
 
-    def on_replace(self: Any, sig: Any) -> Any:
+    def replace(self: Any, sig: Any) -> Any:
         hooks = hooks_of(self.app)
         node = hooks._ran(self) if hooks is not None else None
         if hooks is None or node is None:
@@ -198,7 +200,7 @@ def _gated_on_replace(original: Callable[..., Any]) -> Callable[..., Any]:
         hooks.engine.node_replaced(node, sig)
         raise Ignore("Replaced by new task")
 
-    return on_replace
+    return replace
 
 
 class WorkerHooks:
@@ -246,7 +248,7 @@ class WorkerHooks:
         ``before_start`` runs inside Celery's traced call, where raising
         ``Ignore`` skips the body cleanly; Celery reads it from the class.
         The gate asks the engine bound to the task's app, if any; so does
-        ``on_replace``, which stores a node's replacement instead of sending it.
+        ``replace``, which stores a node's replacement instead of sending it.
         """
         cls = type(task)
         with _binding:
@@ -254,7 +256,7 @@ class WorkerHooks:
             if gate is None:
                 gate = _gates[cls] = _Gate(cls)
                 cls.before_start = _gated_before_start(cls.before_start)
-                cls.on_replace = _gated_on_replace(cls.on_replace)
+                cls.replace = _gated_replace(cls.replace)
                 capture_update_state(cls)
             gate.apps.add(id(self.app))
 

@@ -84,7 +84,7 @@ class Outcomes(Control):
         """
         label, errbacks = self._store.replaced_node(node.workflow_id, node.node_id)
         new = compile_replacement(
-            self.app, canvas, node.node_id, label, errbacks, self.max_replacement_nodes
+            self.app, canvas, label, errbacks, self.max_replacement_nodes
         )
         outcome = self._store.record_replacement(
             node.workflow_id, node.node_id, node.number, new
