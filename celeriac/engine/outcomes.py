@@ -16,7 +16,7 @@ from celeriac.engine.errbacks import ErrbackArguments, rebuilt_exception
 from celeriac.engine.exceptions import failure_of
 from celeriac.engine.hooks import TRACEBACK_LIMIT, NodeRequest
 from celeriac.engine.replacement import compile_replacement
-from celeriac.errors import StorageError
+from celeriac.errors import InvalidCanvas, StorageError
 from celeriac.records import Delivery, Outcome
 from celeriac.states import NodeKind
 from celeriac.storage.database import first_line
@@ -80,8 +80,11 @@ class Outcomes(Control):
 
         False, and nothing stored, when this attempt of the node no longer
         runs. Raises what compiling ``canvas`` raises (``UnknownTask``,
-        ``ReplacementTooLarge``, ...): the replacing task fails with it.
+        ``ReplacementTooLarge``, ...), and ``InvalidCanvas`` for an errback:
+        the replacing task fails with it.
         """
+        if node.kind != NodeKind.TASK:
+            raise InvalidCanvas("an errback cannot replace itself (Task.replace)")
         label, errbacks = self._store.replaced_node(node.workflow_id, node.node_id)
         new = compile_replacement(
             self.app, canvas, label, errbacks, self.max_replacement_nodes

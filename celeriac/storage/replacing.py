@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from celeriac.records import NewEdge, NewReplacement, Outcome
+from celeriac.records import Dispatch, NewEdge, NewReplacement, Outcome
 from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
 from celeriac.storage import (
     attempt_ends,
@@ -23,6 +23,7 @@ from celeriac.storage import (
     workflow_steps,
 )
 from celeriac.storage.database import retry_transient
+from celeriac.storage.dispatches import DISPATCH_COLUMNS, load_dispatches
 from celeriac.storage.graph_rows import insert_graph
 from celeriac.storage.rows import now
 from celeriac.storage.schema import edges, nodes
@@ -64,12 +65,19 @@ class ReplaceStore(StoreBase):
 
         Refused (not ``recorded``) unless that attempt still runs: a node, or
         one attempt of it, is replaced once. The replacement's first nodes
-        are released as a submit's are.
+        are released as a submit's are; a replay of a transaction that
+        committed unseen offers those not started yet again.
         """
         at = now()
         with self._write() as conn:
             state = workflow_steps.workflow_state(conn, workflow_id, lock="share")
             node = claims.lock_node(conn, workflow_id, node_id)
+            if (
+                node is not None
+                and node.state == _N.REPLACED
+                and node.current_attempt == number
+            ):
+                return Outcome(True, _queued(conn, workflow_id, node_id), state)
             if (
                 node is None
                 or node.kind != NodeKind.TASK
@@ -113,6 +121,21 @@ class ReplaceStore(StoreBase):
             )
         pausing = state == WorkflowState.REQUESTING_PAUSE
         return Outcome(True, dispatch, state, finished, settle=pausing)
+
+
+def _queued(conn: sa.Connection, workflow_id: str, node_id: str) -> list[Dispatch]:
+    """The dispatches of the nodes replacing ``node_id`` queued, never started."""
+    rows = conn.execute(
+        sa.select(*DISPATCH_COLUMNS, nodes.c.attempt_base.label("base"))
+        .where(
+            nodes.c.workflow_id == workflow_id,
+            nodes.c.state == _N.QUEUED,
+            nodes.c.replaces == node_id,
+            nodes.c.current_attempt == nodes.c.attempt_base,
+        )
+        .order_by(nodes.c.position)
+    ).all()
+    return load_dispatches(conn, rows) if rows else []
 
 
 def _end_node(conn: sa.Connection, workflow_id: str, more: int) -> str:

@@ -29,6 +29,7 @@ from tests.integration.test_canvas_differential import (
     run_celeriac,
     run_native,
 )
+from tests.integration.test_replays import lose_next_reply
 from tests.tasks import make_app
 from tests.waiting import wait_for
 
@@ -288,3 +289,45 @@ def test_a_node_attempt_is_replaced_once(engine, tasks, worker):
     stored = engine._store.list_nodes(workflow.id, bookkeeping=True)
     ends = [n for n in stored if n.kind == NodeKind.END]
     assert [n.state for n in ends] == ["SUCCEEDED"]
+
+
+def test_an_errback_replacing_itself_fails_cleanly(engine, tasks, worker):
+    t = tasks
+    errback = t.replace_with.s(t.add.si(1, 2))
+    workflow = engine.submit(t.boom.s(1).on_error(errback))
+    with pytest.raises(WorkflowFailed) as caught:
+        workflow.get(timeout=TIMEOUT)
+    assert caught.value.exc_type == "ValueError"
+    wait_for(
+        lambda: workflow.nodes()[1].state == "FAILED", TIMEOUT, what="errback FAILED"
+    )
+    failed, replacing = workflow.nodes()
+    assert (failed.task, replacing.exc_type) == ("t.boom", "InvalidCanvas")
+    assert "an errback cannot replace itself" in (replacing.error or "")
+
+
+@pytest.mark.postgres
+def test_a_replacement_whose_commit_reply_was_lost_is_stored_and_sent_once(
+    postgres_url: str,
+) -> None:
+    engine = Engine(make_app(), postgres_url)
+    engine.migrate()
+    t = engine.app.test_tasks
+    lost = lose_next_reply(engine, "record_replacement")
+    try:
+        with engine.embedded_worker():
+            workflow = engine.submit(
+                chain(t.replace_with.s(group(t.add.s(1, 2), t.add.s(3, 4))), t.tsum.s())
+            )
+            assert workflow.get(timeout=TIMEOUT) == 10
+        assert lost == ["record_replacement"]
+        tasks = [n.task for n in workflow.nodes()]
+        assert sorted(tasks) == ["t.add", "t.add", "t.replace_with", "t.tsum"]
+        assert sorted(name for name, _ in t.ran) == [
+            "t.add",
+            "t.add",
+            "t.replace_with",
+            "t.tsum",
+        ]
+    finally:
+        engine.close()
