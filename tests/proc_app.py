@@ -26,7 +26,7 @@ from typing import Any
 
 import redis
 import sqlalchemy as sa
-from celery import Celery
+from celery import Celery, chord
 
 from celeriac import Engine
 from tests import faults
@@ -137,6 +137,13 @@ def tsum(values: list[int], *extra: int) -> int:
     """Return the sum of ``values`` and of ``extra``."""
     _ran("p.tsum")
     return sum(values) + sum(extra)
+
+
+@app.task(name="p.fan_out", bind=True, shared=False)
+def fan_out(self: Any, count: int) -> Any:
+    """Replace itself with a chord: ``p.add(i, i)`` for each ``i``, then ``p.tsum``."""
+    _ran("p.fan_out")
+    return self.replace(chord((add.si(i, i) for i in range(count)), tsum.s()))
 
 
 @app.task(name="p.echo", shared=False)
