@@ -18,6 +18,7 @@ from celeriac.storage import (
     attempt_ends,
     claims,
     event_log,
+    moves,
     releases,
     task_ids,
     workflow_steps,
@@ -64,8 +65,9 @@ class ReplaceStore(StoreBase):
         """Replace running attempt ``number`` of a task node by ``new``.
 
         Refused (not ``recorded``) unless that attempt still runs: a node, or
-        one attempt of it, is replaced once. The replacement's first nodes
-        are released as a submit's are; a replay of a transaction that
+        one attempt of it, is replaced once. In a cancelled workflow the node
+        is CANCELLED instead, and nothing is stored. The replacement's first
+        nodes are released as a submit's are; a replay of a transaction that
         committed unseen offers those not started yet again.
         """
         at = now()
@@ -84,6 +86,15 @@ class ReplaceStore(StoreBase):
                 or node.state != _N.RUNNING
                 or node.current_attempt != number
             ):
+                return Outcome(False, [], state)
+            attempt_ends.finish_attempt(
+                conn, workflow_id, node_id, number, AttemptState.REPLACED, at
+            )
+            if state == WorkflowState.CANCELLED:  # its body outran the cancel
+                back = (_N.RUNNING,)
+                moves.set_node_state(
+                    conn, workflow_id, [node_id], back, _N.CANCELLED, at
+                )
                 return Outcome(False, [], state)
             task_ids.refuse_taken(conn, new.frozen_ids)
             offset = conn.execute(
@@ -111,9 +122,6 @@ class ReplaceStore(StoreBase):
                 sa.update(nodes)
                 .where(nodes.c.workflow_id == workflow_id, nodes.c.id == node_id)
                 .values(state=_N.REPLACED, waiting=1)
-            )
-            attempt_ends.finish_attempt(
-                conn, workflow_id, node_id, number, AttemptState.REPLACED, at
             )
             event_log.add_event(conn, workflow_id, node_id, _N.RUNNING, _N.REPLACED, at)
             dispatch, finished = releases.release(

@@ -194,7 +194,15 @@ def gate(app: Celery) -> Iterator[SimpleNamespace]:
         assert opened.wait(TIMEOUT)
         return value
 
-    yield SimpleNamespace(wait=wait, opened=opened, started=started)
+    @app.task(name="r.replace_later", bind=True, shared=False)
+    def replace_later(self: Any, canvas: dict[str, Any]) -> Any:
+        started.set()
+        assert opened.wait(TIMEOUT)
+        return self.replace(signature(canvas, app=self.app))
+
+    yield SimpleNamespace(
+        wait=wait, replace_later=replace_later, opened=opened, started=started
+    )
     opened.set()
 
 
@@ -235,6 +243,23 @@ def test_a_cancel_reaches_the_replacement_and_the_replaced_node(
         ("t.add", "CANCELLED"),
         ("t.add", "CANCELLED"),
     ]
+    assert not [name for name, _ in tasks.ran if name == "t.add"]
+
+
+def test_a_task_replacing_itself_after_a_cancel_adds_nothing(
+    engine, tasks, gate, worker
+):
+    t = tasks
+    workflow = engine.submit(chain(gate.replace_later.s(t.add.s(1, 2)), t.add.s(1)))
+    assert gate.started.wait(TIMEOUT)
+    workflow.cancel()
+    gate.opened.set()
+    wait_for(
+        lambda: workflow.nodes()[0].state == "CANCELLED", TIMEOUT, what="CANCELLED"
+    )
+    replacing, after = workflow.nodes()
+    assert after.state == "CANCELLED"
+    assert [a.state for a in replacing.attempts] == ["REPLACED"]
     assert not [name for name, _ in tasks.ran if name == "t.add"]
 
 
