@@ -140,10 +140,11 @@ def tsum(values: list[int], *extra: int) -> int:
 
 
 @app.task(name="p.fan_out", bind=True, shared=False)
-def fan_out(self: Any, count: int) -> Any:
-    """Replace itself with a chord: ``p.add(i, i)`` for each ``i``, then ``p.tsum``."""
+def fan_out(self: Any, count: int, seconds: float = 0.0) -> Any:
+    """Replace itself with a chord of ``p.slow_add(i, i, seconds)``, then ``p.tsum``."""
     _ran("p.fan_out")
-    return self.replace(chord((add.si(i, i) for i in range(count)), tsum.s()))
+    header = (slow_add.si(i, i, seconds) for i in range(count))
+    return self.replace(chord(header, tsum.s()))
 
 
 @app.task(name="p.echo", shared=False)
