@@ -237,13 +237,14 @@ def replay_release(
     """What a node's committed outcome released, for a replayed transaction.
 
     Follows the node's edges (``on_error``: its errbacks) through the joins
-    it completed, to the nodes queued but not started and to a finished
-    END. Publishing one of them a second time is harmless: the second
-    delivery is dropped when it is claimed.
+    and the replaced nodes it completed, to the nodes queued but not started
+    and to a finished END. Publishing one of them a second time is harmless:
+    the second delivery is dropped when it is claimed.
     """
     queued: list[Any] = []
     finished = False
     frontier = [node_id]
+    parent = nodes.alias("parent")
     while frontier:
         children = conn.execute(
             sa.select(
@@ -251,8 +252,17 @@ def replay_release(
                 nodes.c.state,
                 nodes.c.current_attempt,
                 nodes.c.attempt_base.label("base"),
+                (parent.c.replaces == nodes.c.id).label("replaced"),
             )
-            .select_from(children_of())
+            .select_from(
+                children_of().join(
+                    parent,
+                    sa.and_(
+                        parent.c.workflow_id == edges.c.workflow_id,
+                        parent.c.id == edges.c.parent_id,
+                    ),
+                )
+            )
             .where(
                 edges.c.workflow_id == workflow_id,
                 edges.c.parent_id.in_(frontier),
@@ -262,7 +272,8 @@ def replay_release(
         ).all()
         frontier = []
         for child in children:
-            if child.kind == NodeKind.JOIN and child.state == _N.SUCCEEDED:
+            completed = child.kind == NodeKind.JOIN or child.replaced
+            if completed and child.state == _N.SUCCEEDED:
                 frontier.append(child.id)
             elif child.kind == NodeKind.END and child.state == _N.SUCCEEDED:
                 finished = True

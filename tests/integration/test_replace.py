@@ -355,3 +355,21 @@ def test_a_replacement_whose_commit_reply_was_lost_is_stored_and_sent_once(
         ]
     finally:
         engine.close()
+
+
+@pytest.mark.postgres
+def test_a_replacement_result_whose_commit_reply_was_lost_releases_what_follows(
+    postgres_url: str,
+) -> None:
+    """The replay of the result's commit publishes what the replaced node freed."""
+    engine = Engine(make_app(), postgres_url)  # recovery_delay: 60 s
+    engine.migrate()
+    t = engine.app.test_tasks
+    lost = lose_next_reply(engine, "record_success")
+    try:
+        with engine.embedded_worker():
+            workflow = engine.submit(chain(t.replace_with.s(t.add.s(1, 2)), t.add.s(1)))
+            assert workflow.get(timeout=TIMEOUT) == 4
+        assert lost == ["record_success"]
+    finally:
+        engine.close()
