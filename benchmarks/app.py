@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from celery import Celery
+from celery import Celery, chord
 
 from celeriac import Engine
 
@@ -46,6 +46,7 @@ class Bench:
     noop: Any
     count: Any
     stamp: Any
+    fan_out: Any
 
     def close(self) -> None:
         """Release connections (the app's broker pool, the engine's database)."""
@@ -108,10 +109,15 @@ def build(
         record.rpush(stamps, json.dumps(["end", tag, time.time(), pid]))
         return tag
 
+    @app.task(name="bench.fan_out", bind=True, shared=False)
+    def fan_out(self: Any, n: int) -> Any:
+        """Replace itself (``Task.replace``) with a chord of ``n`` no-op tasks."""
+        return self.replace(chord([noop.s() for _ in range(n)], count.s()))
+
     engine = None
     if mode == "celeriac":
         engine = Engine(app, database_url, **(engine_options or {}))
-    return Bench(mode, queue, app, engine, noop, count, stamp)
+    return Bench(mode, queue, app, engine, noop, count, stamp, fan_out)
 
 
 def stamps(bench: Bench, broker_url: str) -> list[tuple[str, str, float, int]]:

@@ -25,6 +25,7 @@ RATIO_TARGETS = {
     ("group", "celery-redis"): 1.5,
     ("chord", "celery-redis"): 1.6,
     ("chord", "celery-sql"): 0.7,
+    ("replace", "celery-redis"): 1.6,
 }
 SUBMIT_SECONDS = 10.0
 SUBMIT_MB = 500.0
@@ -185,6 +186,7 @@ def titles(sizes: dict[str, int]) -> dict[str, str]:
         "chain_long": f"chain of {sizes['chain_long']:,} no-op tasks",
         "group": f"group of {sizes['group']:,}, until all results are in",
         "chord": f"chord of {sizes['chord']:,} + body",
+        "replace": f"a task replacing itself with a chord of {sizes['replace']:,}",
         "submit": f"submit a {sizes['submit']:,}-node canvas (group of chains)",
         "pause": "pause latency: pause() with 4 running 200 ms tasks",
         "recovery": "recovery: a worker SIGKILLed mid-workflow",

@@ -41,6 +41,7 @@ from benchmarks.workloads import (  # noqa: E402
     group_of,
     pause_latency,
     recovery,
+    replace_of,
     submit_big,
 )
 
@@ -50,6 +51,7 @@ WORKLOADS = (
     "chain_long",
     "group",
     "chord",
+    "replace",
     "submit",
     "pause",
     "recovery",
@@ -59,7 +61,7 @@ WORKLOADS = (
     "purge",
     "flat",
 )
-COMPARED = ("chain_short", "chain_long", "group", "chord")
+COMPARED = ("chain_short", "chain_long", "group", "chord", "replace")
 
 
 def log(message: str) -> None:
@@ -140,6 +142,7 @@ def comparisons(
         "chain_long": (chain_of, sizes.chain_long, sizes.chain_long),
         "group": (group_of, sizes.group, sizes.group),
         "chord": (chord_of, sizes.chord, sizes.chord + 1),
+        "replace": (replace_of, sizes.replace, sizes.replace + 2),
     }
     try:
         for key in keys:

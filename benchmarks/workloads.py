@@ -72,11 +72,15 @@ class Sizes:
     flat: int = 100_000
     #: ... against one this large, on the same worker
     flat_small: int = 5_000
+    #: the chord a task replaces itself with (``Task.replace``)
+    replace: int = 10_000
 
     @classmethod
     def quick(cls) -> Sizes:
         """N = 20 for every size (a few thousand for the scale rows): a smoke test."""
-        return cls(20, 20, 20, 20, 20, 20, 4, 5, 2_000, 2_000, 20_000, 10_000, 200, 50)
+        return cls(
+            20, 20, 20, 20, 20, 20, 4, 5, 2_000, 2_000, 20_000, 10_000, 200, 50, 20
+        )
 
 
 # -- canvases -------------------------------------------------------------------
@@ -95,6 +99,11 @@ def group_of(bench: Bench, n: int) -> Canvas:
 def chord_of(bench: Bench, n: int) -> Canvas:
     """``n`` no-op tasks, then a body that counts their results."""
     return chord([bench.noop.s() for _ in range(n)], bench.count.s()), n
+
+
+def replace_of(bench: Bench, n: int) -> Canvas:
+    """A task that replaces itself with a chord of ``n`` no-op tasks and a body."""
+    return bench.fan_out.si(n), n
 
 
 # -- one run ----------------------------------------------------------------------

@@ -8,6 +8,7 @@
     ├── CorruptRecord
     ├── InvalidTransition
     ├── UnknownTask
+    ├── ReplacementTooLarge
     ├── InvalidCanvas (also ValueError)
     ├── SubmitKeyReused (also ValueError)
     ├── WorkflowFailed
@@ -83,6 +84,25 @@ class UnknownTask(CeleriacError):
     def __init__(self, task_name: str) -> None:
         self.task_name = task_name
         super().__init__(f"the Celery app has no task named {task_name!r}")
+
+    def __reduce__(self) -> tuple[type[UnknownTask], tuple[str]]:
+        # raised in a task body (a replacement), it is pickled: by its name
+        return type(self), (self.task_name,)
+
+
+class ReplacementTooLarge(CeleriacError):
+    """A task replaced itself with more nodes than ``max_replacement_nodes``."""
+
+    def __init__(self, max_nodes: int) -> None:
+        self.max_nodes = max_nodes
+        super().__init__(
+            f"the replacement adds more than max_replacement_nodes ({max_nodes:,}) "
+            "nodes to the workflow"
+        )
+
+    def __reduce__(self) -> tuple[type[ReplacementTooLarge], tuple[int]]:
+        # raised in a task body, it is pickled: by its limit, not its message
+        return type(self), (self.max_nodes,)
 
 
 class InvalidCanvas(CeleriacError, ValueError):

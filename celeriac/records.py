@@ -72,6 +72,8 @@ class Node:
     parents: list[str] = field(default_factory=list)
     #: the body's last progress report, if it made one
     progress: NodeProgress | None = None
+    #: the node whose task replaced itself with this one (``Task.replace``)
+    replaces: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -267,6 +269,19 @@ class NewWorkflow:
     #: what the workflow does after a failure (``states.OnFailure``)
     on_failure: str = "continue"
     #: node ids the canvas chose (frozen task ids): no stored node may have one
+    frozen_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NewReplacement:
+    """A replacing canvas compiled, to link in where its replaced node stood."""
+
+    nodes: list[NewNode]
+    edges: list[NewEdge]
+    #: the node holding the replacement's result: the replaced node's value
+    result_node_id: str
+    #: its nodes that nothing waits for besides the result node: END waits
+    leaves: list[str]
     frozen_ids: tuple[str, ...] = ()
 
 

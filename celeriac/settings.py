@@ -50,6 +50,8 @@ Seconds = Annotated[float, AtLeast(0)]
 Interval = Annotated[float, AtLeast(0, strict=True)]
 #: A size in bytes: an integer, one or more.
 ByteCount = Annotated[int, AtLeast(1)]
+#: How many of something: an integer, one or more.
+Count = Annotated[int, AtLeast(1)]
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -48,6 +48,9 @@ class NodeState(StrEnum):
     CANCELLED = "CANCELLED"
     #: will never run (an errback that was not needed)
     SKIPPED = "SKIPPED"
+    #: its body replaced itself (``Task.replace``): it waits for its
+    #: replacement's result, and completes with it
+    REPLACED = "REPLACED"
 
 
 class NodeKind(StrEnum):
@@ -98,6 +101,8 @@ class AttemptState(StrEnum):
     REVOKED = "REVOKED"
     #: its worker died (no heartbeat) before it finished
     LOST = "LOST"
+    #: its body replaced itself (``Task.replace``)
+    REPLACED = "REPLACED"
 
 
 #: The states a workflow ends in, in declaration order (what a purge takes).
@@ -269,6 +274,24 @@ NODE_TRANSITIONS: list[NodeTransition] = [
         "completes the workflow)",
     ),
     NodeTransition(
+        "replace",
+        (_N.RUNNING,),
+        _N.REPLACED,
+        (_K.TASK,),
+        _ALL,
+        "its body replaced itself (Task.replace): the replacement's nodes are "
+        "added in the same transaction, and it waits for their result",
+    ),
+    NodeTransition(
+        "replaced",
+        (_N.REPLACED,),
+        _N.SUCCEEDED,
+        (_K.TASK,),
+        (*_OPEN, _W.FAILED),
+        "its replacement succeeded: it completes in the database with the "
+        "replacement's result",
+    ),
+    NodeTransition(
         "retry",
         (_N.RUNNING,),
         _N.RETRYING,
@@ -320,7 +343,7 @@ NODE_TRANSITIONS: list[NodeTransition] = [
     ),
     NodeTransition(
         "cancel",
-        (_N.PENDING, _N.QUEUED, _N.RETRYING, _N.RUNNING),
+        (_N.PENDING, _N.QUEUED, _N.RETRYING, _N.RUNNING, _N.REPLACED),
         _N.CANCELLED,
         tuple(NodeKind),
         (_W.CANCELLED,),

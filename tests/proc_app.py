@@ -26,7 +26,7 @@ from typing import Any
 
 import redis
 import sqlalchemy as sa
-from celery import Celery
+from celery import Celery, chord
 
 from celeriac import Engine
 from tests import faults
@@ -137,6 +137,14 @@ def tsum(values: list[int], *extra: int) -> int:
     """Return the sum of ``values`` and of ``extra``."""
     _ran("p.tsum")
     return sum(values) + sum(extra)
+
+
+@app.task(name="p.fan_out", bind=True, shared=False)
+def fan_out(self: Any, count: int, seconds: float = 0.0) -> Any:
+    """Replace itself with a chord of ``p.slow_add(i, i, seconds)``, then ``p.tsum``."""
+    _ran("p.fan_out")
+    header = (slow_add.si(i, i, seconds) for i in range(count))
+    return self.replace(chord(header, tsum.s()))
 
 
 @app.task(name="p.echo", shared=False)

@@ -14,7 +14,7 @@ import uuid
 from types import SimpleNamespace
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signature
 
 
 def descend(depth: int) -> Any:
@@ -185,6 +185,18 @@ def register_tasks(app: Celery) -> SimpleNamespace:
             "delayed": self.request.eta is not None,
         }
 
+    @app.task(name="t.replace_with", bind=True, shared=False)
+    def replace_with(self: Any, *args: Any) -> Any:
+        """Replaces itself (``Task.replace``) with its last argument, a canvas.
+
+        With an argument before it (a chain step's parent result), the
+        canvas is fed that value through ``t.identity``.
+        """
+        *received, canvas = args
+        record("t.replace_with", *received)
+        sig = signature(canvas, app=self.app)
+        return self.replace(identity.s(*received) | sig if received else sig)
+
     namespace = SimpleNamespace(
         ran=ran,
         started=started,
@@ -204,6 +216,7 @@ def register_tasks(app: Celery) -> SimpleNamespace:
         on_error_request_raises=on_error_request_raises,
         deep_boom=deep_boom,
         whereabouts=whereabouts,
+        replace_with=replace_with,
     )
     app.test_tasks = namespace  # type: ignore[attr-defined]
     return namespace

@@ -22,6 +22,7 @@ WORKLOADS = {
     "chain_long",
     "group",
     "chord",
+    "replace",
     "submit",
     "pause",
     "recovery",

@@ -81,6 +81,19 @@ CASES = [
         ),
     ),
     Example(
+        "dynamic_fanout",
+        "main.py",
+        (
+            "2 nodes at submit",
+            "PAUSED with ",
+            "nothing ran while paused: True",
+            "fanout.list_accounts replaced itself with 41 nodes "
+            "(['REPLACED'] then SUCCEEDED)",
+            "report: 40 accounts, total balance 960",
+            "every task ran once: True",
+        ),
+    ),
+    Example(
         "canvas_tour",
         "main.py",
         (

@@ -29,6 +29,7 @@ STATE_COLOURS: dict[str, str] = {
     NodeState.FAILED: "#f4a3a3",
     NodeState.CANCELLED: "#c9c9c9",
     NodeState.SKIPPED: "#ffffff",
+    NodeState.REPLACED: "#e5dbff",
 }
 _UNKNOWN_COLOUR = "#ffffff"
 _ERROR_EDGE_COLOUR = "#c0392b"
@@ -65,6 +66,9 @@ def to_dot(nodes: Sequence[Node], name: str | None = None) -> str:
         )
         for parent in node.parents:
             lines.append(f"  {_dot_quote(parent)} -> {_dot_quote(node.id)}{style};")
+        if node.replaces is not None and not node.parents:
+            replaced = f"{_dot_quote(node.replaces)} -> {_dot_quote(node.id)}"
+            lines.append(f'  {replaced} [style=dotted, label="replaced by"];')
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -86,6 +90,8 @@ def to_mermaid(nodes: Sequence[Node]) -> str:
         arrow = "-.->" if node.kind == NodeKind.ERRBACK else "-->"
         for parent in node.parents:
             lines.append(f"  {ids[parent]} {arrow} {ids[node.id]}")
+        if node.replaces in ids and not node.parents:
+            lines.append(f"  {ids[node.replaces]} -. replaced by .-> {ids[node.id]}")
     for state, colour in STATE_COLOURS.items():
         lines.append(f"  classDef {state.lower()} fill:{colour},stroke:#555555")
     return "\n".join(lines) + "\n"

@@ -28,6 +28,7 @@ STATE_STYLES = {
     "RUNNING": "cyan",
     "RETRYING": "yellow",
     "SKIPPED": "dim",
+    "REPLACED": "blue",
     "PENDING": "dim",
 }
 

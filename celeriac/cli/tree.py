@@ -96,13 +96,17 @@ def build(nodes: Sequence[Node]) -> list[Branch]:
     listed = [node for node in nodes if node.kind in LISTED_KINDS]
     numbers = {node.id: number for number, node in enumerate(listed, 1)}
     known = {node.id for node in nodes}
+    replacing: dict[str, set[str]] = {}
+    for node in nodes:
+        if node.replaces is not None:
+            replacing.setdefault(node.replaces, set()).add(node.id)
     branches = {
         node.id: Branch(
             node,
             numbers.get(node.id),
             # a parent not given (a join, from a list without them) would
             # keep the node out of the tree: it goes to the top instead
-            [parent for parent in dict.fromkeys(node.parents) if parent in known],
+            [parent for parent in _tree_parents(node, replacing) if parent in known],
         )
         for node in nodes
     }
@@ -114,6 +118,18 @@ def build(nodes: Sequence[Node]) -> list[Branch]:
         (branches[holder].children if holder else top).append(branch)
         branch.note = _note(branch, holder, branches)
     return top
+
+
+def _tree_parents(node: Node, replacing: dict[str, set[str]]) -> list[str]:
+    """The nodes ``node`` hangs from in the tree.
+
+    Its parents; the first nodes of a replacement (``Task.replace``) hang
+    from the node they replace, which does not hang from its replacement.
+    """
+    if node.replaces is not None and not node.parents:
+        return [node.replaces]
+    own = replacing.get(node.id, set())
+    return [parent for parent in dict.fromkeys(node.parents) if parent not in own]
 
 
 def walk(top: list[Branch]) -> Iterator[tuple[str, Branch]]:
@@ -167,6 +183,8 @@ def _note(branch: Branch, holder: str | None, branches: dict[str, Branch]) -> st
     if not branch.parents:
         return ""
     if branch.parents == [holder]:
+        if branch.node.replaces == holder:
+            return "replacement"
         return "on error" if errback else ""
     names = named_list([branches[parent] for parent in branch.parents])
     if branch.node.kind == NodeKind.JOIN:

@@ -32,6 +32,8 @@ class EngineBase(ABC):
     database_url: str
     on_failure: OnFailure
     max_result_bytes: int
+    #: the most nodes one ``Task.replace`` may add to a workflow
+    max_replacement_nodes: int
     #: a QUEUED node not started for this many seconds is published again
     recovery_delay: float
     _db: sa.Engine

@@ -13,10 +13,11 @@ from celeriac.engine.liveness import Liveness
 from celeriac.engine.quiet import quiet_missing_backend
 from celeriac.engine.reading import Reading
 from celeriac.engine.recovery import RecoveryLoop
+from celeriac.engine.replacement import MAX_REPLACEMENT_NODES
 from celeriac.engine.submission import Submission
 from celeriac.engine.upkeep import Upkeep
 from celeriac.errors import AppInUse
-from celeriac.settings import ByteCount, Interval, Seconds, checked_options
+from celeriac.settings import ByteCount, Count, Interval, Seconds, checked_options
 from celeriac.settings import database_url as resolve_database_url
 from celeriac.states import OnFailure
 from celeriac.storage import Store, connect, migrate
@@ -61,6 +62,7 @@ class Engine(Submission, Upkeep, Reading):
         worker_timeout: Interval = 30.0,
         retry_seconds: Seconds = RETRY_SECONDS,
         max_result_bytes: ByteCount = MAX_RESULT_BYTES,
+        max_replacement_nodes: Count = MAX_REPLACEMENT_NODES,
         on_failure: Literal["continue", "stop"] = "continue",
     ) -> None:
         self.app = app
@@ -71,6 +73,7 @@ class Engine(Submission, Upkeep, Reading):
         self._finishes = Finishes(self._db)
         self.on_failure = OnFailure.named(on_failure)
         self.max_result_bytes = max_result_bytes
+        self.max_replacement_nodes = max_replacement_nodes
         self.recovery_delay = recovery_delay
         if auto_migrate is None:
             auto_migrate = self._db.dialect.name == "sqlite"

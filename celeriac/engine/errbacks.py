@@ -9,11 +9,15 @@ the errback instead, with the three rebuilt from what the database stored.
 from __future__ import annotations
 
 import builtins
+from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+from celery import Celery
 from celery import exceptions as celery_exceptions
 from celery.app.task import Context
+from celery.utils.functional import arity_greater
 from celery.utils.serialization import create_exception_cls
 
 from celeriac.engine.scheduler import call_arguments
@@ -71,3 +75,20 @@ def rebuilt_exception(exc_type: str, message: str) -> Exception:
     name = exc_type if exc_type.isidentifier() else "Exception"
     made: type[Exception] = create_exception_cls(name, REBUILT_MODULE)
     return made(message)
+
+
+def takes_request(app: Celery, signature: dict[str, Any]) -> bool:
+    """Whether an errback takes ``(request, exc, traceback)`` (Celery's test).
+
+    As in Celery's backend, the arguments a mutable errback stores count
+    as given: ``old.s("label")`` of ``old(task_id, label)`` takes a task id.
+    """
+    task = app.tasks.get(signature["task"])
+    header = getattr(task, "__header__", None)
+    if header is None or isinstance(header, partial):
+        return False
+    args, kwargs = signature.get("args") or (), signature.get("kwargs") or {}
+    if not signature.get("immutable") and (args or kwargs):
+        with suppress(TypeError, ValueError):  # Celery counts them all then
+            return bool(arity_greater(partial(header, *args, **kwargs), 1))
+    return bool(arity_greater(header, 1))

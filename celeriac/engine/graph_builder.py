@@ -15,7 +15,7 @@ from celery.canvas import Signature
 
 from celeriac.engine.canvas_calls import stored_signature
 from celeriac.engine.canvas_signatures import as_signature
-from celeriac.errors import InvalidCanvas, UnknownTask
+from celeriac.errors import InvalidCanvas, ReplacementTooLarge, UnknownTask
 from celeriac.records import MAX_ID_LENGTH, NewEdge, NewNode
 from celeriac.states import NodeKind
 
@@ -23,12 +23,15 @@ from celeriac.states import NodeKind
 class GraphBuilder:
     """Accumulates nodes and edges while a canvas is walked."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, max_nodes: int | None = None) -> None:
+        """An empty graph; more than ``max_nodes`` raise ``ReplacementTooLarge``."""
         self.app = app
         self.nodes: list[NewNode] = []
         self.edges: list[NewEdge] = []
         #: the ids tasks were frozen with (``sig.freeze()``), now node ids
         self.frozen_ids: list[str] = []
+        self._frozen: set[str] = set()
+        self._max_nodes = max_nodes
         self._waiting: dict[str, int] = {}
         self._has_children: set[str] = set()
         self._guards: dict[str, set[str]] = {}
@@ -42,6 +45,8 @@ class GraphBuilder:
         node_id: str | None = None,
     ) -> str:
         """Add a node waiting for nothing yet; return its id."""
+        if self._max_nodes is not None and len(self.nodes) >= self._max_nodes:
+            raise ReplacementTooLarge(self._max_nodes)
         node_id = node_id or str(uuid.uuid4())
         self.nodes.append(
             NewNode(node_id, len(self.nodes), kind, task, signature, 0, label)
@@ -82,9 +87,10 @@ class GraphBuilder:
                 f"the task id of {sig.task} is not a string of 1 to "
                 f"{MAX_ID_LENGTH} characters: {task_id!r}"
             )
-        if task_id in self.frozen_ids:
+        if task_id in self._frozen:
             raise InvalidCanvas(f"two tasks of the canvas have the task id {task_id}")
         self.frozen_ids.append(task_id)
+        self._frozen.add(task_id)
         return task_id
 
     def check_task(self, sig: Signature) -> None:
@@ -116,16 +122,24 @@ class GraphBuilder:
             return parents[0]
         return join
 
-    def close(self) -> None:
-        """Add the END node after every leaf, and fix each node's waiting count."""
-        leaves = [
+    def leaves(self) -> list[str]:
+        """The nodes nothing waits for (errbacks aside), in canvas order."""
+        return [
             n.id
             for n in self.nodes
             if n.kind != NodeKind.ERRBACK and n.id not in self._has_children
         ]
+
+    def close(self) -> None:
+        """Add the END node after every leaf, and fix each node's waiting count."""
+        leaves = self.leaves()
         end = self.node(NodeKind.END, None, None, None)
         for position, leaf in enumerate(leaves):
             self.edge(leaf, end, position)
+        self.fix_waiting()
+
+    def fix_waiting(self) -> None:
+        """Give each node its waiting count: the parents pointing to it."""
         self.nodes = [
             NewNode(
                 n.id,

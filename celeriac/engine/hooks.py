@@ -15,14 +15,12 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from functools import partial
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery, signals
 from celery.exceptions import Ignore
 from celery.utils.dispatch import Signal
-from celery.utils.functional import arity_greater
 
 from celeriac.engine import context
 from celeriac.engine.context import RunningNode
@@ -142,7 +140,12 @@ def _unbind(hooks: WorkerHooks) -> None:
 
 
 #: What gating changes on a task class: restored when no engine needs it.
-_GATED_ATTRIBUTES = ("before_start", "update_state", "_celeriac_progress")
+_GATED_ATTRIBUTES = (
+    "before_start",
+    "replace",
+    "update_state",
+    "_celeriac_progress",
+)
 _MISSING = object()
 
 
@@ -178,6 +181,26 @@ def _gated_before_start(original: Callable[..., Any]) -> Callable[..., None]:
         original(self, task_id, args, kwargs)
 
     return before_start
+
+
+def _gated_replace(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``replace`` storing a node's replacement in its workflow.
+
+    Celery's own wires the replacement to the request (freezing it, which
+    needs a result backend for a chord) and sends it; for a node, whose
+    wiring is edges, the engine stores the canvas instead, and the replaced
+    task ends with ``Ignore`` as Celery's does.
+    """
+
+    def replace(self: Any, sig: Any) -> Any:
+        hooks = hooks_of(self.app)
+        node = hooks._ran(self) if hooks is not None else None
+        if hooks is None or node is None:
+            return original(self, sig)
+        hooks.engine.node_replaced(node, sig)
+        raise Ignore("Replaced by new task")
+
+    return replace
 
 
 class WorkerHooks:
@@ -224,7 +247,8 @@ class WorkerHooks:
 
         ``before_start`` runs inside Celery's traced call, where raising
         ``Ignore`` skips the body cleanly; Celery reads it from the class.
-        The gate asks the engine bound to the task's app, if any.
+        The gate asks the engine bound to the task's app, if any; so does
+        ``replace``, which stores a node's replacement instead of sending it.
         """
         cls = type(task)
         with _binding:
@@ -232,6 +256,7 @@ class WorkerHooks:
             if gate is None:
                 gate = _gates[cls] = _Gate(cls)
                 cls.before_start = _gated_before_start(cls.before_start)
+                cls.replace = _gated_replace(cls.replace)
                 capture_update_state(cls)
             gate.apps.add(id(self.app))
 
@@ -367,20 +392,3 @@ def revoke_reason(terminated: bool, signum: Any, expired: bool) -> str:
     if terminated:
         return f"terminated by signal {signum}"
     return "revoked"
-
-
-def takes_request(app: Celery, signature: dict[str, Any]) -> bool:
-    """Whether an errback takes ``(request, exc, traceback)`` (Celery's test).
-
-    As in Celery's backend, the arguments a mutable errback stores count
-    as given: ``old.s("label")`` of ``old(task_id, label)`` takes a task id.
-    """
-    task = app.tasks.get(signature["task"])
-    header = getattr(task, "__header__", None)
-    if header is None or isinstance(header, partial):
-        return False
-    args, kwargs = signature.get("args") or (), signature.get("kwargs") or {}
-    if not signature.get("immutable") and (args or kwargs):
-        with suppress(TypeError, ValueError):  # Celery counts them all then
-            return bool(arity_greater(partial(header, *args, **kwargs), 1))
-    return bool(arity_greater(header, 1))

@@ -15,7 +15,8 @@ from celeriac.engine.control import Control
 from celeriac.engine.errbacks import ErrbackArguments, rebuilt_exception
 from celeriac.engine.exceptions import failure_of
 from celeriac.engine.hooks import TRACEBACK_LIMIT, NodeRequest
-from celeriac.errors import StorageError
+from celeriac.engine.replacement import compile_replacement
+from celeriac.errors import InvalidCanvas, StorageError
 from celeriac.records import Delivery, Outcome
 from celeriac.states import NodeKind
 from celeriac.storage.database import first_line
@@ -73,6 +74,27 @@ class Outcomes(Control):
             self._after_failure(
                 node.workflow_id, node.node_id, node.kind, outcome, exc, request, einfo
             )
+
+    def node_replaced(self, node: NodeRequest, canvas: Any) -> bool:
+        """Store what a node's task replaced itself with; dispatch its first nodes.
+
+        False, and nothing stored, when this attempt of the node no longer
+        runs. Raises what compiling ``canvas`` raises (``UnknownTask``,
+        ``ReplacementTooLarge``, ...), and ``InvalidCanvas`` for an errback:
+        the replacing task fails with it.
+        """
+        if node.kind != NodeKind.TASK:
+            raise InvalidCanvas("an errback cannot replace itself (Task.replace)")
+        label, errbacks = self._store.replaced_node(node.workflow_id, node.node_id)
+        new = compile_replacement(
+            self.app, canvas, label, errbacks, self.max_replacement_nodes
+        )
+        outcome = self._store.record_replacement(
+            node.workflow_id, node.node_id, node.number, new
+        )
+        if outcome.recorded:
+            self._after(node.workflow_id, outcome)
+        return outcome.recorded
 
     def node_revoked(self, node: NodeRequest, reason: str) -> None:
         """Record a revoke; outside a cancel, the node's workflow fails."""

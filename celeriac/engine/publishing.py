@@ -9,8 +9,8 @@ from traceback import format_exc
 from celery.app.task import Context
 
 from celeriac.engine import scheduler
-from celeriac.engine.errbacks import ErrbackArguments, rebuilt_arguments
-from celeriac.engine.hooks import TRACEBACK_LIMIT, takes_request
+from celeriac.engine.errbacks import ErrbackArguments, rebuilt_arguments, takes_request
+from celeriac.engine.hooks import TRACEBACK_LIMIT
 from celeriac.engine.outcomes import Outcomes, without_nul
 from celeriac.records import Claim, Delivery, Dispatch, delivery_key
 from celeriac.states import NodeKind

@@ -106,6 +106,7 @@ def _node_records(
             label=row.label,
             parents=parents.get(row.id, []),
             progress=progress.node_progress(row),
+            replaces=row.replaces,
         )
         for row in node_rows
     ]

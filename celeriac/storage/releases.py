@@ -24,10 +24,14 @@ from celeriac.states import (
 )
 from celeriac.storage import integrity
 from celeriac.storage.dispatches import DISPATCH_COLUMNS, load_dispatches
+from celeriac.storage.event_log import add_event
 from celeriac.storage.moves import mark_queued, set_node_state
 from celeriac.storage.schema import edges, nodes
 
 _N = NodeState
+#: The states of a node that waits for its parents: a REPLACED one waits for
+#: its replacement.
+_WAITING = (_N.PENDING, _N.REPLACED)
 
 
 #: What release() needs of a node whose parents all finished.
@@ -80,7 +84,7 @@ def decrement_children(
         _DECREMENT_CHILDREN[conn.dialect.name],
         {"b_wf": workflow_id, "b_parent": parent_id},
     ).all()
-    return [row for row in rows if row.waiting == 0 and row.state == _N.PENDING]
+    return [row for row in rows if row.waiting == 0 and row.state in _WAITING]
 
 
 class Ready(NamedTuple):
@@ -91,6 +95,7 @@ class Ready(NamedTuple):
     signature: dict[str, Any] | None
     current_attempt: int
     position: int
+    state: str = _N.PENDING
 
 
 def release(
@@ -103,10 +108,11 @@ def release(
 ) -> tuple[list[Dispatch], bool]:
     """Act on nodes whose parents all finished (``READY_COLUMNS`` or ``Ready``).
 
-    Joins and END complete here, in the database; task nodes are marked
-    QUEUED for dispatch while a task may start (``states.may_start``), put
-    aside otherwise, but left PENDING while the workflow pauses. ``inputs``
-    is what the finished parent hands its children: ``(result,)``, or ``()``
+    Joins and END complete here, in the database, and so does a REPLACED
+    task, with its replacement's result; task nodes are marked QUEUED for
+    dispatch while a task may start (``states.may_start``), put aside
+    otherwise, but left PENDING while the workflow pauses. ``inputs`` is
+    what the finished parent hands its children: ``(result,)``, or ``()``
     for the roots of a workflow.
     """
     if not ready:
@@ -116,13 +122,16 @@ def release(
     finished = False
     tasks = []
     for row in rows:
-        if row.kind == NodeKind.TASK:
+        replaced = row.state == _N.REPLACED
+        if row.kind == NodeKind.TASK and not replaced:
             tasks.append(row)
             continue
-        joined = None
+        joined = inputs[0] if replaced else None
         if row.kind == NodeKind.JOIN:
             empty = (row.signature or {}).get(EMPTY_GROUP_KEY)
             joined = [] if empty else join_value(conn, workflow_id, row.id)
+        if replaced:
+            add_event(conn, workflow_id, row.id, _N.REPLACED, _N.SUCCEEDED, at)
         conn.execute(
             sa.update(nodes)
             .where(nodes.c.workflow_id == workflow_id, nodes.c.id == row.id)
@@ -228,13 +237,14 @@ def replay_release(
     """What a node's committed outcome released, for a replayed transaction.
 
     Follows the node's edges (``on_error``: its errbacks) through the joins
-    it completed, to the nodes queued but not started and to a finished
-    END. Publishing one of them a second time is harmless: the second
-    delivery is dropped when it is claimed.
+    and the replaced nodes it completed, to the nodes queued but not started
+    and to a finished END. Publishing one of them a second time is harmless:
+    the second delivery is dropped when it is claimed.
     """
     queued: list[Any] = []
     finished = False
     frontier = [node_id]
+    parent = nodes.alias("parent")
     while frontier:
         children = conn.execute(
             sa.select(
@@ -242,8 +252,17 @@ def replay_release(
                 nodes.c.state,
                 nodes.c.current_attempt,
                 nodes.c.attempt_base.label("base"),
+                (parent.c.replaces == nodes.c.id).label("replaced"),
             )
-            .select_from(children_of())
+            .select_from(
+                children_of().join(
+                    parent,
+                    sa.and_(
+                        parent.c.workflow_id == edges.c.workflow_id,
+                        parent.c.id == edges.c.parent_id,
+                    ),
+                )
+            )
             .where(
                 edges.c.workflow_id == workflow_id,
                 edges.c.parent_id.in_(frontier),
@@ -253,7 +272,8 @@ def replay_release(
         ).all()
         frontier = []
         for child in children:
-            if child.kind == NodeKind.JOIN and child.state == _N.SUCCEEDED:
+            completed = child.kind == NodeKind.JOIN or child.replaced
+            if completed and child.state == _N.SUCCEEDED:
                 frontier.append(child.id)
             elif child.kind == NodeKind.END and child.state == _N.SUCCEEDED:
                 finished = True

@@ -105,6 +105,8 @@ nodes = sa.Table(
     sa.Column("progress_total", sa.Float, nullable=True),
     sa.Column("progress_message", Message, nullable=True),
     sa.Column("progress_at", Timestamp, nullable=True),
+    #: the node whose task replaced itself with this one (``Task.replace``)
+    sa.Column("replaces", Id, nullable=True),
     sa.PrimaryKeyConstraint("workflow_id", "id", name="pk_celeriac_nodes"),
     # a frozen task id is refused if any workflow has it (``task_ids.py``)
     sa.Index("ix_celeriac_nodes_id", "id"),

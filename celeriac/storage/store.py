@@ -13,11 +13,14 @@ from __future__ import annotations
 from celeriac.storage.control import ControlStore
 from celeriac.storage.outcomes import OutcomeStore
 from celeriac.storage.reads import ReadStore
+from celeriac.storage.replacing import ReplaceStore
 from celeriac.storage.submitting import SubmitStore
 from celeriac.storage.upkeep import UpkeepStore
 
 
-class Store(SubmitStore, OutcomeStore, ControlStore, UpkeepStore, ReadStore):
+class Store(
+    SubmitStore, OutcomeStore, ReplaceStore, ControlStore, UpkeepStore, ReadStore
+):
     """All of celeriac's persistence, behind named methods.
 
     A thin facade: each part lives in the module named after what it does

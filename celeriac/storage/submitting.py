@@ -8,21 +8,17 @@ from celeriac.records import (
     NewWorkflow,
     Outcome,
 )
-from celeriac.states import (
-    NodeKind,
-    NodeState,
-    WorkflowState,
-)
+from celeriac.states import NodeState, WorkflowState
 from celeriac.storage import (
-    bulk,
     event_log,
     releases,
     replays,
     task_ids,
 )
 from celeriac.storage.database import retry_transient
+from celeriac.storage.graph_rows import insert_graph
 from celeriac.storage.rows import now
-from celeriac.storage.schema import edges, nodes, workflows
+from celeriac.storage.schema import workflows
 from celeriac.storage.transactions import StoreBase
 
 _N = NodeState
@@ -80,45 +76,8 @@ class SubmitStore(StoreBase):
                     "updated_at": at,
                 },
             )
-            bulk.insert_rows(
-                conn,
-                nodes,
-                [
-                    {
-                        "id": n.id,
-                        "workflow_id": new.id,
-                        "position": n.position,
-                        "kind": n.kind,
-                        "task": n.task,
-                        "label": n.label,
-                        "signature": n.signature,
-                        "state": _N.PENDING,
-                        "waiting": n.waiting,
-                        "created_at": at,
-                    }
-                    for n in new.nodes
-                ],
-            )
-            bulk.insert_rows(
-                conn,
-                edges,
-                [
-                    {
-                        "workflow_id": new.id,
-                        "parent_id": e.parent_id,
-                        "child_id": e.child_id,
-                        "position": e.position,
-                        "on_error": e.on_error,
-                    }
-                    for e in new.edges
-                ],
-            )
+            roots = insert_graph(conn, new.id, new.nodes, new.edges, at)
             event_log.add_event(conn, new.id, None, None, _W.IN_PROGRESS, at)
-            roots = [
-                releases.Ready(n.id, n.kind, n.signature, 0, n.position)
-                for n in new.nodes
-                if n.waiting == 0 and n.kind != NodeKind.ERRBACK
-            ]
             dispatch, finished = releases.release(
                 conn, new.id, _W.IN_PROGRESS, roots, (), at
             )

@@ -127,7 +127,8 @@ def cancel_nodes(conn: sa.Connection, workflow_id: str, at: datetime) -> list[st
         .scalars()
         .all()
     )
-    set_node_state(conn, workflow_id, None, UNFINISHED, _N.CANCELLED, at)
+    waiting = (*UNFINISHED, _N.REPLACED)  # a REPLACED node waits for its replacement
+    set_node_state(conn, workflow_id, None, waiting, _N.CANCELLED, at)
     return list(running)
 
 

@@ -33,6 +33,7 @@ _PRECEDENCE = (
     NodeState.RETRYING,
     NodeState.QUEUED,
     NodeState.PENDING,
+    NodeState.REPLACED,
     NodeState.CANCELLED,
     NodeState.SUCCEEDED,
     NodeState.SKIPPED,

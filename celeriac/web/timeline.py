@@ -26,6 +26,7 @@ _COLOUR: dict[str, str] = {
     AttemptState.RETRY: NodeState.RETRYING,
     AttemptState.REVOKED: NodeState.CANCELLED,
     AttemptState.LOST: NodeState.FAILED,
+    AttemptState.REPLACED: NodeState.REPLACED,
 }
 #: Tick steps the axis may use, in seconds; past a day, whole days.
 _STEPS = (

@@ -4,7 +4,7 @@ Canvases come from ``tests.random_canvases``: chains, groups and chords
 nested up to depth 4, up to 8 wide, partial and immutable signatures with
 kwargs, empty and one-member groups, failing and retrying tasks at random
 places, ``link`` and ``link_error`` on any part. ``Task.replace`` is left
-out: celeriac does not support it yet.
+out of the generator: ``test_replace.py`` compares replacing tasks.
 
 Each canvas runs on one app (``tests.random_canvas_app``), one Redis broker
 and result backend, one set of workers: natively with ``apply_async`` and

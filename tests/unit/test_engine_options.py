@@ -42,6 +42,7 @@ def test_a_misspelt_option_is_a_type_error_naming_it(app, tmp_path):
         ("worker_timeout", None, TypeError, "worker_timeout must be a number"),
         ("max_result_bytes", 1.5, TypeError, "max_result_bytes must be an integer"),
         ("max_result_bytes", 0, ValueError, "max_result_bytes must be at least 1"),
+        ("max_replacement_nodes", 0, ValueError, "max_replacement_nodes must be at"),
         ("auto_migrate", "yes", TypeError, "auto_migrate must be True or False"),
         ("on_failure", "halt", ValueError, "on_failure must be one of 'continue'"),
         ("on_failure", 1, TypeError, "on_failure must be a string"),
@@ -72,6 +73,7 @@ def test_options_given_are_the_options_used(app, tmp_path):
         heartbeat_interval=0.25,
         worker_timeout=3,
         max_result_bytes=1000,
+        max_replacement_nodes=7,
         on_failure="stop",
     )
     try:
@@ -79,6 +81,7 @@ def test_options_given_are_the_options_used(app, tmp_path):
         assert engine._recovery.interval == 0.5
         assert (engine._liveness.interval, engine._liveness.timeout) == (0.25, 3)
         assert engine.max_result_bytes == 1000
+        assert engine.max_replacement_nodes == 7
         assert engine.on_failure == "stop"
     finally:
         engine.close()

@@ -8,6 +8,7 @@ itself, and the statements written by hand against it.
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,7 @@ def test_docs_concepts_draws_the_tables_from_the_code():
     checked = subprocess.run(
         [sys.executable, "scripts/state_tables.py", "--check"],
         cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         check=False,

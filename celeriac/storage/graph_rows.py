@@ -1,0 +1,74 @@
+"""A compiled graph's node and edge rows, written into a workflow.
+
+Shared by a submit, which writes a whole workflow, and a replacement
+(``Task.replace``), which adds nodes and edges to a running one. Takes the
+open connection of the caller's transaction and never commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from celeriac.records import NewEdge, NewNode
+from celeriac.states import NodeKind, NodeState
+from celeriac.storage import bulk
+from celeriac.storage.releases import Ready
+from celeriac.storage.schema import edges, nodes
+
+
+def insert_graph(
+    conn: sa.Connection,
+    workflow_id: str,
+    new_nodes: Sequence[NewNode],
+    new_edges: Sequence[NewEdge],
+    at: datetime,
+    offset: int = 0,
+    replaces: str | None = None,
+) -> list[Ready]:
+    """Insert the nodes (PENDING, positions after ``offset``) and edges.
+
+    ``replaces``: the node whose task replaced itself with these. Returns
+    the nodes that wait for nothing (errbacks aside): the graph's roots.
+    """
+    bulk.insert_rows(
+        conn,
+        nodes,
+        [
+            {
+                "id": n.id,
+                "workflow_id": workflow_id,
+                "position": offset + n.position,
+                "kind": n.kind,
+                "task": n.task,
+                "label": n.label,
+                "signature": n.signature,
+                "state": NodeState.PENDING,
+                "waiting": n.waiting,
+                "created_at": at,
+                "replaces": replaces,
+            }
+            for n in new_nodes
+        ],
+    )
+    bulk.insert_rows(
+        conn,
+        edges,
+        [
+            {
+                "workflow_id": workflow_id,
+                "parent_id": e.parent_id,
+                "child_id": e.child_id,
+                "position": e.position,
+                "on_error": e.on_error,
+            }
+            for e in new_edges
+        ],
+    )
+    return [
+        Ready(n.id, n.kind, n.signature, 0, offset + n.position)
+        for n in new_nodes
+        if n.waiting == 0 and n.kind != NodeKind.ERRBACK
+    ]
