@@ -109,21 +109,23 @@ def replace_of(bench: Bench, n: int) -> Canvas:
 # -- one run ----------------------------------------------------------------------
 
 
-def run_once(system: System, canvas: Any, expected: Any) -> dict[str, float]:
-    """Run ``canvas`` to its result on ``system``; the times it took."""
+def run_once(
+    system: System, canvas: Any, expected: Any, timeout: float = TIMEOUT
+) -> dict[str, float]:
+    """Run ``canvas`` to its result on ``system`` within ``timeout`` seconds."""
     engine = system.bench.engine
     wall = time.time()
     start = time.perf_counter()
     if engine is None:
         result = canvas.apply_async()
         submitted = time.perf_counter() - start
-        value = result.get(timeout=TIMEOUT)
+        value = result.get(timeout=timeout)
         seconds = time.perf_counter() - start
         times = {"seconds": seconds, "submit": submitted}
     else:
         workflow = engine.submit(canvas)
         submitted = time.perf_counter() - start
-        value = workflow.get(timeout=TIMEOUT)
+        value = workflow.get(timeout=timeout)
         seconds = time.perf_counter() - start
         record = workflow.record()
         times = {"seconds": seconds, "submit": submitted}
