@@ -12,7 +12,8 @@ Each task gets its label as the keyword ``label`` (a parent's result comes
 first among the positional arguments, as Celery prepends it). Each body
 records ``[task, label, inputs, kwargs]`` (an errback: ``[task, label,
 exception type, message]``); ``r.step`` returns a number computed from its
-label and inputs, so that a result shows what reached it.
+label and inputs, so that a result shows what reached it. ``r.replace``
+replaces itself with the canvas it gets as the keyword ``canvas``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import os
 from typing import Any
 
 import redis
-from celery import Celery
+from celery import Celery, signature
 
 from celeriac import Engine
 
@@ -105,6 +106,15 @@ def retry(self: Any, *inputs: Any, label: int, **kwargs: int) -> int:
     if self.request.retries == 0:
         raise self.retry(countdown=RETRY_SECONDS)
     return (label * 31 + _fold(inputs) + _fold(list(kwargs.values()))) % 997
+
+
+@app.task(name="r.replace", bind=True, shared=False)
+def replace(
+    self: Any, *inputs: Any, label: int, canvas: dict[str, Any], **kwargs: int
+) -> Any:
+    """Record the call (not ``canvas``); replace itself with ``canvas``."""
+    _record("r.replace", label, inputs, kwargs)
+    return self.replace(signature(canvas, app=self.app))
 
 
 @app.task(name="r.errback", shared=False)

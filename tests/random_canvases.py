@@ -4,6 +4,10 @@ A spec is a small tree of frozen dataclasses, printed by Hypothesis when it
 shrinks a disagreement and kept as a regression case (``@example``). ``build``
 turns a spec into a Celery canvas of ``tests.random_canvas_app``'s tasks,
 numbering the tasks in the order it meets them (the labels they record).
+A task of kind ``replace`` replaces itself (``Task.replace``) with a canvas
+built from its own spec at the same time, numbered from the same counter
+and passed to it as the keyword ``canvas``: native Celery and celeriac get
+the same replacement.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from hypothesis import strategies as st
 MAX_DEPTH = 4
 MAX_WIDTH = 8
 KINDS = ("step", "fail", "retry")
+REPLACE = "replace"
 #: how many parts a chain, group or chord header has: mostly few, at times
 #: none (an empty group or header) or ``MAX_WIDTH``
 WIDTHS = st.sampled_from((0, 1, 1, 2, 2, 2, 3, 3, 4, MAX_WIDTH))
@@ -35,12 +40,16 @@ class Extras:
 
 @dataclass(frozen=True)
 class Task:
-    """One signature: ``r.<kind>.s(label=..., **kwargs)`` (``.si``: immutable)."""
+    """One signature: ``r.<kind>.s(label=..., **kwargs)`` (``.si``: immutable).
+
+    ``replacement``: of a task of kind ``replace``, what it replaces itself with.
+    """
 
     kind: str = "step"
     immutable: bool = False
     kwargs: tuple[tuple[str, int], ...] = ()
     extras: Extras = Extras()
+    replacement: Spec | None = None
 
 
 @dataclass(frozen=True)
@@ -66,19 +75,25 @@ Spec: TypeAlias = Task | Chain | Group | Chord
 
 
 def depth(spec: Spec) -> int:
-    """How deep the spec nests: 0 for a task."""
-    if isinstance(spec, Task):
+    """How deep the spec nests: 0 for a task, 1 more for a task's replacement."""
+    if isinstance(spec, Task) and spec.replacement is None:
         return 0
     children = _children(spec)
     return 1 + max((depth(child) for child in children), default=0)
 
 
 def size(spec: Spec) -> int:
-    """How many task signatures the spec has (callbacks and errbacks too)."""
+    """How many task signatures the spec has (callbacks, errbacks, replacements)."""
     own = int(spec.extras.link) + int(spec.extras.link_error)
     if isinstance(spec, Task):
-        return 1 + own
+        own += 1
     return own + sum(size(child) for child in _children(spec))
+
+
+def replacing_tasks(spec: Spec) -> int:
+    """How many tasks of the spec replace themselves (replacements' too)."""
+    own = int(isinstance(spec, Task) and spec.replacement is not None)
+    return own + sum(replacing_tasks(child) for child in _children(spec))
 
 
 def nests_a_group(spec: Spec) -> bool:
@@ -86,8 +101,6 @@ def nests_a_group(spec: Spec) -> bool:
 
     (Celery hands such a group's results on reversed: docs/differences.md, D1.)
     """
-    if isinstance(spec, Task):
-        return False
     members = spec.members if isinstance(spec, Group) else ()
     header = spec.header if isinstance(spec, Chord) else ()
     return any(isinstance(one, Group) for one in (*members, *header)) or any(
@@ -106,8 +119,6 @@ def ends_in_empty_group(spec: Spec) -> bool:
 
 def empty_body_before_a_step(spec: Spec) -> bool:
     """Whether a chain has a chord whose body is an empty group, not last (D17)."""
-    if isinstance(spec, Task):
-        return False
     if isinstance(spec, Chain) and any(
         isinstance(part, Chord) and part.body == Group(()) for part in spec.parts[:-1]
     ):
@@ -115,7 +126,10 @@ def empty_body_before_a_step(spec: Spec) -> bool:
     return any(empty_body_before_a_step(child) for child in _children(spec))
 
 
-def _children(spec: Chain | Group | Chord) -> tuple[Spec, ...]:
+def _children(spec: Spec) -> tuple[Spec, ...]:
+    """The specs right inside ``spec``: a replacing task's is its replacement."""
+    if isinstance(spec, Task):
+        return () if spec.replacement is None else (spec.replacement,)
     if isinstance(spec, Chain):
         return spec.parts
     if isinstance(spec, Group):
@@ -142,11 +156,18 @@ tasks = st.builds(
 )
 
 
+#: one task in fifteen (with room below it) replaces itself
+replaces = st.sampled_from((False,) * 14 + (True,))
+
+
 @st.composite
 def canvases(draw: st.DrawFn, level: int = 0) -> Spec:
     """A canvas nesting at most ``MAX_DEPTH - level`` more levels."""
     if level >= MAX_DEPTH or draw(st.integers(0, MAX_DEPTH + 1)) <= level + 1:
-        return draw(tasks)
+        task = draw(tasks)
+        if level < MAX_DEPTH and draw(replaces):
+            return replacing(task, draw(canvases(level + 1)))
+        return task
     inner = canvases(level + 1)
     kind = draw(st.sampled_from(("chain", "group", "chord")))
     mark = draw(extras)
@@ -156,18 +177,32 @@ def canvases(draw: st.DrawFn, level: int = 0) -> Spec:
         return Chain(tuple(parts), mark)
     members = tuple(draw(st.lists(inner, min_size=width, max_size=width)))
     if kind == "group":
-        # Celery links a group's callback to its first member: none, none
-        return Group(members, mark if members else no_link(mark))
+        takes = _takes_links(Group(members))
+        return Group(members, mark if takes else no_link(mark))
     body = draw(inner)
-    # chord.link() links to the body: an empty group body takes none (above)
     return Chord(members, body, mark if _takes_links(body) else no_link(mark))
 
 
+def replacing(task: Task, replacement: Spec) -> Task:
+    """``task`` made one that replaces itself with ``replacement``.
+
+    Celery links the task's callback to its replacement: none, where it
+    cannot (``_takes_links``).
+    """
+    mark = task.extras if _takes_links(replacement) else no_link(task.extras)
+    return Task(REPLACE, task.immutable, task.kwargs, mark, replacement)
+
+
 def _takes_links(spec: Spec) -> bool:
-    """Whether Celery can ``link()`` to ``spec``: not to an empty group."""
+    """Whether Celery can ``link()`` to ``spec``: not to an empty group.
+
+    A chord links its callback to its body, a group to its first member.
+    """
     if isinstance(spec, Chord):
         return _takes_links(spec.body)
-    return not (isinstance(spec, Group) and not spec.members)
+    if isinstance(spec, Group):
+        return bool(spec.members) and _takes_links(spec.members[0])
+    return True
 
 
 def no_link(mark: Extras) -> Extras:
@@ -184,11 +219,15 @@ class Built:
 
     ``nested_chain_links``: the labels of the callbacks linked to chains that
     are parts of chains, and of the errbacks linked to a chain that is the
-    only part of another (Celery drops them: docs/differences.md, D12).
+    only part of another, and of the callbacks of a task that replaces
+    itself with such a chain (Celery drops them: docs/differences.md, D12).
     ``nests_a_group``: see ``nests_a_group`` (D1).
     ``ends_in_empty_group``: see ``ends_in_empty_group`` (D15).
     ``stalled_chord_errbacks``: see ``stalled_chord_errbacks`` (D16).
     ``empty_body_before_a_step``: see ``empty_body_before_a_step`` (D17).
+    ``unreached_replaced_errbacks``: see ``unreached_replaced_errbacks`` (D19).
+    ``fanned_out``: see ``fanned_out_labels`` (D20); ``fanned_out_result``:
+    the canvas's result is one of theirs.
     """
 
     canvas: Any = None
@@ -197,6 +236,9 @@ class Built:
     ends_in_empty_group: bool = False
     stalled_chord_errbacks: set[int] = field(default_factory=set)
     empty_body_before_a_step: bool = False
+    unreached_replaced_errbacks: set[int] = field(default_factory=set)
+    fanned_out: set[int] = field(default_factory=set)
+    fanned_out_result: bool = False
 
 
 def build(spec: Spec, app_tasks: Any) -> Built:
@@ -208,6 +250,9 @@ def build(spec: Spec, app_tasks: Any) -> Built:
     )
     built.canvas = _build(spec, app_tasks, itertools.count(1), built, False)
     built.stalled_chord_errbacks = stalled_chord_errbacks(built.canvas)
+    built.unreached_replaced_errbacks = unreached_replaced_errbacks(built.canvas)
+    built.fanned_out = fanned_out_labels(built.canvas)
+    built.fanned_out_result = bool(_fanned_out_steps(built.canvas))
     return built
 
 
@@ -245,20 +290,124 @@ def _find_stalled(sig: Any, inherited: set[int], found: set[int]) -> None:
             _find_stalled(member, set(), found)
         _find_stalled(_parts(sig)[-1], inherited, found)
         return
-    if isinstance(sig, _chain):
+    if isinstance(sig, _chain) or _replacement(sig) is not None:
+        # Celery links a replaced task's errbacks to its replacement
         inherited = inherited | _errback_labels(sig)
     for part in _parts(sig):
         _find_stalled(part, inherited, found)
 
 
+def unreached_replaced_errbacks(canvas: Any) -> set[int]:
+    """The labels of the errbacks of tasks replaced by a group or a chord in a chain.
+
+    Read from the Celery canvas. ``Task.replace`` links the task's errbacks
+    (its own, its chains') to the body of its replacement (a group becomes
+    a chord), then appends the rest of the task's chain to that body
+    (``chord | task``): a failure in the replacement's header then calls
+    none of them (D19).
+    """
+    found: set[int] = set()
+    _find_unreached(canvas, set(), False, found)
+    return found
+
+
+def _find_unreached(
+    sig: Any, inherited: set[int], followed: bool, found: set[int]
+) -> None:
+    """``unreached_replaced_errbacks`` under ``sig``.
+
+    ``inherited``: its chains' errbacks; ``followed``: chain steps follow it.
+    """
+    parts = _parts(sig)
+    if isinstance(sig, _chain):
+        inherited = inherited | _errback_labels(sig)
+        for index, part in enumerate(parts):
+            later = followed or index < len(parts) - 1
+            _find_unreached(part, inherited, later, found)
+    elif isinstance(sig, chord):
+        for member in parts[:-1]:
+            _find_unreached(member, set(), False, found)
+        _find_unreached(parts[-1], inherited, followed, found)
+    elif isinstance(sig, group):
+        # a group of one in a chain is unrolled: its member is a step
+        for member in parts:
+            _find_unreached(member, inherited, followed and len(parts) == 1, found)
+    elif parts:
+        own = inherited | _errback_labels(sig)
+        if followed and isinstance(parts[0], group | chord):
+            found |= own
+        _find_unreached(parts[0], own, followed, found)
+
+
+def fanned_out_labels(canvas: Any) -> set[int]:
+    """The labels of what follows, in a chain, a chord whose body is a group.
+
+    Read from the Celery canvas, where ``|`` has folded a task or a group
+    that follows such a chord into its body: what is left after it is a
+    chord. Celery runs it once per member of the group body (D20).
+    """
+    return {
+        label
+        for sig in _signatures(canvas)
+        for step in _fanned_out_steps(sig)
+        for label in _labels(step)
+    }
+
+
+def _fanned_out_steps(sig: Any) -> list[Any]:
+    """The steps of chain ``sig`` after its first chord with a group body."""
+    if not isinstance(sig, _chain):
+        return []
+    parts = _parts(sig)
+    for index, part in enumerate(parts[:-1]):
+        if isinstance(part, chord) and _fans_out(part):
+            return [*parts[index + 1 :], *(sig.options.get("link") or ())]
+    return []
+
+
+def _fans_out(sig: Any) -> bool:
+    """Whether what follows ``sig`` in a chain runs once per member of a group.
+
+    A group's members each carry the rest of the chain: a chord's body
+    that is a group, or ends in one, or is such a chord.
+    """
+    if isinstance(sig, group):
+        return bool(sig.tasks)
+    return isinstance(sig, chord | _chain) and any(map(_fans_out, _parts(sig)[-1:]))
+
+
+def _labels(value: Any) -> Iterator[int]:
+    """The labels of every task signature in ``value``, however nested."""
+    if isinstance(value, dict):
+        label = (value.get("kwargs") or {}).get("label")
+        if isinstance(label, int):
+            yield label
+        for inner in value.values():
+            yield from _labels(inner)
+    elif isinstance(value, list | tuple):
+        for inner in value:
+            yield from _labels(inner)
+
+
 def _parts(sig: Any) -> list[Any]:
-    """The signatures right inside ``sig``: a chord's header members, then body."""
+    """The signatures right inside ``sig``: a chord's header members, then body.
+
+    A replacing task's: its replacement.
+    """
     if isinstance(sig, chord):
         header = sig.tasks.tasks if isinstance(sig.tasks, group) else sig.tasks
         return [*map(maybe_signature, header), maybe_signature(sig.body)]
     if isinstance(sig, _chain | group):
         return [maybe_signature(part) for part in sig.tasks]
-    return []
+    replacement = _replacement(sig)
+    return [] if replacement is None else [replacement]
+
+
+def _replacement(sig: Any) -> Any:
+    """The canvas a replacing task's signature replaces itself with, or None."""
+    if sig.task != f"r.{REPLACE}":
+        return None
+    return maybe_signature(sig.kwargs["canvas"])
 
 
 def _signatures(sig: Any) -> Iterator[Any]:
@@ -269,11 +418,17 @@ def _signatures(sig: Any) -> Iterator[Any]:
 
 
 def _ends_in_chord(sig: Any) -> bool:
-    """Whether ``sig``'s result is a chord's: a chord, last in a chain, in a group."""
+    """Whether ``sig``'s result is a chord's: a chord, last in a chain, in a group.
+
+    Or a task replacing itself with such a canvas.
+    """
     if isinstance(sig, _chain):
         return bool(sig.tasks) and _ends_in_chord(_parts(sig)[-1])
     if isinstance(sig, group):
         return any(map(_ends_in_chord, _parts(sig)))
+    replacement = _replacement(sig)
+    if replacement is not None:
+        return _ends_in_chord(replacement)
     return isinstance(sig, chord)
 
 
@@ -288,7 +443,10 @@ def _build(
     if isinstance(spec, Task):
         task = getattr(t, spec.kind)
         make = task.si if spec.immutable else task.s
-        canvas = make(label=next(labels), **dict(spec.kwargs))
+        kwargs: dict[str, Any] = {"label": next(labels), **dict(spec.kwargs)}
+        if spec.replacement is not None:
+            kwargs["canvas"] = part(spec.replacement)
+        canvas = make(**kwargs)
     elif isinstance(spec, Chain):
         parts = [part(one, in_chain=True) for one in spec.parts]
         if len(parts) == 1 and isinstance(parts[0], _chain):
@@ -306,9 +464,22 @@ def _build(
         canvas = chord(header, part(spec.body))
     if spec.extras.link:
         label = next(labels)
-        if in_chain and isinstance(spec, Chain):
+        spliced = in_chain and isinstance(spec, Chain)
+        if spliced or _replaced_by_chain_of_chain(canvas):
             built.nested_chain_links.add(label)
         canvas.link(t.step.s(label=label))
     if spec.extras.link_error:
         canvas.link_error(t.errback.s(label=next(labels)))
     return canvas
+
+
+def _replaced_by_chain_of_chain(sig: Any) -> bool:
+    """Whether ``sig`` replaces itself with a chain whose last part is a chain.
+
+    Celery's ``replace`` moves the task's callbacks onto that last part,
+    whose options the chain drops when it splices its tasks (D12).
+    """
+    replacement = _replacement(sig)
+    return isinstance(replacement, _chain) and isinstance(
+        maybe_signature(replacement.tasks[-1]), _chain
+    )

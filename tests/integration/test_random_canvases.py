@@ -3,8 +3,8 @@
 Canvases come from ``tests.random_canvases``: chains, groups and chords
 nested up to depth 4, up to 8 wide, partial and immutable signatures with
 kwargs, empty and one-member groups, failing and retrying tasks at random
-places, ``link`` and ``link_error`` on any part. ``Task.replace`` is left
-out of the generator: ``test_replace.py`` compares replacing tasks.
+places, ``link`` and ``link_error`` on any part, and tasks that replace
+themselves (``Task.replace``) with such a canvas, nested too.
 
 Each canvas runs on one app (``tests.random_canvas_app``), one Redis broker
 and result backend, one set of workers: natively with ``apply_async`` and
@@ -53,6 +53,7 @@ from tests.random_canvases import (
     build,
     canvases,
     depth,
+    replacing_tasks,
     size,
 )
 from tests.tasks import close_app
@@ -66,8 +67,10 @@ pytestmark = [
 
 #: seconds a canvas of a few tiny tasks may take, natively or not
 TIMEOUT = 30.0
-#: seconds a settled native canvas's result gets to come
+#: seconds a settled native canvas's result gets to come, at most
 GRACE = 10.0
+#: seconds a settled native canvas's result gets while nothing at all happens
+IDLE = 2.0
 LONG = "long"
 
 Outcome = tuple[tuple[Any, ...], list[str], str]
@@ -76,11 +79,17 @@ CHORD_ERROR = re.compile(r"(?:Dependency \S+ raised |Join error: )?(\w+)\((.*)\)
 
 
 def _chord_error_inner(message: str) -> tuple[str, str]:
-    """The type and message of the exception a ChordError's message names."""
+    """The type and message of the exception a ChordError's message names.
+
+    That of the innermost, when it names another ChordError.
+    """
     found = CHORD_ERROR.match(message)
     assert found, f"unexpected ChordError message: {message}"
     inner = found.group(2)
-    return found.group(1), inner[1:-1] if inner[:1] in "'\"" else inner
+    inner = inner[1:-1] if inner[:1] in "'\"" else inner
+    if found.group(1) == "ChordError":
+        return _chord_error_inner(inner)
+    return found.group(1), inner
 
 
 def _native_hang(
@@ -127,7 +136,8 @@ def _without_nested_chain_links(
 ) -> tuple[Outcome, Outcome]:
     """D12: celeriac also runs what Celery drops of a chain nested in a chain.
 
-    Its callbacks, and the errbacks of a chain that is another's only part.
+    Its callbacks, and the errbacks of a chain that is another's only part;
+    the callbacks of a task replaced by a chain ending in a chain.
     """
 
     def drop(outcome: Outcome) -> Outcome:
@@ -147,13 +157,15 @@ def _errbacks_see_the_task_error(
     """D13: a chord's errbacks get a ChordError natively, the task's error here.
 
     Compared by the failed task's exception type: when several header tasks
-    fail, which one the errback is told of is not the same failure either.
+    fail, which one the errback is told of is not the same failure either
+    (nor, for the errbacks Celery calls with the task's own error, told of
+    the same one in two runs: ``_told_of_another_failure``).
     """
     chord_errbacks = {
         json.loads(entry)[1]
         for entry in native[1]
         if json.loads(entry)[0] == "r.errback" and json.loads(entry)[2] == "ChordError"
-    }
+    } | _told_of_another_failure(native, celeriac)
 
     def by_type(entry: str, native_side: bool) -> str:
         name, label, exc_type, message = (json.loads(entry) + [None] * 4)[:4]
@@ -170,6 +182,33 @@ def _errbacks_see_the_task_error(
     if not chord_errbacks:
         return native, celeriac
     return adjusted(native, True), adjusted(celeriac, False)
+
+
+def _told_of_another_failure(native: Outcome, celeriac: Outcome) -> set[int]:
+    """The errbacks told of other failures both ways, of the same types.
+
+    Their runs name the same exception types, as often, both ways; only
+    the messages (which failed task) differ.
+    """
+
+    def runs(outcome: Outcome, label: int, detail: int) -> Counter[tuple[Any, ...]]:
+        return Counter(
+            tuple(json.loads(entry)[2:detail])
+            for entry in outcome[1]
+            if json.loads(entry)[:2] == ["r.errback", label]
+        )
+
+    labels = {
+        json.loads(entry)[1]
+        for entry in native[1] + celeriac[1]
+        if json.loads(entry)[0] == "r.errback"
+    }
+    return {
+        label
+        for label in labels
+        if runs(native, label, 3) == runs(celeriac, label, 3)
+        and runs(native, label, 4) != runs(celeriac, label, 4)
+    }
 
 
 def _empty_group_result(
@@ -189,15 +228,34 @@ def _stalled_chord_errbacks(
     Celery never calls them; celeriac does. Only celeriac's extra runs of
     those errbacks are dropped.
     """
+    labels = built.stalled_chord_errbacks
+    return native, _without_extra_errbacks(labels, native, celeriac)
+
+
+def _unreached_replaced_errbacks(
+    built: Built, native: Outcome, celeriac: Outcome
+) -> tuple[Outcome, Outcome]:
+    """D19: the errbacks of a task replaced by a group or chord, then its chain.
+
+    Celery calls none of them when the replacement's header fails;
+    celeriac does. Only celeriac's extra runs of those errbacks are dropped.
+    """
+    labels = built.unreached_replaced_errbacks
+    return native, _without_extra_errbacks(labels, native, celeriac)
+
+
+def _without_extra_errbacks(
+    labels: set[int], native: Outcome, celeriac: Outcome
+) -> Outcome:
+    """``celeriac`` without its runs of the errbacks ``labels`` beyond native's."""
     extra = Counter(celeriac[1]) - Counter(native[1])
     dropped = Counter(
         entry
         for entry in extra.elements()
-        if json.loads(entry)[0] == "r.errback"
-        and json.loads(entry)[1] in built.stalled_chord_errbacks
+        if json.loads(entry)[0] == "r.errback" and json.loads(entry)[1] in labels
     )
     ran = sorted((Counter(celeriac[1]) - dropped).elements())
-    return native, (celeriac[0], ran, celeriac[2])
+    return celeriac[0], ran, celeriac[2]
 
 
 def _empty_body_goes_on(
@@ -217,6 +275,26 @@ def _empty_body_goes_on(
     return native, celeriac
 
 
+def _fanned_out_steps(
+    built: Built, native: Outcome, celeriac: Outcome
+) -> tuple[Outcome, Outcome]:
+    """D20: what follows a chord with a group body runs once per member natively.
+
+    Forgiven when both ran the same tasks but those: their runs are not
+    compared, nor, when it is theirs, the canvas's result (the final state
+    still is).
+    """
+    if not built.fanned_out:
+        return native, celeriac
+
+    def drop(outcome: Outcome) -> Outcome:
+        ran = [e for e in outcome[1] if json.loads(e)[1] not in built.fanned_out]
+        ending = celeriac[0] if built.fanned_out_result else outcome[0]
+        return ending, ran, outcome[2]
+
+    return drop(native), drop(celeriac)
+
+
 #: difference id (docs/differences.md) -> how it changes the two outcomes,
 #: given the built canvas, so that what is left compares equal. D3 (get() of
 #: a chord whose header failed raises a ChordError) is ``_native_error``'s.
@@ -228,6 +306,8 @@ DIFFERENCES: dict[str, Callable[[Built, Outcome, Outcome], tuple[Outcome, Outcom
     "D15": _empty_group_result,
     "D16": _stalled_chord_errbacks,
     "D17": _empty_body_goes_on,
+    "D19": _unreached_replaced_errbacks,
+    "D20": _fanned_out_steps,
 }
 NORMALIZED = ("D3",)
 
@@ -246,12 +326,14 @@ class Seen:
     canvases: int = 0
     deepest: int = 0
     tasks: int = 0
+    replacing: int = 0
     forgiven: dict[str, int] = field(default_factory=dict)
 
     def add(self, spec: Spec) -> None:
         self.canvases += 1
         self.deepest = max(self.deepest, depth(spec))
         self.tasks += size(spec)
+        self.replacing += replacing_tasks(spec)
 
 
 SEEN = Seen()
@@ -329,13 +411,15 @@ def run_native(app: ModuleType, spec: Spec) -> Outcome:
     A group's result is read member by member (``_collect``): its own
     ``get()`` waits for nested groups without its timeout (Celery's
     ``join_native``), forever when a result never comes. Once the canvas
-    settled, a result that does not come within ``GRACE`` never will.
+    settled, a result that does not come within ``GRACE`` never will, nor
+    one that does not come while, for ``IDLE`` seconds, no task starts and no
+    message waits (``_settled_result``).
     """
     app.forget_ran()
     result = build(spec, app).canvas.apply_async()
     _settle(app)
     try:
-        ending: tuple[Any, ...] = ("result", _collect(result, time.monotonic() + GRACE))
+        ending: tuple[Any, ...] = ("result", _settled_result(app, result))
         state = "COMPLETED"
     except CeleryTimeoutError:
         ending, state = ("no result",), "hung"
@@ -343,6 +427,24 @@ def run_native(app: ModuleType, spec: Spec) -> Outcome:
         ending, state = ("error", _native_error(exc)), "FAILED"
     _settle(app)
     return ending, app.ran(), state
+
+
+def _settled_result(app: ModuleType, result: Any) -> Any:
+    """What ``result.get()`` returns once the canvas settled.
+
+    Raises ``CeleryTimeoutError`` after ``GRACE`` seconds, or sooner once a
+    wait of ``IDLE`` seconds saw no task start and left no message waiting:
+    a canvas whose result never comes (D2) costs ``IDLE``, not ``GRACE``.
+    """
+    end = time.monotonic() + GRACE
+    while True:
+        started = len(app.ran())
+        try:
+            return _collect(result, min(end, time.monotonic() + IDLE))
+        except CeleryTimeoutError:
+            idle = len(app.ran()) == started and app.backlog() == 0
+            if idle or time.monotonic() >= end:
+                raise
 
 
 def _collect(result: Any, deadline: float) -> Any:
@@ -392,7 +494,8 @@ def seen(request: pytest.FixtureRequest) -> Iterator[Seen]:
     yield SEEN
     line = (
         f"random canvases ({settings.get_current_profile_name()} profile): "
-        f"{SEEN.canvases} canvases, {SEEN.tasks} task signatures, depth reached "
+        f"{SEEN.canvases} canvases, {SEEN.tasks} task signatures "
+        f"({SEEN.replacing} replacing themselves), depth reached "
         f"{SEEN.deepest}, forgiven by listed differences {SEEN.forgiven or 'none'}"
     )
     request.node.user_properties.append((SUMMARY_LINE, line))
@@ -465,6 +568,77 @@ def seen(request: pytest.FixtureRequest) -> Iterator[Seen]:
 # D2: a group after a failed chain step: natively its result never comes
 @example(
     spec=Chain((Group((Chain((Task(kind="fail"), Task(), Group((Task(), Task())))),)),))
+)
+# D2, D16: a task replaced by a chord whose header's chord fails
+@example(
+    spec=Task(
+        kind="replace",
+        replacement=Chord(
+            (Chord((Task(kind="fail"),), Task()),), Task(extras=Extras(link_error=True))
+        ),
+    )
+)
+# D16: a task of a chord's header replaced by a chord whose header fails
+@example(
+    spec=Chord(
+        (Task(kind="replace", replacement=Chord((Task(kind="fail"),), Task())),),
+        Task(extras=Extras(link_error=True)),
+    )
+)
+# D19: the errback of a task replaced by a group, then a step of its chain
+@example(
+    spec=Chain(
+        (
+            Task(
+                kind="replace",
+                extras=Extras(link_error=True),
+                replacement=Group((Task(kind="fail"),)),
+            ),
+            Task(),
+        )
+    )
+)
+# D12: the callback of a task replaced by a chain of a chain (Celery drops it)
+@example(
+    spec=Task(
+        kind="replace", extras=Extras(link=True), replacement=Chain((Chain((Task(),)),))
+    )
+)
+# D13: a failing chord in a chain of a chord's header (a nested ChordError)
+@example(
+    spec=Chord(
+        (Chain((Chord((Task(kind="fail"),), Task()), Task())),),
+        Task(extras=Extras(link_error=True)),
+    )
+)
+# D13: two tasks fail before a group: which one its errbacks are told of is a race
+@example(
+    spec=Chain(
+        (
+            Group(
+                (
+                    Task(
+                        kind="fail", kwargs=(("b", 8),), extras=Extras(link_error=True)
+                    ),
+                    Task(
+                        kind="fail", kwargs=(("b", 8),), extras=Extras(link_error=True)
+                    ),
+                )
+            ),
+            Group(
+                (
+                    Task(immutable=True, extras=Extras(link_error=True)),
+                    Task(extras=Extras(link_error=True)),
+                ),
+                Extras(link_error=True),
+            ),
+        ),
+        Extras(link_error=True),
+    )
+)
+# D20: a chord with a group body, then a chord: natively run once per member
+@example(
+    spec=Chain((Chord((Task(),), Group((Task(), Task()))), Chord((Task(),), Task())))
 )
 def test_random_canvas_agrees_with_celery(
     random_app: ModuleType, random_workers: None, seen: Seen, spec: Spec
