@@ -26,6 +26,13 @@ START_TIMEOUT = 60.0
 #: Seconds a worker gets to finish its tasks after SIGTERM, before SIGKILL.
 STOP_TIMEOUT = 20.0
 LOG_TAIL = 60
+#: Engine options for crash tests: recovery within about a second of a crash.
+QUICK_RECOVERY = {
+    "recovery_delay": 1,
+    "recovery_interval": 0.5,
+    "heartbeat_interval": 0.5,
+    "worker_timeout": 3,
+}
 
 
 class Workers:

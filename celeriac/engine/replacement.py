@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
+from celery.canvas import _chain
 from celery.exceptions import ImproperlyConfigured
 
 from celeriac.engine.arguments import check_storable
@@ -43,7 +44,8 @@ def compile_replacement(
     every task of the replacement.
 
     Raises:
-        ImproperlyConfigured: as in Celery, the canvas is part of a chord.
+        ImproperlyConfigured: as in Celery, the canvas is part of a chord,
+            or an empty chain.
         UnknownTask: the canvas names a task the app does not know.
         InvalidCanvas: the canvas cannot be stored.
         ReplacementTooLarge: it has more than ``max_nodes`` nodes.
@@ -53,6 +55,8 @@ def compile_replacement(
         raise ImproperlyConfigured(
             "A signature replacing a task must not be part of a chord"
         )
+    if isinstance(sig, _chain) and not sig.tasks:
+        raise ImproperlyConfigured("Cannot replace with an empty chain")
     check_storable(sig, (), None, None)
     graph = GraphBuilder(app, max_nodes)
     result = CanvasWalker(graph).add(sig, None, Call(), list(errbacks), label)

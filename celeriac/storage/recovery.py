@@ -57,6 +57,9 @@ def _may_run() -> sa.ColumnElement[bool]:
 #: k at most this: a message only waiting in a long queue is not sent over
 #: and over (each copy would cost a claim to drop).
 BACKOFF_STEPS = 7
+#: How many of the nodes that started last tell where the workers are in
+#: the queue: their messages were taken nearly in order, a few at a time.
+FRONT_SAMPLE = 64
 
 
 def _overdue(delay: timedelta, at: datetime) -> sa.ColumnElement[bool]:
@@ -79,14 +82,20 @@ def _delivery_front(
 ) -> datetime | None:
     """When the newest message the workers took lately was queued.
 
-    The latest ``queued_at`` of the nodes RUNNING that started within
-    ``delay`` before ``since``; None when none did (the workers are idle, or
-    busy with long tasks). Read from the index of active nodes.
+    The latest ``queued_at`` of the :data:`FRONT_SAMPLE` nodes that started
+    last, within ``delay`` before ``since``, whatever their state now; None
+    when none did (the workers are idle, or busy with long tasks). Read from
+    the index of started nodes, newest first: a few rows, however many ran.
     """
+    latest = (
+        sa.select(nodes.c.queued_at)
+        .where(nodes.c.started_at >= since - delay)
+        .order_by(nodes.c.started_at.desc())
+        .limit(FRONT_SAMPLE)
+        .subquery()
+    )
     front: datetime | None = conn.execute(
-        sa.select(sa.func.max(nodes.c.queued_at)).where(
-            nodes.c.state == _N.RUNNING, nodes.c.started_at >= since - delay
-        )
+        sa.select(sa.func.max(latest.c.queued_at))
     ).scalar()
     return aware(front)
 

@@ -26,6 +26,8 @@ Id = sa.String(64)
 StateName = sa.String(32)
 #: The node states recovery looks for (``ix_celeriac_nodes_active``).
 ACTIVE_NODES = "state IN ('QUEUED', 'RUNNING', 'RETRYING')"
+#: The nodes whose start recovery reads (``ix_celeriac_nodes_started``).
+STARTED_NODES = "started_at IS NOT NULL"
 
 # Every primary, unique and foreign key of a table holding a workflow's rows
 # starts with ``workflow_id`` (the workflows' own key is their id), so that
@@ -120,6 +122,15 @@ nodes = sa.Table(
         "queued_at",
         postgresql_where=sa.text(ACTIVE_NODES),
         sqlite_where=sa.text(ACTIVE_NODES),
+    ),
+    # Recovery reads the nodes that started last, whatever their state now,
+    # to tell a backlog from lost messages (revision 0014).
+    sa.Index(
+        "ix_celeriac_nodes_started",
+        "started_at",
+        "queued_at",
+        postgresql_where=sa.text(STARTED_NODES),
+        sqlite_where=sa.text(STARTED_NODES),
     ),
 )
 

@@ -17,20 +17,12 @@ import pytest
 
 from celeriac import WorkflowFailed
 from tests.waiting import wait_for
-from tests.workers import Workers
+from tests.workers import QUICK_RECOVERY, Workers
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
-#: recovery within about a second of the crash
-QUICK = {
-    "recovery_delay": 1,
-    "recovery_interval": 0.5,
-    "heartbeat_interval": 0.5,
-    "worker_timeout": 3,
-}
 
-
-@pytest.mark.parametrize("proc_env", [{"engine": QUICK}], indirect=True)
+@pytest.mark.parametrize("proc_env", [{"engine": QUICK_RECOVERY}], indirect=True)
 @pytest.mark.parametrize("errback", ["p.on_error", "p.on_error_request"])
 def test_an_errback_runs_once_when_its_worker_died_after_the_failure(
     proc: ModuleType, workers: Workers, errback: str

@@ -83,6 +83,8 @@ CASES = [
         lambda t: chord([t.add.s(1, 1), t.add.s(2, 2)], t.replace_with.s(t.tsum.s())),
     ),
     Case("with-callback", _with_callback),
+    # Celery refuses it: ImproperlyConfigured("Cannot replace with an empty chain")
+    Case("empty-chain", lambda t: chain(t.add.s(1, 2), t.replace_with.si(chain()))),
     Case("failing-with-errback", _failing_with_errback, by_name=True),
     Case(
         "nested-twice",

@@ -18,20 +18,12 @@ import pytest
 from celery import chain
 
 from tests.waiting import wait_for
-from tests.workers import Workers
+from tests.workers import QUICK_RECOVERY, Workers
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
-#: recovery within about a second of the crash
-QUICK = {
-    "recovery_delay": 1,
-    "recovery_interval": 0.5,
-    "heartbeat_interval": 0.5,
-    "worker_timeout": 3,
-}
 
-
-@pytest.mark.parametrize("proc_env", [{"engine": QUICK}], indirect=True)
+@pytest.mark.parametrize("proc_env", [{"engine": QUICK_RECOVERY}], indirect=True)
 @pytest.mark.parametrize(
     ("dies_after", "runs"), [("replaced_node", 2), ("record_replacement", 1)]
 )

@@ -834,6 +834,9 @@ def test_a_node_waiting_in_a_backlog_is_not_sent_again_while_workers_take_older_
     # the running node was queued just after it: the backlog is moving
     set_node(busy_flow, queued_at=queued + timedelta(seconds=0.5))
     assert republished() == []
+    # the node the workers took last has finished already: still moving
+    set_node(busy_flow, state="SUCCEEDED", finished_at=datetime.now(UTC))
+    assert republished() == []
     # the workers took a message queued well after it: its own was lost
     set_node(busy_flow, queued_at=queued + timedelta(seconds=2))
     assert republished() == [waiting_flow["a"]]

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from celeriac.storage import connect, migrate
+from celeriac.storage import connect
 from celeriac.web import create_app
 from celeriac.web.auth import Credentials
 from celeriac.web.changes import CHANNEL, CONNECTION, Changes
@@ -239,7 +239,11 @@ def test_a_stream_wakes_for_its_workflow_and_the_list_for_any():
 def test_a_schema_without_the_trigger_is_polled(engine, tasks, postgres_url):
     db = connect(postgres_url)
     try:
-        migrate.downgrade(db, "0011")
+        # as before revision 0012; later revisions stay (the engine writes them)
+        with db.begin() as conn:
+            conn.exec_driver_sql(
+                "DROP TRIGGER celeriac_events_notify ON celeriac_events"
+            )
     finally:
         db.dispose()
     console = create_app(
