@@ -33,6 +33,9 @@ SETTINGS: dict[str, Any] = {
 STAMPS = "bench:stamps:{queue}"
 #: Redis key where a benchmark worker records when it sent ``worker_ready``.
 READY = "bench:ready:{name}"
+#: Redis hash where benchmark workers record when they published each task
+#: message (task id -> time), when ``BENCH_PUBLISH_TIMES`` is set (per queue).
+PUBLISHED = "bench:published:{queue}"
 
 
 @dataclass

@@ -186,8 +186,12 @@ class Harness:
         count_sql: bool = False,
         profile: Path | None = None,
         prefix: str | None = None,
+        publish_times: bool = False,
     ) -> System:
-        """An app of ``mode`` on its own queue, and the env of its workers."""
+        """An app of ``mode`` on its own queue, and the env of its workers.
+
+        ``publish_times``: the workers record when they publish each message.
+        """
         queue = f"bench-{name}-{self.run_id}"
         bench = build(
             mode, self.broker_url, queue, result_backend, database_url, engine_options
@@ -206,6 +210,8 @@ class Harness:
             env["CELERIAC_DATABASE_URL"] = database_url
         if sql_key:
             env["BENCH_COUNT_SQL"] = sql_key
+        if publish_times:
+            env["BENCH_PUBLISH_TIMES"] = "1"
         if profile is not None:
             profile.mkdir(parents=True, exist_ok=True)
             env["BENCH_PROFILE"] = str(profile)

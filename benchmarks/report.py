@@ -10,7 +10,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from benchmarks import scale
+from benchmarks import scale, throughput
 from benchmarks.rows import Row, seconds, verdict
 from benchmarks.workloads import FAST_RECOVERY
 
@@ -181,7 +181,7 @@ def recovery_row(title: str, figures: dict[str, Any]) -> Row:
 
 def titles(sizes: dict[str, int]) -> dict[str, str]:
     """The table's name of each workload, with its size."""
-    return {
+    found = {
         "chain_short": f"chain of {sizes['chain_short']:,} no-op tasks, end to end",
         "chain_long": f"chain of {sizes['chain_long']:,} no-op tasks",
         "group": f"group of {sizes['group']:,}, until all results are in",
@@ -192,6 +192,11 @@ def titles(sizes: dict[str, int]) -> dict[str, str]:
         "recovery": "recovery: a worker SIGKILLed mid-workflow",
         **scale.titles(sizes),
     }
+    if "throughput_chains" in sizes:  # not in the figures of earlier runs
+        found["throughput"] = throughput.title(
+            sizes["throughput_chains"], sizes["throughput_chords"]
+        )
+    return found
 
 
 def rows(results: dict[str, Any]) -> list[Row]:
@@ -205,6 +210,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
             found.append(pause_row(names[key], figures))
         elif key == "recovery":
             found.append(recovery_row(names[key], figures))
+        elif key == "throughput":
+            found.extend(throughput.rows(names[key], figures))
         elif key in scale.ROWS:
             found.extend(scale.ROWS[key](names[key], figures))
         else:
@@ -376,6 +383,18 @@ workload runs one worker with quick failure detection
 ({recovery_options}), SIGKILLs it (with its pool) while a chain's third
 task runs, starts a new one, and times from the new worker's `worker_ready`
 until the killed task starts again.
+
+The throughput rows hand over every workflow of the mix at once (a submit
+or `apply_async()` each, then a `get()` each) to two workers (four pool
+processes) per system, alternating between the systems. Nodes per second
+run from the first hand-over to the last result; worker CPU is the user and
+system time of the worker processes (pool processes included) over the
+same window, divided by the nodes run; PostgreSQL's CPU is read the same
+way from its server processes (`/proc`). The dispatch latency runs from a
+node's last parent's recorded `finished_at` (taken just before the
+transaction that records the outcome) to the moment a worker published the
+node's message (Celery's `after_task_publish`, which the workers of this
+workload record in Redis, natively too).
 
 The scale rows run celeriac alone: the million-node workflow is submitted
 and then cancelled in fresh processes with no worker listening (time, and

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: import benchmarks, tests, celeriac
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import report, scale  # noqa: E402
+from benchmarks import report, scale, throughput  # noqa: E402
 from benchmarks.harness import Harness, System, Unavailable  # noqa: E402
 from benchmarks.workloads import (  # noqa: E402
     FAST_RECOVERY,
@@ -60,6 +60,7 @@ WORKLOADS = (
     "history",
     "purge",
     "flat",
+    "throughput",
 )
 COMPARED = ("chain_short", "chain_long", "group", "chord", "replace")
 
@@ -210,6 +211,41 @@ def run_recovery(harness: Harness, sizes: Sizes, repeat: int) -> dict[str, Any]:
         system.stop()
 
 
+def run_throughput(harness: Harness, sizes: Sizes, repeat: int) -> dict[str, Any]:
+    """Many workflows at once, natively and through celeriac, 2 workers each."""
+    native = harness.system(
+        "celery-redis",
+        "native",
+        result_backend=harness.results_url,
+        prefix="throughput-native_",
+        publish_times=True,
+    )
+    celeriac = harness.system(
+        "celeriac",
+        "celeriac",
+        database_url=harness.database("throughput"),
+        prefix="throughput-celeriac_",
+        publish_times=True,
+    )
+    chains, chords = sizes.throughput_chains, sizes.throughput_chords
+    try:
+        for system in (native, celeriac):
+            system.start(2)
+        log(f"throughput: {chains} chains and {chords} chords, {repeat} repetitions")
+        return attempt(
+            throughput.throughput,
+            harness,
+            [native, celeriac],
+            chains,
+            chords,
+            repeat,
+            log,
+        )
+    finally:
+        native.stop()
+        celeriac.stop()
+
+
 def run_scale(
     harness: Harness, sizes: Sizes, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -260,6 +296,8 @@ def benchmark(args: argparse.Namespace, harness: Harness) -> dict[str, Any]:
         workloads["pause"] = run_pause(harness, sizes, args.repeat)
     if "recovery" in args.only:
         workloads["recovery"] = run_recovery(harness, sizes, args.repeat)
+    if "throughput" in args.only:
+        workloads["throughput"] = run_throughput(harness, sizes, args.repeat)
     workloads.update(run_scale(harness, sizes, args))
     results["elapsed"] = time.monotonic() - started
     results["machine"]["load_after"] = round(os.getloadavg()[0], 2)

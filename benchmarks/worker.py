@@ -9,7 +9,9 @@ Everything comes from the environment, as the benchmark sets it per worker:
 - ``BENCH_COUNT_SQL``: a Redis hash key; count the engine's transactions and
   statements into it (``benchmarks/instrument.py``);
 - ``BENCH_PROFILE``: a directory; write a cProfile of each pool process there
-  when the worker shuts down warmly.
+  when the worker shuts down warmly;
+- ``BENCH_PUBLISH_TIMES``: if set, record when each task message was
+  published (``PUBLISHED``), for the dispatch latency.
 
 Each worker also records when it was ready (``READY``), for the recovery
 workload.
@@ -24,7 +26,7 @@ from typing import Any
 
 from celery import signals
 
-from benchmarks.app import READY, build, client
+from benchmarks.app import PUBLISHED, READY, build, client
 from benchmarks.instrument import Profiler, SqlCounter
 
 BROKER_URL = os.environ["BENCH_BROKER_URL"]
@@ -52,3 +54,12 @@ if os.environ.get("BENCH_PROFILE"):
 def _record_ready(sender: Any = None, **_: Any) -> None:
     if getattr(sender, "app", None) is app:
         client(BROKER_URL).set(READY.format(name=sender.hostname), time.time())
+
+
+if os.environ.get("BENCH_PUBLISH_TIMES"):
+
+    @signals.after_task_publish.connect(weak=False)
+    def _record_published(headers: Any = None, **_: Any) -> None:
+        at = time.time()
+        published = PUBLISHED.format(queue=bench.queue)
+        client(BROKER_URL).hset(published, str((headers or {})["id"]), at)

@@ -14,7 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -74,12 +74,31 @@ class Sizes:
     flat_small: int = 5_000
     #: the chord a task replaces itself with (``Task.replace``)
     replace: int = 10_000
+    #: the throughput workload's chains of 10 and chords of 100, at once
+    throughput_chains: int = 200
+    throughput_chords: int = 20
 
     @classmethod
     def quick(cls) -> Sizes:
         """N = 20 for every size (a few thousand for the scale rows): a smoke test."""
         return cls(
-            20, 20, 20, 20, 20, 20, 4, 5, 2_000, 2_000, 20_000, 10_000, 200, 50, 20
+            20,
+            20,
+            20,
+            20,
+            20,
+            20,
+            4,
+            5,
+            2_000,
+            2_000,
+            20_000,
+            10_000,
+            200,
+            50,
+            20,
+            20,
+            2,
         )
 
 
@@ -164,6 +183,16 @@ def per_node(
     }
 
 
+def compare_order(systems: list[System], repeat: int) -> Iterator[list[System]]:
+    """``repeat`` rounds over ``systems``, the order reversed every other round.
+
+    (A B, B A, A B, …): neither side always runs on a machine the other just
+    warmed or loaded.
+    """
+    for index in range(repeat):
+        yield systems if index % 2 == 0 else systems[::-1]
+
+
 def compare(
     harness: Harness,
     systems: list[System],
@@ -174,17 +203,12 @@ def compare(
     warmup: int,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Run the same canvas on every system, alternating, ``repeat`` times each.
-
-    The order alternates too (A B, B A, A B, …) so that neither side always
-    runs on a machine the other just warmed or loaded.
-    """
+    """Run the same canvas on every system, alternating, ``repeat`` times each."""
     for system in systems:  # connections, imports, the first lease
         run_once(system, *make(system.bench, warmup))
     before = sql_snapshot(harness, systems)
     runs: dict[str, list[dict[str, float]]] = {s.name: [] for s in systems}
-    for index in range(repeat):
-        order = systems if index % 2 == 0 else systems[::-1]
+    for order in compare_order(systems, repeat):
         for system in order:
             canvas, expected = make(system.bench, n)
             times = run_once(system, canvas, expected)

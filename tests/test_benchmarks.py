@@ -31,6 +31,7 @@ WORKLOADS = {
     "history",
     "purge",
     "flat",
+    "throughput",
 }
 
 
@@ -57,9 +58,16 @@ def test_the_quick_benchmark_runs_every_workload_on_both_systems(
     results = json.loads(output.read_text())
     workloads = results["workloads"]
     assert set(workloads) == WORKLOADS
+    throughput = workloads.pop("throughput")
     for key, figures in workloads.items():
         assert "error" not in figures, (key, figures)
         assert _positive(figures["medians"]), (key, figures["medians"])
+    assert "error" not in throughput, throughput
+    assert set(throughput["medians"]) == {"celery-redis", "celeriac"}
+    assert all(map(_positive, throughput["medians"].values()))
+    assert {"latency_p50", "latency_p95", "nodes_per_db_second"} <= set(
+        throughput["medians"]["celeriac"]
+    )
     for key in ("chain_short", "chain_long", "group", "chord"):
         assert {"celery-redis", "celeriac"} <= set(workloads[key]["medians"])
         counted = workloads[key]["sql_per_node"]["celeriac"]
