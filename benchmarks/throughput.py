@@ -180,7 +180,10 @@ def dispatch_latency(
     """p50 and p95 of (message published - last parent finished), in seconds."""
     assert system.bench.engine is not None
     raw = client(harness.broker_url).hgetall(PUBLISHED.format(queue=system.bench.queue))
-    sent = {bytes(key).decode(): float(value) for key, value in raw.items()}
+    sent = {
+        key.decode() if isinstance(key, bytes) else key: float(value)
+        for key, value in raw.items()
+    }
     parent = nodes.alias("parent")
     query = (
         sa.select(edges.c.child_id, sa.func.max(parent.c.finished_at))
