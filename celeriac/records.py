@@ -228,7 +228,7 @@ class Clustered(NamedTuple):
     total: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NewNode:
     """A node the compiler made, before it is stored."""
 
@@ -241,7 +241,7 @@ class NewNode:
     label: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NewEdge:
     """An edge: ``child`` waits for ``parent`` (``on_error``: runs if it fails)."""
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -54,15 +57,16 @@ class Submission(Publishing):
         """
         key = submit_key(key)
         policy = OnFailure.named(on_failure) if on_failure else self.on_failure
-        new = compile_canvas(
-            self.app, canvas, tuple(args), kwargs, name, metadata, options
-        )
-        new = replace(new, on_failure=policy, key=key)
-        outcome = self._store.insert_workflow(new)
-        if not outcome.recorded:  # the key named a stored workflow
-            (stored,) = self._store.list_workflows(key=new.key, limit=1)
-            return Workflow(self, stored.id, stored.name)
-        delivery = self._after(new.id, outcome)
+        with collector_paused():
+            new = compile_canvas(
+                self.app, canvas, tuple(args), kwargs, name, metadata, options
+            )
+            new = replace(new, on_failure=policy, key=key)
+            outcome = self._store.insert_workflow(new)
+            if not outcome.recorded:  # the key named a stored workflow
+                (stored,) = self._store.list_workflows(key=new.key, limit=1)
+                return Workflow(self, stored.id, stored.name)
+            delivery = self._after(new.id, outcome)
         if delivery.unsent:
             logger.warning(
                 "workflow %s is stored, but %d of its first nodes could not be "
@@ -71,6 +75,24 @@ class Submission(Publishing):
                 delivery.unsent,
             )
         return Workflow(self, new.id, name)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the block, if it was on.
+
+    A large canvas compiles into millions of objects that all live until
+    the submit returns: the collector would walk them again and again as
+    they pile up (about a sixth of a 300,000-node submit's time) and find
+    nothing to free. Whatever the block leaves behind is collected later.
+    """
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def submit_key(key: object) -> str | None:

@@ -2,41 +2,55 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 
 def insert_rows(
-    conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    same: Mapping[str, Any],
 ) -> None:
     """Insert ``rows`` into ``table`` inside the caller's transaction.
 
-    On PostgreSQL through psycopg 3 this is one ``COPY``, several times
-    faster than executemany for a canvas of many thousand nodes; elsewhere
-    an executemany. Every row must have the same keys.
+    Each row gives the values of ``columns``, in that order; ``same`` the
+    values of the other columns, the same in every row. On PostgreSQL
+    through psycopg 3 this is one ``COPY`` fed as the rows come (they are
+    never all in memory at once), several times faster than executemany
+    for a canvas of many thousand nodes; elsewhere an executemany.
     """
-    if not rows:
-        return
     if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
-        conn.execute(table.insert(), rows)
+        listed = [{**dict(zip(columns, row, strict=True)), **same} for row in rows]
+        if listed:
+            conn.execute(table.insert(), listed)
         return
-    columns = list(rows[0])
     # the columns' own conversions (values to Celery's JSON text), which
     # SQLAlchemy applies to its statements and COPY would skip
-    processors = [table.c[name].type.bind_processor(conn.dialect) for name in columns]
-    statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+    processors = [_processor(conn, table, name) for name in columns]
+    fixed = [
+        value if process is None else process(value)
+        for value, process in ((v, _processor(conn, table, k)) for k, v in same.items())
+    ]
+    statement = f"COPY {table.name} ({', '.join([*columns, *same])}) FROM STDIN"
     dbapi_error = conn.dialect.loaded_dbapi.Error
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         with cursor, cursor.copy(statement) as copy:
             for row in rows:
-                copy.write_row(
-                    [
-                        row[name] if process is None else process(row[name])
-                        for name, process in zip(columns, processors, strict=True)
-                    ]
-                )
+                values = [
+                    value if process is None else process(value)
+                    for value, process in zip(row, processors, strict=True)
+                ]
+                copy.write_row(values + fixed)
     except dbapi_error as exc:
         # the same exception SQLAlchemy raises for its own statements
         raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi_error) from exc
+
+
+def _processor(conn: sa.Connection, table: sa.Table, name: str) -> Any:
+    """The bind processor of column ``name`` (None: the value goes as it is)."""
+    return table.c[name].type.bind_processor(conn.dialect)

@@ -36,36 +36,24 @@ def insert_graph(
     bulk.insert_rows(
         conn,
         nodes,
-        [
-            {
-                "id": n.id,
-                "workflow_id": workflow_id,
-                "position": offset + n.position,
-                "kind": n.kind,
-                "task": n.task,
-                "label": n.label,
-                "signature": n.signature,
-                "state": NodeState.PENDING,
-                "waiting": n.waiting,
-                "created_at": at,
-                "replaces": replaces,
-            }
+        ("id", "position", "kind", "task", "label", "signature", "waiting"),
+        (
+            (n.id, offset + n.position, n.kind, n.task, n.label, n.signature, n.waiting)
             for n in new_nodes
-        ],
+        ),
+        {
+            "workflow_id": workflow_id,
+            "state": NodeState.PENDING,
+            "created_at": at,
+            "replaces": replaces,
+        },
     )
     bulk.insert_rows(
         conn,
         edges,
-        [
-            {
-                "workflow_id": workflow_id,
-                "parent_id": e.parent_id,
-                "child_id": e.child_id,
-                "position": e.position,
-                "on_error": e.on_error,
-            }
-            for e in new_edges
-        ],
+        ("parent_id", "child_id", "position", "on_error"),
+        ((e.parent_id, e.child_id, e.position, e.on_error) for e in new_edges),
+        {"workflow_id": workflow_id},
     )
     return [
         Ready(n.id, n.kind, n.signature, 0, offset + n.position)
