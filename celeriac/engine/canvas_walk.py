@@ -86,12 +86,18 @@ class CanvasWalker:
 
         The chain's callbacks are added to its last step's own, as
         ``chain.run`` does, so a last step that is a group calls them once
-        per member, and one that is a chord after its body.
+        per member, and one that is a chord after its body. After a group,
+        the last step is the body of the chord Celery makes of the two
+        (``prepare_steps``), which links them as ``chord.link()`` does: a
+        group body to its first member only, immutable.
         """
         steps = chain_steps(self.app, sig)
         links = self._links(sig, call)
         if links:
-            steps[-1] = with_links(steps[-1], links)
+            if len(steps) > 1 and isinstance(steps[-2], group):
+                steps[-1] = linked(self.app, steps[-1], links)
+            else:
+                steps[-1] = with_links(steps[-1], links)
         first = Call(
             call_args(sig, call),
             call.kwargs,

@@ -226,6 +226,16 @@ def _linked_chain_ending_in_group(t: SimpleNamespace) -> Any:
     return canvas
 
 
+def _linked_chain_ending_in_two_groups(t: SimpleNamespace) -> Any:
+    # Celery makes the two groups a chord; the chain's callback goes to it,
+    # which links it to its body as group.link() does: once, immutable
+    canvas = chain(
+        t.add.s(1, 1), group(t.add.s(1), t.add.s(2)), group(t.tsum.s(), t.tsum.s())
+    )
+    canvas.link(t.mul.s(10, 10))
+    return canvas
+
+
 def _linked_group(t: SimpleNamespace) -> Any:
     canvas = group(t.add.s(1, 1), t.add.s(2, 2))
     # Celery links a group's callback, made immutable, to its first task only.
@@ -450,6 +460,7 @@ CASES = [
     Case("link-on-signature", _linked_signature),
     Case("link-on-chain", _linked_chain),
     Case("link-on-chain-ending-in-group", _linked_chain_ending_in_group),
+    Case("link-on-chain-ending-in-two-groups", _linked_chain_ending_in_two_groups),
     Case("link-on-group", _linked_group),
     Case(
         "link-option-on-group-reaches-every-member",

@@ -640,6 +640,13 @@ def seen(request: pytest.FixtureRequest) -> Iterator[Seen]:
 @example(
     spec=Chain((Chord((Task(),), Group((Task(), Task()))), Chord((Task(),), Task())))
 )
+# a chain ending in two groups, linked: Celery links the callback to the
+# chord it makes of them, which links it to the last group's first member
+@example(
+    spec=Chain(
+        (Task(), Group((Task(), Task())), Group((Task(), Task()))), Extras(link=True)
+    )
+)
 def test_random_canvas_agrees_with_celery(
     random_app: ModuleType, random_workers: None, seen: Seen, spec: Spec
 ) -> None:
