@@ -109,12 +109,19 @@ def nests_a_group(spec: Spec) -> bool:
 
 
 def ends_in_empty_group(spec: Spec) -> bool:
-    """Whether the part whose result is the canvas's is an empty group (D15)."""
+    """Whether a part whose result is (in) the canvas's is an empty group (D15).
+
+    The part whose result is the canvas's, or when that is a group, a part
+    whose result is one of its members' (a replacing task's: its
+    replacement's).
+    """
     if isinstance(spec, Chain):
         return ends_in_empty_group(spec.parts[-1])
     if isinstance(spec, Chord):
         return ends_in_empty_group(spec.body)
-    return isinstance(spec, Group) and not spec.members
+    if isinstance(spec, Group):
+        return not spec.members or any(map(ends_in_empty_group, spec.members))
+    return spec.replacement is not None and ends_in_empty_group(spec.replacement)
 
 
 def empty_body_before_a_step(spec: Spec) -> bool:

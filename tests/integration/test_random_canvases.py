@@ -214,8 +214,13 @@ def _told_of_another_failure(native: Outcome, celeriac: Outcome) -> set[int]:
 def _empty_group_result(
     built: Built, native: Outcome, celeriac: Outcome
 ) -> tuple[Outcome, Outcome]:
-    """D15: natively, a canvas ending in an empty group has ``[]`` at once."""
-    if built.ends_in_empty_group and native[::2] == (("result", []), "COMPLETED"):
+    """D15: natively, an empty group's result is ``[]`` at once.
+
+    So a canvas ending in one, or in a group with a member ending in one,
+    completes natively where a task before it failed.
+    """
+    completed = native[0][0] == "result" and native[2] == "COMPLETED"
+    if built.ends_in_empty_group and completed and celeriac[2] == "FAILED":
         return native, (native[0], celeriac[1], native[2])
     return native, celeriac
 
@@ -639,6 +644,15 @@ def seen(request: pytest.FixtureRequest) -> Iterator[Seen]:
 # D20: a chord with a group body, then a chord: natively run once per member
 @example(
     spec=Chain((Chord((Task(),), Group((Task(), Task()))), Chord((Task(),), Task())))
+)
+# D15: a group member ending in an empty group has [] at once, natively
+@example(
+    spec=Group(
+        (
+            Task(),
+            Chord((Task(kind="fail", immutable=True),), Chord((Task(),), Group(()))),
+        )
+    )
 )
 # a chain ending in two groups, linked: Celery links the callback to the
 # chord it makes of them, which links it to the last group's first member
