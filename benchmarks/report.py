@@ -16,7 +16,6 @@ from benchmarks.workloads import FAST_RECOVERY
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
-COMMAND = "python benchmarks/run.py --repeat 3"
 
 #: Target of each compared workload: celeriac's time / native Celery's, at most.
 RATIO_TARGETS = {
@@ -439,12 +438,18 @@ process share the cores, and the spread between repetitions (below) is wide.
 """
 
 
+def command(results: dict[str, Any]) -> str:
+    """The command line that measures ``results`` again."""
+    line = f"python benchmarks/run.py --repeat {results['repeat']}"
+    return line + (" --durable" if results.get("durable") else "")
+
+
 def write_docs(results: dict[str, Any]) -> Path:
     """Rewrite docs/benchmarks.md from ``results``."""
     info = results["machine"]
     options = ", ".join(f"`{k}={v:g}`" for k, v in FAST_RECOVERY.items())
     text = DOC.format(
-        command=COMMAND,
+        command=command(results),
         date=info["date"],
         repeat=results["repeat"],
         machine=machine_table(info),
