@@ -183,17 +183,25 @@ def canvases(draw: st.DrawFn, level: int = 0) -> Spec:
         parts = draw(st.lists(inner, min_size=max(width, 1), max_size=max(width, 1)))
         return Chain(tuple(parts), mark)
     # Celery sends an empty group inside a group with the current app, not
-    # the canvas's (here: none), and cannot link() to a group led by one
+    # the canvas's (here: none), and cannot link() to a group led by one; a
+    # chain of nothing but empty groups unrolls to one
     members = tuple(
         member
         for member in draw(st.lists(inner, min_size=width, max_size=width))
-        if not (isinstance(member, Group) and not member.members)
+        if not _runs_nothing(member)
     )
     if kind == "group":
         takes = _takes_links(Group(members))
         return Group(members, mark if takes else no_link(mark))
     body = draw(inner)
     return Chord(members, body, mark if _takes_links(body) else no_link(mark))
+
+
+def _runs_nothing(spec: Spec) -> bool:
+    """Whether ``spec`` is an empty group, or a chain of only such parts."""
+    if isinstance(spec, Chain):
+        return all(map(_runs_nothing, spec.parts))
+    return isinstance(spec, Group) and not spec.members
 
 
 def replacing(task: Task, replacement: Spec) -> Task:
