@@ -284,7 +284,8 @@ def stalled_chord_errbacks(canvas: Any) -> set[int]:
     chord already. A chord's errbacks are its own, its body's, and those of
     the chains around it (a chain gives its errbacks to each of its tasks).
     When the header of such a nested chord fails, Celery never tells the
-    outer chord, and calls none of these (D16).
+    outer chord, and calls none of these (D16); nor when a chain of the
+    header fails before a group step, whose members Celery never marks (D2).
     """
     found: set[int] = set()
     _find_stalled(canvas, set(), found)
@@ -298,10 +299,17 @@ def _errback_labels(sig: Any) -> set[int]:
     }
 
 
+def _group_after_a_step(sig: Any) -> bool:
+    """Whether ``sig`` is a chain with a group after its first step."""
+    return isinstance(sig, _chain) and any(
+        isinstance(part, group) for part in _parts(sig)[1:]
+    )
+
+
 def _find_stalled(sig: Any, inherited: set[int], found: set[int]) -> None:
     """``stalled_chord_errbacks`` under ``sig``, given its chains' errbacks."""
     if isinstance(sig, chord):
-        if any(map(_ends_in_chord, _parts(sig)[:-1])):
+        if any(_ends_in_chord(m) or _group_after_a_step(m) for m in _parts(sig)[:-1]):
             found |= inherited | {
                 label
                 for inner in (sig, *_signatures(sig.body))

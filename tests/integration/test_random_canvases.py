@@ -654,6 +654,14 @@ def seen(request: pytest.FixtureRequest) -> Iterator[Seen]:
         )
     )
 )
+# D2, D16: a chain of a chord's header fails before a group step: Celery
+# never tells the chord, whose errbacks do not run
+@example(
+    spec=Chord(
+        (Chain((Task(kind="fail"), Group((Task(), Task())))),),
+        Task(extras=Extras(link_error=True)),
+    )
+)
 # a chain ending in two groups, linked: Celery links the callback to the
 # chord it makes of them, which links it to the last group's first member
 @example(
