@@ -425,7 +425,10 @@ Measured in isolation on this machine (no Celery, one process), the two
 transactions of a chain hop take about 2 ms against PostgreSQL over loopback
 (nine statements, built once with bound parameters), most of it round trips:
 that fixed cost is what keeps the short chain above its target, and what a long
-chain's native messages catch up with. A group's nodes each cost the same two
+chain's native messages catch up with. On a durable server (`--durable`) each
+of the two commits also waits for the disk to flush the write-ahead log, which
+native Celery with a Redis result backend never does: compare a run without
+`--durable` to see what that costs on a given disk. A group's nodes each cost the same two
 transactions, spread over the pool processes; its members also queue on one
 row, the join that counts them. `Workflow.get()` learns of the end through
 PostgreSQL's `LISTEN`/`NOTIFY`, so the figures do not include polling delays.
