@@ -428,8 +428,8 @@ that fixed cost is what keeps the short chain above its target, and what a long
 chain's native messages catch up with. On a durable server (`--durable`) each
 of the two commits also waits for the disk to flush the write-ahead log, which
 native Celery with a Redis result backend never does: compare a run without
-`--durable` to see what that costs on a given disk. A group's nodes each cost the same two
-transactions, spread over the pool processes; its members also queue on one
+`--durable` to see what that costs on a given disk. A group's nodes each cost
+the same two transactions, spread over the pool processes; its members also queue on one
 row, the join that counts them. `Workflow.get()` learns of the end through
 PostgreSQL's `LISTEN`/`NOTIFY`, so the figures do not include polling delays.
 On a 2-core machine, PostgreSQL, Redis, the worker processes and the submitting
