@@ -17,12 +17,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
-from celery.canvas import _chain
 from celery.exceptions import ImproperlyConfigured
 
 from celeriac.engine.arguments import check_storable
 from celeriac.engine.canvas_calls import Call
-from celeriac.engine.canvas_signatures import as_signature
+from celeriac.engine.canvas_signatures import as_signature, is_empty_chain
 from celeriac.engine.canvas_walk import CanvasWalker
 from celeriac.engine.graph_builder import GraphBuilder
 from celeriac.records import NewReplacement
@@ -55,7 +54,7 @@ def compile_replacement(
         raise ImproperlyConfigured(
             "A signature replacing a task must not be part of a chord"
         )
-    if isinstance(sig, _chain) and not sig.tasks:
+    if is_empty_chain(sig):
         raise ImproperlyConfigured("Cannot replace with an empty chain")
     check_storable(sig, (), None, None)
     graph = GraphBuilder(app, max_nodes)

@@ -31,10 +31,10 @@ def insert_rows(
     # the columns' own conversions (values to Celery's JSON text), which
     # SQLAlchemy applies to its statements and COPY would skip
     processors = [_processor(conn, table, name) for name in columns]
-    fixed = [
-        value if process is None else process(value)
-        for value, process in ((v, _processor(conn, table, k)) for k, v in same.items())
-    ]
+    fixed = []
+    for name, value in same.items():
+        process = _processor(conn, table, name)
+        fixed.append(value if process is None else process(value))
     statement = f"COPY {table.name} ({', '.join([*columns, *same])}) FROM STDIN"
     dbapi_error = conn.dialect.loaded_dbapi.Error
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
