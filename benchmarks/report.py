@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import scale, throughput
-from benchmarks.rows import Row, seconds, verdict
+from benchmarks.rows import Row, error_row, seconds, verdict
 from benchmarks.workloads import FAST_RECOVERY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ def machine(postgres: str, redis: str) -> dict[str, Any]:
 def compared_rows(key: str, title: str, figures: dict[str, Any]) -> list[Row]:
     """Rows of a workload run on native Celery and on celeriac."""
     if "error" in figures:
-        return [Row(title, "—", "—", "—", "—", f"ERROR: {figures['error']}")]
+        return [error_row(title, figures)]
     medians = figures["medians"]
     rows = []
     for (workload, native), target in RATIO_TARGETS.items():
@@ -127,7 +127,7 @@ def compared_rows(key: str, title: str, figures: dict[str, Any]) -> list[Row]:
 def submit_row(title: str, figures: dict[str, Any]) -> Row:
     """The row of the big submit."""
     if "error" in figures:
-        return Row(title, "—", "—", "—", "—", f"ERROR: {figures['error']}")
+        return error_row(title, figures)
     time_, mb = figures["medians"]["seconds"], figures["medians"]["peak_delta_mb"]
     ok = time_ < SUBMIT_SECONDS and mb < SUBMIT_MB
     figures["pass"] = ok
@@ -144,7 +144,7 @@ def submit_row(title: str, figures: dict[str, Any]) -> Row:
 def pause_row(title: str, figures: dict[str, Any]) -> Row:
     """The row of the pause latency."""
     if "error" in figures:
-        return Row(title, "—", "—", "—", "—", f"ERROR: {figures['error']}")
+        return error_row(title, figures)
     median, worst = figures["medians"]["latency"], figures["max_latency"]
     late = figures["started_after_pause"]
     ok = worst <= PAUSE_SECONDS and late == 0
@@ -163,7 +163,7 @@ def pause_row(title: str, figures: dict[str, Any]) -> Row:
 def recovery_row(title: str, figures: dict[str, Any]) -> Row:
     """The row of the recovery after a SIGKILL."""
     if "error" in figures:
-        return Row(title, "—", "—", "—", "—", f"ERROR: {figures['error']}")
+        return error_row(title, figures)
     median, worst = figures["medians"]["delay"], figures["max_delay"]
     ok = worst <= RECOVERY_SECONDS
     figures["pass"] = ok

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -15,6 +16,11 @@ class Row:
     ratio: str
     target: str
     verdict: str
+
+
+def error_row(title: str, figures: dict[str, Any]) -> Row:
+    """The row of a workload that could not run: its error."""
+    return Row(title, "—", "—", "—", "—", f"ERROR: {figures['error']}")
 
 
 def seconds(value: float) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 from celery import chain, group
 
 from benchmarks.harness import Harness
-from benchmarks.rows import Row, seconds, verdict
+from benchmarks.rows import Row, error_row, seconds, verdict
 from benchmarks.submit import chains_of
 from benchmarks.workloads import (
     TIMEOUT,
@@ -254,7 +254,7 @@ def titles(sizes: dict[str, int]) -> dict[str, str]:
 
 def _failed(title: str, figures: dict[str, Any]) -> list[Row] | None:
     if "error" in figures:
-        return [Row(title, "—", "—", "—", "—", f"ERROR: {figures['error']}")]
+        return [error_row(title, figures)]
     return None
 
 

@@ -29,7 +29,7 @@ from celery import chain, chord
 
 from benchmarks.app import PUBLISHED, Bench, client
 from benchmarks.harness import Harness, System
-from benchmarks.rows import Row, verdict
+from benchmarks.rows import Row, error_row, verdict
 from benchmarks.workloads import TIMEOUT, WrongResult, compare_order
 from celeriac.storage.schema import edges, nodes
 
@@ -263,10 +263,11 @@ def title(chains: int, chords: int) -> str:
 def rows(title_: str, figures: dict[str, Any]) -> list[Row]:
     """Nodes per second, worker and database CPU, dispatch latency: each a row."""
     if "error" in figures:
-        return [Row(title_, "—", "—", "—", "—", f"ERROR: {figures['error']}")]
+        return [error_row(title_, figures)]
     native, ours = figures["medians"]["celery-redis"], figures["medians"]["celeriac"]
     rate = ours["nodes_per_second"] / native["nodes_per_second"]
     cpu = ours["worker_cpu_per_node"] / native["worker_cpu_per_node"]
+    checks = {"rate": rate >= RATE_RATIO, "cpu": cpu <= CPU_RATIO}
     found = [
         Row(
             f"{title_}: nodes per second",
@@ -274,7 +275,7 @@ def rows(title_: str, figures: dict[str, Any]) -> list[Row]:
             f"{ours['nodes_per_second']:,.0f}",
             f"{rate:.2f}",
             f"ratio ≥ {RATE_RATIO}",
-            verdict(rate >= RATE_RATIO),
+            verdict(checks["rate"]),
         ),
         Row(
             "worker CPU per node (same runs)",
@@ -282,10 +283,9 @@ def rows(title_: str, figures: dict[str, Any]) -> list[Row]:
             f"{1000 * ours['worker_cpu_per_node']:.2f} ms",
             f"{cpu:.2f}",
             f"ratio ≤ {CPU_RATIO}",
-            verdict(cpu <= CPU_RATIO),
+            verdict(checks["cpu"]),
         ),
     ]
-    checks = {"rate": rate >= RATE_RATIO, "cpu": cpu <= CPU_RATIO}
     if "nodes_per_db_second" in ours:
         per_second = ours["nodes_per_db_second"]
         checks["db"] = per_second >= NODES_PER_DB_SECOND
