@@ -15,10 +15,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, TypeAlias
 
-from celery import chain, chord, group
+from celery import Celery, chain, chord, group
 from celery.canvas import _chain, maybe_signature
+from hypothesis import assume
 from hypothesis import strategies as st
 
 MAX_DEPTH = 4
@@ -168,14 +170,22 @@ replaces = st.sampled_from((False,) * 14 + (True,))
 
 
 @st.composite
-def canvases(draw: st.DrawFn, level: int = 0) -> Spec:
+def canvases(draw: st.DrawFn) -> Spec:
+    """A canvas nesting at most ``MAX_DEPTH`` levels, that Celery can build."""
+    spec = draw(_canvases(0))
+    assume(celery_builds(spec))
+    return spec
+
+
+@st.composite
+def _canvases(draw: st.DrawFn, level: int) -> Spec:
     """A canvas nesting at most ``MAX_DEPTH - level`` more levels."""
     if level >= MAX_DEPTH or draw(st.integers(0, MAX_DEPTH + 1)) <= level + 1:
         task = draw(tasks)
         if level < MAX_DEPTH and draw(replaces):
-            return replacing(task, draw(canvases(level + 1)))
+            return replacing(task, draw(_canvases(level + 1)))
         return task
-    inner = canvases(level + 1)
+    inner = _canvases(level + 1)
     kind = draw(st.sampled_from(("chain", "group", "chord")))
     mark = draw(extras)
     width = draw(WIDTHS)
@@ -195,6 +205,40 @@ def canvases(draw: st.DrawFn, level: int = 0) -> Spec:
         return Group(members, mark if takes else no_link(mark))
     body = draw(inner)
     return Chord(members, body, mark if _takes_links(body) else no_link(mark))
+
+
+def _shape(*args: Any, **kwargs: Any) -> None:
+    """The body of the stand-in tasks ``celery_builds`` builds with."""
+
+
+#: tasks of the random canvases' names, on an app of their own, to build
+#: specs with before any test app exists
+_SHAPES_APP = Celery("random_canvas_shapes", set_as_current=False)
+_SHAPES = SimpleNamespace(
+    **{
+        kind: _SHAPES_APP.task(name=f"r.{kind}", shared=False)(_shape)
+        for kind in (*KINDS, REPLACE, "errback")
+    }
+)
+
+
+def celery_builds(spec: Spec) -> bool:
+    """Whether Celery's canvas code can build ``spec``.
+
+    Celery 5.7 cannot fold a chain that is the only part of a chain into a
+    longer one when the inner chain has a callback and ends in a group (or
+    a chord with a group body): cloning deep-copies the callback into a
+    plain dict, which ``group.link`` then calls ``clone()`` on
+    (``AttributeError``). Neither native Celery nor celeriac can be given
+    such a canvas, so it is no test case. Any other error is the harness's.
+    """
+    try:
+        build(spec, _SHAPES)
+    except AttributeError as exc:
+        if "'dict' object has no attribute 'clone'" in str(exc):
+            return False
+        raise
+    return True
 
 
 def _runs_nothing(spec: Spec) -> bool:
