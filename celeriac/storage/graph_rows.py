@@ -27,26 +27,50 @@ def insert_graph(
     at: datetime,
     offset: int = 0,
     replaces: str | None = None,
+    queue_roots: bool = False,
 ) -> list[Ready]:
     """Insert the nodes (PENDING, positions after ``offset``) and edges.
 
-    ``replaces``: the node whose task replaced itself with these. Returns
-    the nodes that wait for nothing (errbacks aside): the graph's roots.
+    ``replaces``: the node whose task replaced itself with these.
+    ``queue_roots``: the tasks that wait for nothing are written QUEUED
+    (a submit: the workflow runs), saving an update of each. Returns the
+    nodes that wait for nothing (errbacks aside): the graph's roots, in
+    the state they were written in.
     """
+
+    def state(node: NewNode) -> tuple[str, datetime | None]:
+        if queue_roots and node.waiting == 0 and node.kind == NodeKind.TASK:
+            return NodeState.QUEUED, at
+        return NodeState.PENDING, None
+
     bulk.insert_rows(
         conn,
         nodes,
-        ("id", "position", "kind", "task", "label", "signature", "waiting"),
         (
-            (n.id, offset + n.position, n.kind, n.task, n.label, n.signature, n.waiting)
+            "id",
+            "position",
+            "kind",
+            "task",
+            "label",
+            "signature",
+            "waiting",
+            "state",
+            "queued_at",
+        ),
+        (
+            (
+                n.id,
+                offset + n.position,
+                n.kind,
+                n.task,
+                n.label,
+                n.signature,
+                n.waiting,
+                *state(n),
+            )
             for n in new_nodes
         ),
-        {
-            "workflow_id": workflow_id,
-            "state": NodeState.PENDING,
-            "created_at": at,
-            "replaces": replaces,
-        },
+        {"workflow_id": workflow_id, "created_at": at, "replaces": replaces},
     )
     bulk.insert_rows(
         conn,
@@ -56,7 +80,7 @@ def insert_graph(
         {"workflow_id": workflow_id},
     )
     return [
-        Ready(n.id, n.kind, n.signature, 0, offset + n.position)
+        Ready(n.id, n.kind, n.signature, 0, offset + n.position, state(n)[0])
         for n in new_nodes
         if n.waiting == 0 and n.kind != NodeKind.ERRBACK
     ]

@@ -161,6 +161,21 @@ def _queue(
 ) -> list[Dispatch]:
     """Mark PENDING ``rows`` QUEUED; the dispatches of those this moved."""
     moved = mark_queued(conn, workflow_id, [row.id for row in rows], _N.PENDING, at)
+    return _dispatches(workflow_id, [row for row in rows if row.id in moved], inputs)
+
+
+def queued_on_insert(
+    conn: sa.Connection, workflow_id: str, rows: Sequence[Ready], at: datetime
+) -> list[Dispatch]:
+    """The dispatches of roots written QUEUED (``insert_graph``), with their events."""
+    for row in rows:
+        add_event(conn, workflow_id, row.id, _N.PENDING, _N.QUEUED, at)
+    return _dispatches(workflow_id, rows, ())
+
+
+def _dispatches(
+    workflow_id: str, rows: Sequence[Any], inputs: tuple[Any, ...]
+) -> list[Dispatch]:
     return [
         Dispatch(
             row.id,
@@ -171,7 +186,6 @@ def _queue(
             row.kind,
         )
         for row in rows
-        if row.id in moved
     ]
 
 

@@ -41,7 +41,7 @@ def fingerprint(new: NewWorkflow) -> str:
 
 
 def stored_submission(
-    conn: sa.Connection, new: NewWorkflow, digest: str
+    conn: sa.Connection, new: NewWorkflow, digest: str | None
 ) -> Outcome | None:
     """The outcome of a submission already stored, or None to store ``new``.
 

@@ -46,8 +46,8 @@ workflows = sa.Table(
     sa.Column("metadata", Json, nullable=True),
     #: the idempotency key of ``submit(..., key=...)``: one workflow per key
     sa.Column("submit_key", sa.String(255), nullable=True),
-    #: SHA-256 of the stored canvas, args and kwargs: a key reused with
-    #: another canvas is refused
+    #: SHA-256 of the stored canvas, args and kwargs, with a submit key: the
+    #: key reused with another canvas is refused
     sa.Column("fingerprint", sa.String(64), nullable=True),
     sa.Column("result_node_id", Id, nullable=False),
     sa.Column("result", Json, nullable=True),

@@ -39,7 +39,8 @@ class SubmitStore(StoreBase):
         the outcome is not ``recorded``; ``SubmitKeyReused`` if that
         workflow has another canvas.
         """
-        digest = replays.fingerprint(new)
+        # only a key is matched against the canvas stored under it
+        digest = None if new.key is None else replays.fingerprint(new)
         try:
             return self._insert_workflow(new, digest)
         except sa.exc.IntegrityError:
@@ -51,7 +52,7 @@ class SubmitStore(StoreBase):
                 raise
             return stored
 
-    def _insert_workflow(self, new: NewWorkflow, digest: str) -> Outcome:
+    def _insert_workflow(self, new: NewWorkflow, digest: str | None) -> Outcome:
         at = now()
         with self._write() as conn:
             stored = replays.stored_submission(conn, new, digest)
@@ -76,9 +77,14 @@ class SubmitStore(StoreBase):
                     "updated_at": at,
                 },
             )
-            roots = insert_graph(conn, new.id, new.nodes, new.edges, at)
-            event_log.add_event(conn, new.id, None, None, _W.IN_PROGRESS, at)
-            dispatch, finished = releases.release(
-                conn, new.id, _W.IN_PROGRESS, roots, (), at
+            roots = insert_graph(
+                conn, new.id, new.nodes, new.edges, at, queue_roots=True
             )
+            event_log.add_event(conn, new.id, None, None, _W.IN_PROGRESS, at)
+            queued = [root for root in roots if root.state == _N.QUEUED]
+            others = [root for root in roots if root.state != _N.QUEUED]
+            dispatch, finished = releases.release(
+                conn, new.id, _W.IN_PROGRESS, others, (), at
+            )
+            dispatch += releases.queued_on_insert(conn, new.id, queued, at)
         return Outcome(True, dispatch, _W.IN_PROGRESS, finished)

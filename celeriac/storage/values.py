@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from kombu.exceptions import EncodeError
-from kombu.utils.json import dumps, loads
+from kombu.utils.json import JSONEncoder, loads
 
 #: The default of the engine option ``max_result_bytes``: 10 MiB.
 MAX_RESULT_BYTES = 10 * 1024 * 1024
@@ -23,6 +23,9 @@ MAX_RESULT_BYTES = 10 * 1024 * 1024
 _KEY_TYPES = (str, int, float, bool, type(None))
 #: What kombu's serializer raises for a value it cannot encode.
 _ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError)
+#: What kombu's ``dumps`` makes for each value, made once: the same text,
+#: without a new encoder per value (a node's signature, a result).
+_ENCODER = JSONEncoder()
 #: The keys of kombu's envelope for a typed value, which its loader unpacks.
 _ENVELOPE = {"__type__", "__value__"}
 
@@ -57,7 +60,7 @@ def encode(value: Any, root: str = "value") -> str:
             ``root``, the name of the whole value, starts the path it names.
     """
     try:
-        text: str = dumps(value)
+        text: str = _ENCODER.encode(value)
     except _ENCODE_ERRORS as exc:
         raise Unencodable(root, *_locate(value, exc)) from exc
     if '"__type__"' in text:  # rare: only then can the loader refuse it
@@ -134,7 +137,7 @@ def _find(
     inside = (*ancestors, id(value))
     for key, item in items:
         try:
-            dumps(item)
+            _ENCODER.encode(item)
         except _ENCODE_ERRORS as exc:
             where = (*keys, key)
             return _find(item, where, inside) or (where, _reason(item, exc))
@@ -164,7 +167,7 @@ def _unreadable(value: Any, keys: tuple[Any, ...]) -> tuple[Any, ...] | None:
     if isinstance(value, dict):
         if value.keys() == _ENVELOPE:
             try:
-                loads(dumps(value))
+                loads(_ENCODER.encode(value))
             except Exception:
                 return keys
         items = list(value.items())
