@@ -39,6 +39,24 @@ def chain_steps(app: Celery, sig: _chain) -> list[Signature]:
     ] or steps[-1:]
 
 
+def chords_of_groups(app: Celery, steps: list[Signature]) -> list[Signature]:
+    """``steps`` with each group that has a step after it made a chord of the two.
+
+    As ``prepare_steps`` does when the chain runs: ``chain | group`` keeps a
+    group as a step of its own, so a group followed by a group is still two
+    steps until then. From the end, a group before a step becomes the header
+    of a chord whose body is that step: the chain's errbacks then reach the
+    body only, and run once per body member when the header fails.
+    """
+    folded: list[Signature] = []
+    for step in reversed(steps):
+        if isinstance(step, group) and folded:
+            made = chord(step, body=folded.pop(), app=app)
+            step = labelled(made, step.options.get(LABEL_OPTION))
+        folded.append(step)
+    return folded[::-1]
+
+
 def _run_steps(app: Celery, tasks: Sequence[Any]) -> list[Signature]:
     steps = []
     for task in tasks:

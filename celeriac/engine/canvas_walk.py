@@ -39,7 +39,7 @@ from celeriac.engine.canvas_signatures import (
     with_links,
     without_errbacks,
 )
-from celeriac.engine.canvas_steps import chain_steps, group_members
+from celeriac.engine.canvas_steps import chain_steps, chords_of_groups, group_members
 from celeriac.engine.graph_builder import GraphBuilder
 from celeriac.states import EMPTY_GROUP_KEY, NodeKind
 
@@ -89,7 +89,8 @@ class CanvasWalker:
         per member, and one that is a chord after its body. After a group,
         the last step is the body of the chord Celery makes of the two
         (``prepare_steps``), which links them as ``chord.link()`` does: a
-        group body to its first member only, immutable.
+        group body to its first member only, immutable. Each group followed
+        by a step is made a chord of the two (``chords_of_groups``).
         """
         steps = chain_steps(self.app, sig)
         links = self._links(sig, call)
@@ -98,6 +99,7 @@ class CanvasWalker:
                 steps[-1] = linked(self.app, steps[-1], links)
             else:
                 steps[-1] = with_links(steps[-1], links)
+        steps = chords_of_groups(self.app, steps)
         first = Call(
             call_args(sig, call),
             call.kwargs,

@@ -543,6 +543,18 @@ CASES = [
         ).on_error(t.on_error.s()),
         by_name=True,
     ),
+    # a group followed by a group in a chain stays two steps until the chain
+    # runs, and Celery makes them a chord then: the chain's errback reaches
+    # the body only, and runs once per body member when the header fails
+    Case(
+        "link-error-on-chain-of-two-groups-after-a-step",
+        lambda t: (
+            t.add.s(1, 1)
+            | group(t.add.s(1), t.sleep.si(0.1) | t.boom.s())
+            | group(t.tsum.s(), t.tsum.s(1), t.tsum.s(2))
+        ).on_error(t.on_error.s()),
+        by_name=True,
+    ),
     # in a chain, a chord's chain body runs unrolled: chord(header, tsum), mul
     # follows; tsum alone is the body, so its errback runs on a header failure
     Case(

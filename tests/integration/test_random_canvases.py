@@ -669,6 +669,14 @@ def seen(request: pytest.FixtureRequest) -> Iterator[Seen]:
         (Task(), Group((Task(), Task())), Group((Task(), Task()))), Extras(link=True)
     )
 )
+# Fixed: a chain's errback on a step, then two groups (Celery makes them a
+# chord when the chain runs: the errback runs once per body member)
+@example(
+    spec=Chain(
+        (Task(), Group((Task(), Task(kind="fail"))), Group((Task(), Task(), Task()))),
+        Extras(link_error=True),
+    )
+)
 def test_random_canvas_agrees_with_celery(
     random_app: ModuleType, random_workers: None, seen: Seen, spec: Spec
 ) -> None:
