@@ -270,6 +270,8 @@ class NewWorkflow:
     on_failure: str = "continue"
     #: node ids the canvas chose (frozen task ids): no stored node may have one
     frozen_ids: tuple[str, ...] = ()
+    #: ``canvas`` as Celery's JSON text, when it was encoded already
+    canvas_text: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 from celery.canvas import Signature
 
 from celeriac.errors import InvalidCanvas
-from celeriac.storage.values import Unencodable, encode, subscript
+from celeriac.storage.values import Encoded, Unencodable, encode, subscript
 
 
 def check_storable(
@@ -16,8 +16,10 @@ def check_storable(
     args: tuple[Any, ...],
     kwargs: dict[str, Any] | None,
     metadata: dict[str, Any] | None,
-) -> None:
+) -> Encoded:
     """Refuse what Celery's JSON serializer cannot encode, before anything is stored.
+
+    Returns the canvas as that serializer's text, to be stored as it is.
 
     Raises:
         InvalidCanvas: naming where the refused value is: ``args[1]["x"][3]``,
@@ -27,7 +29,7 @@ def check_storable(
         encode(list(args), "args")
         encode(kwargs or {}, "kwargs")
         encode(metadata, "metadata")
-        encode(dict(sig), "canvas")
+        return Encoded(encode(dict(sig), "canvas"))
     except Unencodable as exc:
         where = _in_signature(sig, exc) if exc.path.startswith("canvas") else exc.path
         raise InvalidCanvas(f"cannot be stored: {where} {exc.reason}") from exc

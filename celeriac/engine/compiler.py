@@ -55,7 +55,7 @@ def compile_canvas(
     given = sort_call_options(app, sig, options or {})
     if given.errbacks:
         sig = without_errbacks(sig)  # the call's replace the canvas's own
-    check_storable(sig, args, kwargs, metadata)
+    canvas_text = check_storable(sig, args, kwargs, metadata)
     graph = GraphBuilder(app)
     call = Call(
         tuple(args),
@@ -71,6 +71,7 @@ def compile_canvas(
         id=str(uuid.uuid4()),
         name=name,
         canvas=dict(sig),
+        canvas_text=canvas_text,
         args=list(args),
         kwargs=dict(kwargs or {}),
         metadata=metadata,

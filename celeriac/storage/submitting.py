@@ -20,6 +20,7 @@ from celeriac.storage.graph_rows import insert_graph
 from celeriac.storage.rows import now
 from celeriac.storage.schema import workflows
 from celeriac.storage.transactions import StoreBase
+from celeriac.storage.values import Encoded
 
 _N = NodeState
 _W = WorkflowState
@@ -65,7 +66,9 @@ class SubmitStore(StoreBase):
                     "id": new.id,
                     "name": new.name,
                     "state": _W.IN_PROGRESS,
-                    "canvas": new.canvas,
+                    "canvas": new.canvas
+                    if new.canvas_text is None
+                    else Encoded(new.canvas_text),
                     "args": new.args,
                     "kwargs": new.kwargs,
                     "metadata": new.metadata,

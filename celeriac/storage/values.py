@@ -44,6 +44,13 @@ class Unencodable(ValueError):
         super().__init__(f"{self.path} {reason}")
 
 
+class Encoded(str):
+    """Text :func:`encode` wrote already: a JSON column stores it as it is.
+
+    A large canvas is encoded once, when it is checked, not again to be stored.
+    """
+
+
 class UndecodableValue(ValueError):
     """A stored value that is not the text Celery's JSON serializer writes."""
 
@@ -201,7 +208,9 @@ class ExactJson(sa.types.TypeDecorator[Any]):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
-        return None if value is None else encode(value)
+        if value is None or isinstance(value, Encoded):
+            return value
+        return encode(value)
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
         return None if value is None else decode(value)
