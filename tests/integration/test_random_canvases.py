@@ -4,7 +4,8 @@ Canvases come from ``tests.random_canvases``: chains, groups and chords
 nested up to depth 4, up to 8 wide, partial and immutable signatures with
 kwargs, empty and one-member groups, failing and retrying tasks at random
 places, ``link`` and ``link_error`` on any part, and tasks that replace
-themselves (``Task.replace``) with such a canvas, nested too.
+themselves (``Task.replace``) with such a canvas, nested too. A canvas
+Celery's own canvas code cannot build is left out (``celery_builds``).
 
 Each canvas runs on one app (``tests.random_canvas_app``), one Redis broker
 and result backend, one set of workers: natively with ``apply_async`` and
