@@ -84,22 +84,17 @@ class CanvasWalker:
     ) -> str:
         """Steps one after the other; the call goes to the first step only.
 
-        The chain's callbacks are added to its last step's own, as
-        ``chain.run`` does, so a last step that is a group calls them once
-        per member, and one that is a chord after its body. After a group,
-        the last step is the body of the chord Celery makes of the two
-        (``prepare_steps``), which links them as ``chord.link()`` does: a
-        group body to its first member only, immutable. Each group followed
-        by a step is made a chord of the two (``chords_of_groups``).
+        Each group followed by a step is first made a chord of the two, as
+        Celery's ``prepare_steps`` does (``chords_of_groups``). The chain's
+        callbacks are then added to its last step's own, as ``chain.run``
+        does, so a last step that is a group calls them once per member, and
+        one that is a chord after its body (a group body: its first member
+        only, immutable, as ``chord.link()`` links them).
         """
-        steps = chain_steps(self.app, sig)
+        steps = chords_of_groups(self.app, chain_steps(self.app, sig))
         links = self._links(sig, call)
         if links:
-            if len(steps) > 1 and isinstance(steps[-2], group):
-                steps[-1] = linked(self.app, steps[-1], links)
-            else:
-                steps[-1] = with_links(steps[-1], links)
-        steps = chords_of_groups(self.app, steps)
+            steps[-1] = with_links(steps[-1], links)
         first = Call(
             call_args(sig, call),
             call.kwargs,
