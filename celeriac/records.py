@@ -8,6 +8,7 @@ canvas into the store and the store's answers back to the engine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
@@ -251,6 +252,20 @@ class NewEdge:
     on_error: bool = False
 
 
+#: Takes each edge of a graph as the canvas walk makes it.
+EdgeSink = Callable[[NewEdge], None]
+
+
+@dataclass(frozen=True)
+class NewGraph:
+    """A canvas walked: its nodes, the node holding its result, the ids it chose."""
+
+    nodes: list[NewNode]
+    result_node_id: str
+    #: node ids the canvas chose (frozen task ids): no stored node may have one
+    frozen_ids: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class NewWorkflow:
     """Everything the store writes for one submission, in one transaction."""
@@ -261,15 +276,15 @@ class NewWorkflow:
     args: list[Any]
     kwargs: dict[str, Any]
     metadata: dict[str, Any] | None
-    result_node_id: str
-    nodes: list[NewNode]
-    edges: list[NewEdge]
+    #: walks the canvas, handing each edge to the sink as it is made, and
+    #: returns the rest. The store calls it inside the submit's transaction
+    #: (again if the transaction is retried): the database stores the edges
+    #: while the walk goes on.
+    walk: Callable[[EdgeSink], NewGraph]
     #: the idempotency key given to ``submit`` (one workflow per key)
     key: str | None = None
     #: what the workflow does after a failure (``states.OnFailure``)
     on_failure: str = "continue"
-    #: node ids the canvas chose (frozen task ids): no stored node may have one
-    frozen_ids: tuple[str, ...] = ()
     #: ``canvas`` as Celery's JSON text, when it was encoded already
     canvas_text: str | None = None
 

@@ -34,7 +34,7 @@ from celeriac.engine.canvas_signatures import as_signature, without_errbacks
 from celeriac.engine.canvas_walk import CanvasWalker
 from celeriac.engine.graph_builder import GraphBuilder
 from celeriac.engine.inputs import check_submission
-from celeriac.records import NewWorkflow
+from celeriac.records import EdgeSink, NewGraph, NewWorkflow
 
 
 def compile_canvas(
@@ -49,6 +49,10 @@ def compile_canvas(
     """Turn ``canvas`` (called as ``canvas(*args, **kwargs)``) into a workflow.
 
     ``options``: the call options, as ``canvas.apply_async(**options)``.
+    The canvas, its arguments and options are checked here; its walk into
+    nodes and edges runs when the store calls the workflow's ``walk``,
+    which raises what the walk finds wrong (``UnknownTask``,
+    ``InvalidCanvas``).
     """
     check_submission(canvas, name, metadata)
     sig = as_signature(app, canvas)
@@ -56,17 +60,21 @@ def compile_canvas(
     if given.errbacks:
         sig = without_errbacks(sig)  # the call's replace the canvas's own
     canvas_text = check_storable(sig, args, kwargs, metadata)
-    graph = GraphBuilder(app)
     call = Call(
         tuple(args),
         dict(kwargs or {}),
         execution_options(given.options),
         given.links,
     )
-    result_node = CanvasWalker(graph).add(sig, None, call, given.errbacks, None)
-    if isinstance(sig, group):
-        result_node = graph.group_result(result_node)
-    graph.close()
+
+    def walk(edge_sink: EdgeSink) -> NewGraph:
+        graph = GraphBuilder(app, edge_sink)
+        result_node = CanvasWalker(graph).add(sig, None, call, given.errbacks, None)
+        if isinstance(sig, group):
+            result_node = graph.group_result(result_node)
+        graph.close()
+        return NewGraph(graph.nodes, result_node, tuple(graph.frozen_ids))
+
     return NewWorkflow(
         id=str(uuid.uuid4()),
         name=name,
@@ -75,8 +83,5 @@ def compile_canvas(
         args=list(args),
         kwargs=dict(kwargs or {}),
         metadata=metadata,
-        result_node_id=result_node,
-        nodes=graph.nodes,
-        edges=graph.edges,
-        frozen_ids=tuple(graph.frozen_ids),
+        walk=walk,
     )

@@ -16,18 +16,23 @@ from celery.canvas import Signature
 from celeriac.engine.canvas_calls import stored_signature
 from celeriac.engine.canvas_signatures import as_signature
 from celeriac.errors import InvalidCanvas, ReplacementTooLarge, UnknownTask
-from celeriac.records import MAX_ID_LENGTH, NewEdge, NewNode
+from celeriac.records import MAX_ID_LENGTH, EdgeSink, NewEdge, NewNode
 from celeriac.states import NodeKind
 
 
 class GraphBuilder:
     """Accumulates nodes and edges while a canvas is walked."""
 
-    def __init__(self, app: Celery, max_nodes: int | None = None) -> None:
-        """An empty graph; more than ``max_nodes`` raise ``ReplacementTooLarge``."""
+    def __init__(
+        self, app: Celery, edge_sink: EdgeSink, max_nodes: int | None = None
+    ) -> None:
+        """An empty graph; more than ``max_nodes`` raise ``ReplacementTooLarge``.
+
+        Each edge goes to ``edge_sink`` as it is made: the graph keeps none.
+        """
         self.app = app
         self.nodes: list[NewNode] = []
-        self.edges: list[NewEdge] = []
+        self._edge_sink = edge_sink
         #: the ids tasks were frozen with (``sig.freeze()``), now node ids
         self.frozen_ids: list[str] = []
         self._frozen: set[str] = set()
@@ -35,6 +40,8 @@ class GraphBuilder:
         self._waiting: dict[str, int] = {}
         self._has_children: set[str] = set()
         self._guards: dict[str, set[str]] = {}
+        #: the parents of each JOIN node, in order
+        self._join_parents: dict[str, list[str]] = {}
 
     def node(
         self,
@@ -52,13 +59,18 @@ class GraphBuilder:
             NewNode(node_id, len(self.nodes), kind, task, signature, 0, label)
         )
         self._waiting[node_id] = 0
+        if kind == NodeKind.JOIN:
+            self._join_parents[node_id] = []
         return node_id
 
     def edge(self, parent: str, child: str, position: int) -> None:
         """Make ``child`` wait for ``parent``, whose result is its ``position``th."""
-        self.edges.append(NewEdge(parent, child, position))
+        self._edge_sink(NewEdge(parent, child, position))
         self._waiting[child] += 1
         self._has_children.add(parent)
+        parents = self._join_parents.get(child)
+        if parents is not None:
+            parents.append(parent)
 
     def errback_node(self, errback: Signature, label: str | None) -> str:
         """An ERRBACK node; only a failure of a task it guards releases it."""
@@ -74,7 +86,7 @@ class GraphBuilder:
         """Run ``errback_node`` if ``task`` fails."""
         guarded = self._guards.setdefault(errback_node, set())
         if task not in guarded:
-            self.edges.append(NewEdge(task, errback_node, len(guarded), on_error=True))
+            self._edge_sink(NewEdge(task, errback_node, len(guarded), on_error=True))
             guarded.add(task)
 
     def frozen_id(self, sig: Signature) -> str | None:
@@ -116,9 +128,8 @@ class GraphBuilder:
         when the member's result is a group's (``group(a | group(b, c))``
         gives ``[b, c]``).
         """
-        kinds = {node.id: node.kind for node in self.nodes}
-        parents = [edge.parent_id for edge in self.edges if edge.child_id == join]
-        if len(parents) == 1 and kinds[parents[0]] == NodeKind.JOIN:
+        parents = self._join_parents.get(join, [])
+        if len(parents) == 1 and parents[0] in self._join_parents:
             return parents[0]
         return join
 

@@ -24,7 +24,7 @@ from celeriac.engine.canvas_calls import Call
 from celeriac.engine.canvas_signatures import as_signature, is_empty_chain
 from celeriac.engine.canvas_walk import CanvasWalker
 from celeriac.engine.graph_builder import GraphBuilder
-from celeriac.records import NewReplacement
+from celeriac.records import NewEdge, NewReplacement
 
 #: The default of the engine option ``max_replacement_nodes``.
 MAX_REPLACEMENT_NODES = 100_000
@@ -57,13 +57,14 @@ def compile_replacement(
     if is_empty_chain(sig):
         raise ImproperlyConfigured("Cannot replace with an empty chain")
     check_storable(sig, (), None, None)
-    graph = GraphBuilder(app, max_nodes)
+    edges: list[NewEdge] = []
+    graph = GraphBuilder(app, edges.append, max_nodes)
     result = CanvasWalker(graph).add(sig, None, Call(), list(errbacks), label)
     leaves = [leaf for leaf in graph.leaves() if leaf != result]
     graph.fix_waiting()
     return NewReplacement(
         nodes=graph.nodes,
-        edges=graph.edges,
+        edges=edges,
         result_node_id=result,
         leaves=leaves,
         frozen_ids=tuple(graph.frozen_ids),

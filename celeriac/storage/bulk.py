@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
+
+#: Takes one row: the values of the writer's columns, in their order.
+RowSink = Callable[[Sequence[Any]], None]
 
 
 def insert_rows(
@@ -18,13 +22,34 @@ def insert_rows(
     """Insert ``rows`` into ``table`` inside the caller's transaction.
 
     Each row gives the values of ``columns``, in that order; ``same`` the
-    values of the other columns, the same in every row. On PostgreSQL
-    through psycopg 3 this is one ``COPY`` fed as the rows come (they are
-    never all in memory at once), several times faster than executemany
-    for a canvas of many thousand nodes; elsewhere an executemany.
+    values of the other columns, the same in every row.
+    """
+    with row_writer(conn, table, columns, same) as write:
+        for row in rows:
+            write(row)
+
+
+@contextmanager
+def row_writer(
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    same: Mapping[str, Any],
+) -> Iterator[RowSink]:
+    """A function that inserts one row into ``table``, for the block's length.
+
+    As ``insert_rows``. On PostgreSQL through psycopg 3 each row goes into
+    one ``COPY`` as it is given, several times faster than executemany for
+    a canvas of many thousand nodes, and the server stores rows while the
+    caller makes the next ones; elsewhere the rows are kept and inserted
+    with one executemany when the block ends. An exception raised in the
+    block aborts the insert.
     """
     if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
-        listed = [{**dict(zip(columns, row, strict=True)), **same} for row in rows]
+        listed: list[dict[str, Any]] = []
+        yield lambda row: listed.append(
+            {**dict(zip(columns, row, strict=True)), **same}
+        )
         if listed:
             conn.execute(table.insert(), listed)
         return
@@ -40,12 +65,15 @@ def insert_rows(
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         with cursor, cursor.copy(statement) as copy:
-            for row in rows:
+
+            def write(row: Sequence[Any]) -> None:
                 values = [
                     value if process is None else process(value)
                     for value, process in zip(row, processors, strict=True)
                 ]
                 copy.write_row(values + fixed)
+
+            yield write
     except dbapi_error as exc:
         # the same exception SQLAlchemy raises for its own statements
         raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi_error) from exc

@@ -1,4 +1,4 @@
-"""A compiled graph's node and edge rows, written into a workflow.
+"""A compiled graph's edge and node rows, written into a workflow.
 
 Shared by a submit, which writes a whole workflow, and a replacement
 (``Task.replace``), which adds nodes and edges to a running one. Takes the
@@ -7,12 +7,13 @@ open connection of the caller's transaction and never commits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
 import sqlalchemy as sa
 
-from celeriac.records import NewEdge, NewNode
+from celeriac.records import EdgeSink, NewEdge, NewNode
 from celeriac.states import NodeKind, NodeState
 from celeriac.storage import bulk
 from celeriac.storage.releases import Ready
@@ -23,13 +24,47 @@ def insert_graph(
     conn: sa.Connection,
     workflow_id: str,
     new_nodes: Sequence[NewNode],
-    new_edges: Sequence[NewEdge],
+    new_edges: Iterable[NewEdge],
+    at: datetime,
+    offset: int = 0,
+    replaces: str | None = None,
+) -> list[Ready]:
+    """Insert the edges and the nodes (PENDING, positions after ``offset``).
+
+    As ``insert_nodes``, which says what is returned.
+    """
+    with edge_writer(conn, workflow_id) as write:
+        for edge in new_edges:
+            write(edge)
+    return insert_nodes(conn, workflow_id, new_nodes, at, offset, replaces)
+
+
+@contextmanager
+def edge_writer(conn: sa.Connection, workflow_id: str) -> Iterator[EdgeSink]:
+    """A function that stores one edge of the workflow, for the block's length.
+
+    A submit hands it to the canvas walk, so that the database stores the
+    edges while the walk makes the nodes (``bulk.row_writer``).
+    """
+    with bulk.row_writer(
+        conn,
+        edges,
+        ("parent_id", "child_id", "position", "on_error"),
+        {"workflow_id": workflow_id},
+    ) as write:
+        yield lambda e: write((e.parent_id, e.child_id, e.position, e.on_error))
+
+
+def insert_nodes(
+    conn: sa.Connection,
+    workflow_id: str,
+    new_nodes: Sequence[NewNode],
     at: datetime,
     offset: int = 0,
     replaces: str | None = None,
     queue_roots: bool = False,
 ) -> list[Ready]:
-    """Insert the nodes (PENDING, positions after ``offset``) and edges.
+    """Insert the nodes (PENDING, positions after ``offset``).
 
     ``replaces``: the node whose task replaced itself with these.
     ``queue_roots``: the tasks that wait for nothing are written QUEUED
@@ -71,13 +106,6 @@ def insert_graph(
             for n in new_nodes
         ),
         {"workflow_id": workflow_id, "created_at": at, "replaces": replaces},
-    )
-    bulk.insert_rows(
-        conn,
-        edges,
-        ("parent_id", "child_id", "position", "on_error"),
-        ((e.parent_id, e.child_id, e.position, e.on_error) for e in new_edges),
-        {"workflow_id": workflow_id},
     )
     return [
         Ready(n.id, n.kind, n.signature, 0, offset + n.position, state(n)[0])

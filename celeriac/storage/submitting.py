@@ -1,4 +1,8 @@
-"""Storing a submitted workflow: its row, its nodes, edges and first dispatches."""
+"""Storing a submitted workflow: its row, its edges, nodes and first dispatches.
+
+The canvas is walked inside the transaction, each edge stored as the walk
+makes it: on PostgreSQL the server stores them while the walk goes on.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from celeriac.storage import (
     task_ids,
 )
 from celeriac.storage.database import retry_transient
-from celeriac.storage.graph_rows import insert_graph
+from celeriac.storage.graph_rows import edge_writer, insert_nodes
 from celeriac.storage.rows import now
 from celeriac.storage.schema import workflows
 from celeriac.storage.transactions import StoreBase
@@ -31,8 +35,10 @@ class SubmitStore(StoreBase):
 
     @retry_transient
     def insert_workflow(self, new: NewWorkflow) -> Outcome:
-        """Store a compiled workflow and mark its first nodes QUEUED.
+        """Store a workflow, walking its canvas, and mark its first nodes QUEUED.
 
+        What the walk raises (``UnknownTask``, ``InvalidCanvas``) is raised
+        as it is, with nothing stored.
         The outcome is ``finished`` for a canvas without any task (an empty
         group): its END node completes right away. A replay of a submit that
         committed offers its first nodes again. When ``new.key`` already
@@ -59,7 +65,6 @@ class SubmitStore(StoreBase):
             stored = replays.stored_submission(conn, new, digest)
             if stored is not None:
                 return stored
-            task_ids.refuse_taken(conn, new.frozen_ids)
             conn.execute(
                 workflows.insert(),
                 {
@@ -74,15 +79,23 @@ class SubmitStore(StoreBase):
                     "metadata": new.metadata,
                     "submit_key": new.key,
                     "fingerprint": digest,
-                    "result_node_id": new.result_node_id,
+                    # known once the walk is done; the row comes first for
+                    # the edges' foreign key
+                    "result_node_id": "",
                     "on_failure": new.on_failure,
                     "created_at": at,
                     "updated_at": at,
                 },
             )
-            roots = insert_graph(
-                conn, new.id, new.nodes, new.edges, at, queue_roots=True
+            with edge_writer(conn, new.id) as write_edge:
+                graph = new.walk(write_edge)
+            conn.execute(
+                workflows.update()
+                .where(workflows.c.id == new.id)
+                .values(result_node_id=graph.result_node_id)
             )
+            task_ids.refuse_taken(conn, graph.frozen_ids)
+            roots = insert_nodes(conn, new.id, graph.nodes, at, queue_roots=True)
             event_log.add_event(conn, new.id, None, None, _W.IN_PROGRESS, at)
             queued = [root for root in roots if root.state == _N.QUEUED]
             others = [root for root in roots if root.state != _N.QUEUED]

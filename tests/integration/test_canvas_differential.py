@@ -650,11 +650,14 @@ def test_celeriac_agrees_with_celery(
     assert actual.ran == expected.ran
 
 
-def _stored_rows(engine: Engine) -> tuple[int, int]:
+def _stored_rows(engine: Engine) -> tuple[int, int, int]:
+    """How many workflows, nodes and edges are stored."""
     with engine._db.connect() as conn:
-        workflows = conn.execute(sa.text("SELECT count(*) FROM celeriac_workflows"))
-        nodes = conn.execute(sa.text("SELECT count(*) FROM celeriac_nodes"))
-        return workflows.scalar_one(), nodes.scalar_one()
+        workflows, nodes, edges = (
+            conn.execute(sa.text(f"SELECT count(*) FROM celeriac_{table}")).scalar_one()
+            for table in ("workflows", "nodes", "edges")
+        )
+    return workflows, nodes, edges
 
 
 @pytest.mark.parametrize(
@@ -663,6 +666,12 @@ def _stored_rows(engine: Engine) -> tuple[int, int]:
         pytest.param(lambda t: signature("t.nope", args=(1,)), id="signature"),
         pytest.param(
             lambda t: chord([t.add.s(1, 1)], signature("t.nope")), id="chord-body"
+        ),
+        pytest.param(
+            # edges are stored while the canvas is walked: those made before
+            # the unknown task is found go too
+            lambda t: chain(*[t.add.s(1) for _ in range(500)], signature("t.nope")),
+            id="last-of-a-long-chain",
         ),
         pytest.param(
             lambda t: t.add.s(1, 1).on_error(signature("t.nope")), id="errback"
@@ -680,7 +689,7 @@ def test_unknown_task_is_refused_and_nothing_stored(
     with pytest.raises(UnknownTask) as raised:
         engine.submit(build(tasks))
     assert raised.value.task_name == "t.nope"
-    assert _stored_rows(engine) == (0, 0)
+    assert _stored_rows(engine) == (0, 0, 0)
 
 
 @pytest.mark.parametrize(
@@ -706,4 +715,4 @@ def test_non_json_arguments_are_refused_and_nothing_stored(
 ) -> None:
     with pytest.raises(InvalidCanvas):
         engine.submit(build(tasks), args=args, kwargs=kwargs)
-    assert _stored_rows(engine) == (0, 0)
+    assert _stored_rows(engine) == (0, 0, 0)

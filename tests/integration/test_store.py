@@ -22,9 +22,11 @@ from celeriac.engine.machine import decider
 from celeriac.errors import InvalidCanvas, InvalidTransition, WorkflowNotFound
 from celeriac.records import (
     Claim,
+    EdgeSink,
     Failure,
     Lease,
     NewEdge,
+    NewGraph,
     NewNode,
     NewWorkflow,
     Outcome,
@@ -32,7 +34,7 @@ from celeriac.records import (
 from celeriac.states import NodeKind, NodeState, WorkflowState
 from celeriac.storage import Store, connect, migrate
 from celeriac.storage.finishes import Finishes
-from celeriac.storage.schema import attempts, events, nodes, workflows
+from celeriac.storage.schema import attempts, edges, events, nodes, workflows
 
 N = NodeState
 W = WorkflowState
@@ -66,7 +68,7 @@ class Flow:
         position = sum(1 for e in self.edges if e.child_id == child)
         self.edges.append(NewEdge(parent, child, position))
 
-    def build(self, result: str) -> NewWorkflow:
+    def build(self, result: str, frozen_ids: tuple[str, ...] = ()) -> NewWorkflow:
         """Add END after every leaf, and give each node its parent count."""
         parents = {e.parent_id for e in self.edges}
         leaves = [n.id for n in self.nodes if n.id not in parents]
@@ -80,6 +82,12 @@ class Flow:
             NewNode(n.id, n.position, n.kind, n.task, n.signature, waiting[n.id])
             for n in self.nodes
         ]
+
+        def walk(edge_sink: EdgeSink) -> NewGraph:
+            for edge in self.edges:
+                edge_sink(edge)
+            return NewGraph(built, result, frozen_ids)
+
         return NewWorkflow(
             id=self.id,
             name="hand-made",
@@ -87,9 +95,7 @@ class Flow:
             args=[],
             kwargs={},
             metadata=None,
-            result_node_id=result,
-            nodes=built,
-            edges=self.edges,
+            walk=walk,
         )
 
     def _add(
@@ -149,6 +155,7 @@ def node_row(store: Store, node_id: str) -> sa.Row[Any]:
 def snapshot(store: Store, flow: Flow) -> dict[str, list[tuple[Any, ...]]]:
     """All rows that belong to the workflow, for before/after comparisons."""
     tables = {"workflows": workflows.c.id, "nodes": nodes.c.workflow_id}
+    tables.update(edges=edges.c.workflow_id)
     tables.update(attempts=attempts.c.workflow_id, events=events.c.workflow_id)
     found = {}
     with store.db.connect() as conn:
@@ -219,7 +226,7 @@ def test_insert_workflow_returns_the_roots_and_marks_them_queued(store):
         (flow["a"], (), NodeKind.TASK),
         (flow["b"], (), NodeKind.TASK),
     ]
-    assert roots[0].signature == new.nodes[0].signature
+    assert roots[0].signature == flow.nodes[0].signature
     assert roots[0].workflow_id == flow.id
     assert roots[0].attempt_base == 0
     assert states(store, flow) == {
@@ -246,6 +253,7 @@ def test_insert_workflow_with_colliding_node_ids_stores_nothing(store):
     assert snapshot(store, flow) == {
         "workflows": [],
         "nodes": [],
+        "edges": [],
         "attempts": [],
         "events": [],
     }
@@ -259,7 +267,7 @@ def test_insert_workflow_colliding_with_a_stored_one_leaves_both_as_they_were(st
     second.task("a", node_id=first["b"])
     # node ids are keyed by workflow: a frozen task id (the one way a canvas
     # chooses a node's id) is checked against every workflow's nodes
-    second_new = replace(second.build(result=first["b"]), frozen_ids=(first["b"],))
+    second_new = second.build(result=first["b"], frozen_ids=(first["b"],))
 
     with pytest.raises(InvalidCanvas, match="already a node of workflow"):
         store.insert_workflow(second_new)
