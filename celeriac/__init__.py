@@ -19,15 +19,12 @@ from celeriac.errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
+from celeriac.outlines import Cluster, Clustered, Outline, OutlineNode
 from celeriac.records import (
     Attempt,
-    Cluster,
-    Clustered,
     Delivery,
     Node,
     NodeProgress,
-    Outline,
-    OutlineNode,
     Progress,
     WorkflowCursor,
     WorkflowFilter,

@@ -1,9 +1,9 @@
 """Plain records passed between the engine, the store and users.
 
 ``Node``, ``Attempt``, ``Progress``, ``Delivery``, ``WorkflowRecord``, the
-listing's ``WorkflowFilter`` and ``WorkflowCursor`` and a drawing's
-``Outline`` and ``Clustered`` are public (API.md); the others carry a compiled
-canvas into the store and the store's answers back to the engine.
+listing's ``WorkflowFilter`` and ``WorkflowCursor`` are public (API.md), and
+so are a drawing's records (``outlines``); the others carry a compiled canvas
+into the store and the store's answers back to the engine.
 """
 
 from __future__ import annotations
@@ -187,46 +187,6 @@ class WorkflowCursor:
 
     created_at: datetime
     workflow_id: str
-
-
-class OutlineNode(NamedTuple):
-    """One node as a drawing shows it."""
-
-    id: str
-    task: str | None
-    kind: str
-    state: str
-    label: str | None
-
-
-class Outline(NamedTuple):
-    """The nodes in canvas order, and the edges between them (parent, child)."""
-
-    nodes: list[OutlineNode]
-    edges: list[tuple[str, str]]
-
-
-class Cluster(NamedTuple):
-    """Nodes of one task that share their first parent, in one state, counted."""
-
-    #: the first parent of each (None: roots)
-    parent_id: str | None
-    task: str | None
-    kind: str
-    state: str
-    nodes: int
-
-
-class Clustered(NamedTuple):
-    """A large workflow's nodes, counted by first parent, task, kind and state."""
-
-    clusters: list[Cluster]
-    #: each first parent's own cluster (parent, task, kind): the edges
-    parents: dict[str, tuple[str | None, str | None, str]]
-    #: False: too many clusters, counted by task alone (no edges)
-    structured: bool
-    #: how many nodes they stand for
-    total: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from celeriac.engine.exceptions import raised_by
 from celeriac.errors import CeleriacError, WorkflowCancelled, WorkflowFailed
+from celeriac.outlines import Clustered, Outline
 from celeriac.records import (
-    Clustered,
     Delivery,
     Node,
-    Outline,
     Progress,
     WorkflowRecord,
 )

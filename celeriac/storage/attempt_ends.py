@@ -17,7 +17,8 @@ from celeriac.storage.schema import Timestamp, attempts, nodes
 
 _N = NodeState
 
-_FINISH_NODE = sa.update(nodes).where(
+#: The node ends its current attempt ``b_number``: the caller sets the values.
+FINISH_NODE = sa.update(nodes).where(
     nodes.c.workflow_id == sa.bindparam("b_wf"),
     nodes.c.id == sa.bindparam("b_node"),
     nodes.c.state == _N.RUNNING,
@@ -38,7 +39,7 @@ def finish_node(
     """Record the outcome of the node's current attempt; False if stale."""
     exc_type, exc_message = exc if exc is not None else (None, None)
     updated = conn.execute(
-        _FINISH_NODE,
+        FINISH_NODE,
         {
             "b_wf": workflow_id,
             "b_node": node_id,
@@ -55,7 +56,7 @@ def finish_node(
 
 # An attempt a claim already ended (a Celery retry overtaking its signal)
 # keeps its end time.
-_FINISH_ATTEMPT = (
+FINISH_ATTEMPT = (
     sa.update(attempts)
     .where(
         attempts.c.workflow_id == sa.bindparam("b_wf"),
@@ -81,7 +82,7 @@ def finish_attempt(
 ) -> None:
     """Attempt ``number`` ended in ``state``, with ``values`` (its columns)."""
     conn.execute(
-        _FINISH_ATTEMPT,
+        FINISH_ATTEMPT,
         {
             "b_wf": workflow_id,
             "b_node": node_id,

@@ -15,7 +15,15 @@ from celeriac.records import Lease
 from celeriac.states import AttemptState, NodeKind, NodeState, starts_under
 from celeriac.storage.event_log import add_event
 from celeriac.storage.rows import aware
-from celeriac.storage.schema import Timestamp, attempts, nodes, workers, workflows
+from celeriac.storage.schema import (
+    Id,
+    Timestamp,
+    attempts,
+    events,
+    nodes,
+    workers,
+    workflows,
+)
 
 _N = NodeState
 #: The one workflow state a task starts in (``states.NODE_TRANSITIONS``): one
@@ -185,6 +193,73 @@ _CLAIM_FIRST = _running().where(
 _INSERT_ATTEMPT = attempts.insert()
 
 
+def attempt_event(number: int) -> str:
+    """The detail of the event of a node starting attempt ``number``."""
+    return f"attempt {number}"
+
+
+def _claim_first_at_once() -> sa.Insert:
+    """``_CLAIM_FIRST`` with the rows ``claim_first`` adds, in one statement.
+
+    PostgreSQL's data-modifying CTEs: the node claimed, its attempt 1 and
+    the event are written by one statement, which returns the node's id if
+    it was claimed and nothing otherwise.
+    """
+    claimed = _CLAIM_FIRST.returning(nodes.c.id).cte("claimed")
+    # the workflow id as a value, as each row a claim writes names it
+    workflow_id = sa.bindparam("b_wf", type_=Id)
+    started_at = sa.bindparam("b_at", type_=Timestamp)
+    attempt = (
+        attempts.insert()
+        .from_select(
+            (
+                "workflow_id",
+                "node_id",
+                "number",
+                "state",
+                "worker",
+                "pid",
+                "worker_id",
+                "delivery",
+                "claim_token",
+                "started_at",
+            ),
+            sa.select(
+                workflow_id,
+                claimed.c.id,
+                sa.bindparam("b_number", type_=sa.Integer),
+                sa.literal(AttemptState.RUNNING.value, sa.String),
+                sa.bindparam("b_worker", type_=sa.String),
+                sa.bindparam("b_pid", type_=sa.Integer),
+                sa.bindparam("b_worker_id", type_=sa.String),
+                sa.bindparam("b_delivery", type_=sa.String),
+                sa.bindparam("b_token", type_=sa.String),
+                started_at,
+            ),
+        )
+        .cte("attempt")
+    )
+    return (
+        events.insert()
+        .from_select(
+            ("workflow_id", "node_id", "from_state", "to_state", "at", "detail"),
+            sa.select(
+                workflow_id,
+                claimed.c.id,
+                sa.literal(_N.QUEUED.value, sa.String),
+                sa.literal(_N.RUNNING.value, sa.String),
+                started_at,
+                sa.literal(attempt_event(1), sa.String),
+            ),
+        )
+        .add_cte(attempt)
+        .returning(events.c.node_id)
+    )
+
+
+_CLAIM_FIRST_AT_ONCE = _claim_first_at_once()
+
+
 def claim_first(
     conn: sa.Connection,
     workflow_id: str,
@@ -209,6 +284,38 @@ def claim_first(
             conn, workflow_id, node_id, 1, delivery, token, lease, at, _N.QUEUED
         )
     return bool(started)
+
+
+def claim_first_at_once(
+    conn: sa.Connection,
+    workflow_id: str,
+    node_id: str,
+    delivery: str,
+    token: str,
+    lease: Lease,
+    at: datetime,
+) -> bool:
+    """``claim_first`` as one statement, for PostgreSQL.
+
+    Run on a connection that commits each statement (autocommit), it is the
+    whole claim's transaction in one round trip, with no ``BEGIN`` and no
+    ``COMMIT`` sent on their own.
+    """
+    claimed = conn.execute(
+        _CLAIM_FIRST_AT_ONCE,
+        {
+            "b_wf": workflow_id,
+            "b_node": node_id,
+            "b_number": 1,
+            "b_at": at,
+            "b_worker": lease.hostname,
+            "b_pid": lease.pid,
+            "b_worker_id": lease.worker_id,
+            "b_delivery": delivery,
+            "b_token": token,
+        },
+    ).first()
+    return claimed is not None
 
 
 def start_attempt(
@@ -276,5 +383,5 @@ def _record_attempt(
         },
     )
     add_event(
-        conn, workflow_id, node_id, from_state, _N.RUNNING, at, f"attempt {number}"
+        conn, workflow_id, node_id, from_state, _N.RUNNING, at, attempt_event(number)
     )

@@ -33,6 +33,7 @@ from celeriac.storage import (
     failures,
     moves,
     releases,
+    successes,
     workflow_steps,
 )
 from celeriac.storage.claims import Admission
@@ -86,11 +87,9 @@ class OutcomeStore(StoreBase):
         claim and the attempt number it recorded.
         """
         at = now()
+        if self._claimed_first(workflow_id, node_id, delivery, token, lease, at):
+            return Claim.RUN, 1
         with self._write() as conn:
-            if claims.claim_first(
-                conn, workflow_id, node_id, delivery, token, lease, at
-            ):
-                return Claim.RUN, 1
             state = workflow_steps.workflow_state(conn, workflow_id, lock="share")
             node = claims.lock_node(conn, workflow_id, node_id)
             if node is None or not starts_under(node.kind):  # JOIN, END: never
@@ -135,6 +134,30 @@ class OutcomeStore(StoreBase):
             )
         return Claim.RUN, number
 
+    def _claimed_first(
+        self,
+        workflow_id: str,
+        node_id: str,
+        delivery: str,
+        token: str,
+        lease: Lease,
+        at: datetime,
+    ) -> bool:
+        """The usual claim (``claims.claim_first``), in a transaction of its own.
+
+        On PostgreSQL one statement that commits on its own: one round trip.
+        False leaves every other case to the general claim.
+        """
+        if self.db.dialect.name == "postgresql":
+            with self._autocommit() as conn:
+                return claims.claim_first_at_once(
+                    conn, workflow_id, node_id, delivery, token, lease, at
+                )
+        with self._write() as conn:
+            return claims.claim_first(
+                conn, workflow_id, node_id, delivery, token, lease, at
+            )
+
     @retry_transient
     def record_success(
         self, workflow_id: str, node_id: str, number: int, result: Any
@@ -142,10 +165,10 @@ class OutcomeStore(StoreBase):
         """Record a node's result and release the successors it made ready."""
         at = now()
         with self._write() as conn:
-            state = workflow_steps.workflow_state(conn, workflow_id, lock="share")
-            if not attempt_ends.finish_node(
-                conn, workflow_id, node_id, number, _N.SUCCEEDED, at, result=result
-            ):
+            state, children = successes.succeed(
+                conn, workflow_id, node_id, number, result, at
+            )
+            if children is None:
                 if not attempt_ends.finished_by(
                     conn, workflow_id, node_id, number, _N.SUCCEEDED
                 ):
@@ -156,13 +179,9 @@ class OutcomeStore(StoreBase):
                 )
                 pausing = state == _W.REQUESTING_PAUSE
                 return Outcome(True, dispatch, state, finished, settle=pausing)
-            attempt_ends.finish_attempt(
-                conn, workflow_id, node_id, number, AttemptState.SUCCEEDED, at
-            )
             event_log.add_event(
                 conn, workflow_id, node_id, _N.RUNNING, _N.SUCCEEDED, at
             )
-            children = releases.decrement_children(conn, workflow_id, node_id)
             dispatch, finished = releases.release(
                 conn, workflow_id, state, children, (result,), at
             )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from celeriac.records import Cluster, Clustered, Outline, OutlineNode
+from celeriac.outlines import Cluster, Clustered, Outline, OutlineNode
 from celeriac.states import NodeKind
 from celeriac.storage import integrity
 from celeriac.storage.schema import edges, nodes

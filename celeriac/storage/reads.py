@@ -9,11 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from celeriac.errors import WorkflowNotFound
+from celeriac.outlines import Clustered, Outline
 from celeriac.records import (
     Attempt,
-    Clustered,
     Node,
-    Outline,
     WorkflowCursor,
     WorkflowFilter,
     WorkflowRecord,

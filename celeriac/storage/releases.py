@@ -7,7 +7,7 @@ connection of the caller's transaction and never commits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -71,7 +71,8 @@ def _decrement_children(dialect: str) -> sa.Update:
     )
 
 
-_DECREMENT_CHILDREN = {
+#: ``_decrement_children`` for each dialect.
+DECREMENT_CHILDREN = {
     dialect: _decrement_children(dialect) for dialect in ("postgresql", "sqlite")
 }
 
@@ -81,9 +82,14 @@ def decrement_children(
 ) -> list[Any]:
     """Count one more finished parent for each child; return those now ready."""
     rows = conn.execute(
-        _DECREMENT_CHILDREN[conn.dialect.name],
+        DECREMENT_CHILDREN[conn.dialect.name],
         {"b_wf": workflow_id, "b_parent": parent_id},
     ).all()
+    return now_ready(rows)
+
+
+def now_ready(rows: Iterable[Any]) -> list[Any]:
+    """The children in ``rows`` (as ``DECREMENT_CHILDREN`` returns them) now ready."""
     return [row for row in rows if row.waiting == 0 and row.state in _WAITING]
 
 

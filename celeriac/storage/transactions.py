@@ -24,6 +24,16 @@ class StoreBase:
             event_log.write_events(conn)
 
     @contextmanager
+    def _autocommit(self) -> Iterator[sa.Connection]:
+        """A connection that commits each statement as it runs.
+
+        A transaction of one statement then costs one round trip: no
+        ``BEGIN`` and no ``COMMIT`` go to the server on their own.
+        """
+        with self.db.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            yield conn
+
+    @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
         with (
             self.db.connect().execution_options(celeriac_read_only=True) as conn,

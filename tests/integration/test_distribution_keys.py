@@ -149,19 +149,20 @@ def unrouted(statement: str) -> list[str]:
     if not named:
         return []
     problems = []
-    insert = re.search(r"INSERT INTO (\w+) \(([^)]*)\)", statement)
-    target = insert.group(1) if insert else None
-    if insert:  # the rows it writes name their workflow
+    # a statement with data-modifying CTEs inserts into several tables
+    inserts = re.findall(r"INSERT INTO (\w+) \(([^)]*)\)", statement)
+    targets = {target for target, _ in inserts}
+    for target, columns in inserts:  # the rows it writes name their workflow
         key = "id" if target == "celeriac_workflows" else "workflow_id"
-        if key not in [c.strip() for c in insert.group(2).split(",")]:
+        if key not in [c.strip() for c in columns.split(",")]:
             problems.append(f"no {key} inserted")
-        if " VALUES " in statement:
-            return problems
+    if inserts and " VALUES " in statement:
+        return problems
     if not re.search(_NAMED, statement):
         problems.append("no workflow id compared with a value")
     for table, name in named:
         key = "id" if table == "celeriac_workflows" else "workflow_id"
-        if name != target and not re.search(rf"\b{name}\.{key}\b", statement):
+        if name not in targets and not re.search(rf"\b{name}\.{key}\b", statement):
             problems.append(f"{name} not tied by {key}")
     return problems
 
