@@ -95,21 +95,48 @@ def succeed(
     them, with nothing written, when the attempt does not run any more.
     """
     if conn.dialect.name == "postgresql":
-        rows = conn.execute(
-            _SUCCEED_AT_ONCE,
-            {
-                "b_wf": workflow_id,
-                "b_node": node_id,
-                "b_parent": node_id,
-                "b_number": number,
-                "b_at": at,
-                "b_result": result,
-            },
-        ).all()
-        if rows:
-            state = integrity.workflow_state(workflow_id, str(rows[0].workflow_state))
-            # a node without children still has its row, with no child in it
-            return state, now_ready(row for row in rows if row.id is not None)
+        done = succeed_at_once(conn, workflow_id, node_id, number, result, at)
+        if done is not None:
+            return done
+    return succeed_in_steps(conn, workflow_id, node_id, number, result, at)
+
+
+def succeed_at_once(
+    conn: sa.Connection,
+    workflow_id: str,
+    node_id: str,
+    number: int,
+    result: Any,
+    at: datetime,
+) -> tuple[str, list[Any]] | None:
+    """``succeed`` in one statement, on PostgreSQL; None: nothing written."""
+    rows = conn.execute(
+        _SUCCEED_AT_ONCE,
+        {
+            "b_wf": workflow_id,
+            "b_node": node_id,
+            "b_parent": node_id,
+            "b_number": number,
+            "b_at": at,
+            "b_result": result,
+        },
+    ).all()
+    if not rows:
+        return None
+    state = integrity.workflow_state(workflow_id, str(rows[0].workflow_state))
+    # a node without children still has its row, with no child in it
+    return state, now_ready(row for row in rows if row.id is not None)
+
+
+def succeed_in_steps(
+    conn: sa.Connection,
+    workflow_id: str,
+    node_id: str,
+    number: int,
+    result: Any,
+    at: datetime,
+) -> tuple[str, list[Any] | None]:
+    """``succeed`` as four statements, on any database."""
     state = workflow_state(conn, workflow_id, lock="share")
     if not finish_node(
         conn, workflow_id, node_id, number, _N.SUCCEEDED, at, result=result
