@@ -1,7 +1,9 @@
 """Measuring inside worker processes: SQL counts and profiles.
 
 ``SqlCounter`` counts the transactions (``begin``, ``commit``, ``rollback``)
-and statements (``before_cursor_execute``) an engine's database sees, in the
+and statements (``before_cursor_execute``) an engine's database sees (a
+statement on a connection in autocommit counts as a commit too: it commits
+on its own), in the
 threads that run task bodies only (a prefork child's main thread), so the
 heartbeat and recovery threads are left out. Each count is also kept per
 ``Store`` method (the frame of ``celeriac/storage/store.py`` it came from).
@@ -84,8 +86,10 @@ class SqlCounter:
     def _on_rollback(self, _conn: Any) -> None:
         self._add("rollback")
 
-    def _on_statement(self, *_: Any) -> None:
+    def _on_statement(self, conn: sa.Connection, *_: Any) -> None:
         self._add("stmt")
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            self._add("commit")
 
     def _start(self) -> None:
         """First count in this process: start its flushing thread."""
