@@ -33,6 +33,7 @@ from celeriac.storage import (
     failures,
     moves,
     releases,
+    replays,
     successes,
     workflow_steps,
 )
@@ -165,31 +166,31 @@ class OutcomeStore(StoreBase):
         """Record a node's result and release the successors it made ready."""
         at = now()
         with self._write() as conn:
-            state, children = successes.succeed(
-                conn, workflow_id, node_id, number, result, at
-            )
-            if children is None:
-                if not attempt_ends.finished_by(
-                    conn, workflow_id, node_id, number, _N.SUCCEEDED
-                ):
-                    return Outcome(False, [], state)
-                # a replay: this attempt's first commit went through unseen
-                dispatch, finished = releases.replay_release(
-                    conn, workflow_id, node_id, False
+            done = successes.succeed(conn, workflow_id, node_id, number, result, at)
+            state = done.state
+            if not done.written:
+                return replays.no_longer_running(
+                    conn, workflow_id, node_id, number, state, _N.SUCCEEDED
                 )
-                pausing = state == _W.REQUESTING_PAUSE
-                return Outcome(True, dispatch, state, finished, settle=pausing)
-            event_log.add_event(
-                conn, workflow_id, node_id, _N.RUNNING, _N.SUCCEEDED, at
-            )
+            if not done.logged:
+                event_log.add_event(
+                    conn, workflow_id, node_id, _N.RUNNING, _N.SUCCEEDED, at
+                )
             dispatch, finished = releases.release(
-                conn, workflow_id, state, children, (result,), at
+                conn, workflow_id, state, done.ready, (result,), at
+            )
+            dispatch += releases.queued_already(
+                conn, workflow_id, done.queued, (result,), at, done.logged
             )
             failing = (
                 not dispatch
                 and not finished
                 and state not in TERMINAL_WORKFLOW_STATES
-                and failures.has_failure(conn, workflow_id)
+                and (
+                    failures.has_failure(conn, workflow_id)
+                    if done.failure_kept is None
+                    else done.failure_kept
+                )
             )
         return Outcome(
             True,
@@ -223,13 +224,9 @@ class OutcomeStore(StoreBase):
                 at,
                 exc=(exc_type, exc_message),
             ):
-                if not attempt_ends.finished_by(
-                    conn, workflow_id, node_id, number, _N.FAILED
-                ):
-                    return Outcome(False, [], state)
-                errbacks, _ = releases.replay_release(conn, workflow_id, node_id, True)
-                pausing = state == _W.REQUESTING_PAUSE
-                return Outcome(True, errbacks, state, settle=pausing)
+                return replays.no_longer_running(
+                    conn, workflow_id, node_id, number, state, _N.FAILED
+                )
             attempt_ends.finish_attempt(
                 conn,
                 workflow_id,

@@ -170,13 +170,24 @@ def _queue(
     return _dispatches(workflow_id, [row for row in rows if row.id in moved], inputs)
 
 
-def queued_on_insert(
-    conn: sa.Connection, workflow_id: str, rows: Sequence[Ready], at: datetime
+def queued_already(
+    conn: sa.Connection,
+    workflow_id: str,
+    rows: Sequence[Any],
+    inputs: tuple[Any, ...],
+    at: datetime,
+    logged: bool = False,
 ) -> list[Dispatch]:
-    """The dispatches of roots written QUEUED (``insert_graph``), with their events."""
-    for row in rows:
-        add_event(conn, workflow_id, row.id, _N.PENDING, _N.QUEUED, at)
-    return _dispatches(workflow_id, rows, ())
+    """The dispatches of nodes written QUEUED as they became ready.
+
+    Roots a submit wrote QUEUED (``graph_rows.insert_nodes``), or children
+    a success queued (``successes``). Their events are added unless
+    ``logged`` (written already).
+    """
+    if not logged:
+        for row in rows:
+            add_event(conn, workflow_id, row.id, _N.PENDING, _N.QUEUED, at)
+    return _dispatches(workflow_id, rows, inputs)
 
 
 def _dispatches(

@@ -2,8 +2,9 @@
 
 The transient-error retry replays a whole transaction when its COMMIT reply
 was lost, although the server may have committed it. A submit and a state
-change look for what their first try stored and answer with it; a submit
-with a key looks for the workflow that key already named.
+change look for what their first try stored and answer with it, and so
+does an outcome; a submit with a key looks for the workflow that key
+already named.
 
 Every function takes the open connection of the caller's transaction.
 """
@@ -19,8 +20,10 @@ from kombu.utils.json import dumps
 
 from celeriac.errors import SubmitKeyReused
 from celeriac.records import Dispatch, NewWorkflow, Outcome, TransitionResult
-from celeriac.states import NodeKind, NodeState
+from celeriac.states import NodeKind, NodeState, WorkflowState
+from celeriac.storage.attempt_ends import finished_by
 from celeriac.storage.dispatches import DISPATCH_COLUMNS, load_dispatches
+from celeriac.storage.releases import replay_release
 from celeriac.storage.schema import nodes, transitions, workflows
 
 _N = NodeState
@@ -142,3 +145,24 @@ def record_transition(
             "at": at,
         },
     )
+
+
+def no_longer_running(
+    conn: sa.Connection,
+    workflow_id: str,
+    node_id: str,
+    number: int,
+    state: str,
+    dest: str,
+) -> Outcome:
+    """The outcome of attempt ``number``, found no longer running.
+
+    A replay of this very outcome (its first commit went through unseen)
+    offers again what it released; any other is not recorded.
+    """
+    if not finished_by(conn, workflow_id, node_id, number, dest):
+        return Outcome(False, [], state)
+    failed = dest == NodeState.FAILED
+    dispatch, finished = replay_release(conn, workflow_id, node_id, failed)
+    pausing = state == WorkflowState.REQUESTING_PAUSE
+    return Outcome(True, dispatch, state, finished and not failed, settle=pausing)

@@ -102,5 +102,5 @@ class SubmitStore(StoreBase):
             dispatch, finished = releases.release(
                 conn, new.id, _W.IN_PROGRESS, others, (), at
             )
-            dispatch += releases.queued_on_insert(conn, new.id, queued, at)
+            dispatch += releases.queued_already(conn, new.id, queued, (), at)
         return Outcome(True, dispatch, _W.IN_PROGRESS, finished)

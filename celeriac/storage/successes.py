@@ -1,12 +1,16 @@
 """A success written: the node's and its attempt's end, its children counted.
 
 Four statements in order: the workflow's state under a share lock, the
-node's end, the attempt's end, one more finished parent for each child. On
-PostgreSQL, data-modifying CTEs run the four as one statement, one round
-trip, taking the locks in the same order (the workflow's in the node
-update's condition, before the node's row is locked, as ``claims``'
-``_CLAIM_FIRST`` does); when that statement finds the attempt no longer
-running it writes nothing, and the four statements run to say why.
+node's end, the attempt's end, one more finished parent for each child; then
+``releases.release`` acts on the children that are ready. On PostgreSQL, in
+the usual case (the workflow runs, and every child made ready is a task),
+data-modifying CTEs do all of it in one statement, one round trip: the
+children that are ready are marked ``QUEUED`` and the events written. The
+locks are taken in the same order (the workflow's in the node update's
+condition, before the node's row is locked, as ``claims``' ``_CLAIM_FIRST``
+does). When that statement finds the attempt no longer running, or the
+workflow not running, it writes nothing, and the four statements run to
+say why.
 
 Takes the open connection of the caller's transaction and never commits.
 """
@@ -14,11 +18,11 @@ Takes the open connection of the caller's transaction and never commits.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from celeriac.states import AttemptState, NodeState
+from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
 from celeriac.storage import integrity
 from celeriac.storage.attempt_ends import (
     FINISH_ATTEMPT,
@@ -31,22 +35,51 @@ from celeriac.storage.releases import (
     decrement_children,
     now_ready,
 )
-from celeriac.storage.schema import Timestamp, attempts, nodes, workflows
+from celeriac.storage.schema import (
+    Id,
+    StateName,
+    Timestamp,
+    attempts,
+    events,
+    nodes,
+    workflows,
+)
 from celeriac.storage.workflow_steps import workflow_state
 
 _N = NodeState
 
 
+class Success(NamedTuple):
+    """What a success wrote, for ``releases`` to go on from."""
+
+    #: the workflow's state, read under a share lock
+    state: str
+    #: False: the attempt does not run any more, and nothing was written
+    written: bool
+    #: the children now ready that are still to be released
+    ready: list[Any]
+    #: the children now ready that were marked QUEUED already
+    queued: list[Any]
+    #: whether the node's and the queued children's events are written
+    logged: bool
+    #: whether the workflow keeps a failure (None: not read)
+    failure_kept: bool | None
+
+
 def _succeed_at_once() -> sa.Select[Any]:
-    """The four statements of a success as one; bound as ``succeed`` binds them."""
-    workflow = workflows.c.id == sa.bindparam("b_wf")
+    """The usual success in one statement; bound as ``succeed_at_once`` binds it."""
+    workflow_id = sa.bindparam("b_wf", type_=Id)
     at = sa.bindparam("b_at", type_=Timestamp)
-    finished = (
-        FINISH_NODE.where(
-            sa.exists(
-                sa.select(workflows.c.id).where(workflow).with_for_update(read=True)
-            )
+    running = sa.exists(
+        sa.select(workflows.c.id)
+        .where(
+            workflows.c.id == workflow_id,
+            workflows.c.state == WorkflowState.IN_PROGRESS.value,
         )
+        .with_for_update(read=True)
+    )
+    finished = (
+        FINISH_NODE.where(running)
         .values(
             state=_N.SUCCEEDED.value,
             finished_at=at,
@@ -64,17 +97,81 @@ def _succeed_at_once() -> sa.Select[Any]:
         .cte("attempt")
     )
     # Counting the attempt's rows runs its update (locking its row) before
-    # the children are: the four statements' order, whatever the count.
+    # the children are: the statements' order, whatever the count.
     after_attempt = sa.select(sa.func.count()).select_from(attempt).scalar_subquery()
+    # a task child this parent was the last one of: queued at once
+    last = sa.and_(
+        nodes.c.waiting == 1,
+        nodes.c.kind == NodeKind.TASK.value,
+        nodes.c.state == _N.PENDING.value,
+    )
+
+    def when_last(value: Any, otherwise: Any) -> Any:
+        return sa.case((last, value), else_=otherwise)
+
     children = (
         DECREMENT_CHILDREN["postgresql"]
         .where(sa.exists(sa.select(finished.c.id)), after_attempt >= 0)
+        .values(
+            state=when_last(_N.QUEUED.value, nodes.c.state),
+            queued_at=when_last(at, nodes.c.queued_at),
+            republished=when_last(0, nodes.c.republished),
+            attempt_base=when_last(nodes.c.current_attempt, nodes.c.attempt_base),
+            celery_task_id=when_last(nodes.c.id, nodes.c.celery_task_id),
+        )
         .cte("children")
     )
-    state = sa.select(workflows.c.state).where(workflow).scalar_subquery()
-    return sa.select(state.label("workflow_state"), *children.c).select_from(
-        finished.outerjoin(children, sa.true())
+    # The events, in the order the statements write them: unless another
+    # child is ready too (a join, END), whose release comes first.
+    others_ready = sa.exists(
+        sa.select(children.c.id).where(
+            children.c.waiting == 0, children.c.state != _N.QUEUED.value
+        )
     )
+    happened = sa.union_all(
+        sa.select(
+            finished.c.id.label("node_id"),
+            sa.literal(_N.RUNNING.value, StateName).label("from_state"),
+            sa.literal(_N.SUCCEEDED.value, StateName).label("to_state"),
+            sa.literal(-1).label("ordinal"),
+        ),
+        sa.select(
+            children.c.id,
+            sa.literal(_N.PENDING.value, StateName),
+            sa.literal(_N.QUEUED.value, StateName),
+            children.c.position,
+        ).where(children.c.waiting == 0, children.c.state == _N.QUEUED.value),
+    ).subquery("happened")
+    logged = (
+        events.insert()
+        .from_select(
+            ("workflow_id", "node_id", "from_state", "to_state", "at"),
+            sa.select(
+                workflow_id,
+                happened.c.node_id,
+                happened.c.from_state,
+                happened.c.to_state,
+                at,
+            )
+            .where(~others_ready)
+            .order_by(happened.c.ordinal),
+        )
+        .returning(events.c.node_id)
+        .cte("logged")
+    )
+    state = sa.select(workflows.c.state).where(workflows.c.id == workflow_id)
+    kept_error = sa.select(workflows.c.exc_type.is_not(None)).where(
+        workflows.c.id == workflow_id
+    )
+    return sa.select(
+        state.scalar_subquery().label("workflow_state"),
+        kept_error.scalar_subquery().label("failure_kept"),
+        sa.select(sa.func.count())
+        .select_from(logged)
+        .scalar_subquery()
+        .label("logged"),
+        *children.c,
+    ).select_from(finished.outerjoin(children, sa.true()))
 
 
 _SUCCEED_AT_ONCE = _succeed_at_once()
@@ -87,13 +184,8 @@ def succeed(
     number: int,
     result: Any,
     at: datetime,
-) -> tuple[str, list[Any] | None]:
-    """Record that running attempt ``number`` of the node returned ``result``.
-
-    Returns the workflow's state (read under a share lock) and the children
-    now ready, as ``releases.decrement_children`` returns them; None for
-    them, with nothing written, when the attempt does not run any more.
-    """
+) -> Success:
+    """Record that running attempt ``number`` of the node returned ``result``."""
     if conn.dialect.name == "postgresql":
         done = succeed_at_once(conn, workflow_id, node_id, number, result, at)
         if done is not None:
@@ -108,7 +200,7 @@ def succeed_at_once(
     number: int,
     result: Any,
     at: datetime,
-) -> tuple[str, list[Any]] | None:
+) -> Success | None:
     """``succeed`` in one statement, on PostgreSQL; None: nothing written."""
     rows = conn.execute(
         _SUCCEED_AT_ONCE,
@@ -123,9 +215,19 @@ def succeed_at_once(
     ).all()
     if not rows:
         return None
-    state = integrity.workflow_state(workflow_id, str(rows[0].workflow_state))
+    first = rows[0]
+    state = integrity.workflow_state(workflow_id, str(first.workflow_state))
     # a node without children still has its row, with no child in it
-    return state, now_ready(row for row in rows if row.id is not None)
+    children = [row for row in rows if row.id is not None]
+    queued = [r for r in children if r.waiting == 0 and r.state == _N.QUEUED]
+    return Success(
+        state,
+        True,
+        now_ready(children),
+        sorted(queued, key=lambda row: row.position),
+        bool(first.logged),
+        bool(first.failure_kept),
+    )
 
 
 def succeed_in_steps(
@@ -135,12 +237,13 @@ def succeed_in_steps(
     number: int,
     result: Any,
     at: datetime,
-) -> tuple[str, list[Any] | None]:
+) -> Success:
     """``succeed`` as four statements, on any database."""
     state = workflow_state(conn, workflow_id, lock="share")
     if not finish_node(
         conn, workflow_id, node_id, number, _N.SUCCEEDED, at, result=result
     ):
-        return state, None
+        return Success(state, False, [], [], False, None)
     finish_attempt(conn, workflow_id, node_id, number, AttemptState.SUCCEEDED, at)
-    return state, decrement_children(conn, workflow_id, node_id)
+    ready = decrement_children(conn, workflow_id, node_id)
+    return Success(state, True, ready, [], False, None)

@@ -1,10 +1,10 @@
 """PostgreSQL's one-statement claim and success against the statements they fold.
 
-On PostgreSQL a task's usual claim and its success each run as one statement
-(data-modifying CTEs); SQLite, and PostgreSQL in every other case, run the
-statements one by one. Two identical workflows go through the same steps,
-one each way, on the same PostgreSQL database: every row they leave must be
-the same, and so must what each way answers.
+On PostgreSQL a task's usual claim and its usual success each run as one
+statement (data-modifying CTEs); SQLite, and PostgreSQL in every other case,
+run the statements one by one. Two identical workflows go through the same
+steps, one each way, on the same PostgreSQL database: every row they leave
+(the events in the same order) must be the same, and so must every answer.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from celeriac.records import Lease
-from celeriac.states import NodeKind
+from celeriac.records import Lease, Outcome
 from celeriac.storage import Store, claims, connect, event_log, successes
 from celeriac.storage.schema import attempts, events, nodes
-from tests.integration.test_store import Flow, group_flow
+from tests.integration.test_store import Flow
 
 pytestmark = pytest.mark.postgres
 
@@ -36,7 +35,6 @@ def store(postgres_url: str) -> Iterator[Store]:
 
 def claim(store: Store, flow: Flow, name: str, at_once: bool) -> bool:
     """Claim ``name``'s first delivery one way or the other."""
-    store.heartbeat("w1-1", "w1", 1)
     lease = Lease("w1-1", "w1", 1, AT)
     args = (flow.id, flow[name], "0.0", f"token-{name}", lease, AT)
     if at_once:
@@ -49,85 +47,133 @@ def claim(store: Store, flow: Flow, name: str, at_once: bool) -> bool:
     return claimed
 
 
-def succeed(store: Store, flow: Flow, name: str, at_once: bool) -> Any:
-    """Record ``name``'s success one way or the other: (state, ready children)."""
-    args = (flow.id, flow[name], 1, {"value": name}, AT)
-    with store.db.begin() as conn:
-        if at_once:
-            done = successes.succeed_at_once(conn, *args)
-        else:
-            done = successes.succeed_in_steps(conn, *args)
-    if done is None or done[1] is None:
-        return "nothing written"
-    state, ready = done
-    return state, sorted((flow.name_of(row.id), row.kind) for row in ready)
+def succeed(
+    store: Store,
+    flow: Flow,
+    name: str,
+    at_once: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[Any, ...]:
+    """Record ``name``'s success, its usual case in one statement or not."""
+    with monkeypatch.context() as patched:
+        if not at_once:  # as if the one statement found nothing to do
+            patched.setattr(successes, "succeed_at_once", lambda *_: None)
+        outcome = store.record_success(flow.id, flow[name], 1, {"value": name})
+    return answer(flow, outcome)
+
+
+def answer(flow: Flow, outcome: Outcome) -> tuple[Any, ...]:
+    """What an outcome says, its node ids named."""
+    sent = [(flow.name_of(d.node_id), d.inputs, d.kind) for d in outcome.dispatch]
+    return (
+        outcome.recorded,
+        sent,
+        outcome.workflow_state,
+        outcome.finished,
+        outcome.failing,
+    )
 
 
 def rows(store: Store, flow: Flow) -> dict[str, list[tuple[Any, ...]]]:
-    """The workflow's node, attempt and event rows, its ids named."""
+    """The workflow's nodes and attempts, and its events in their order."""
 
-    def named(value: Any) -> Any:
-        return flow.name_of(value) if isinstance(value, str) else value
+    def named(row: Any) -> tuple[Any, ...]:
+        # times differ from call to call: whether each is set is compared
+        return tuple(
+            flow.name_of(v)
+            if isinstance(v, str)
+            else "a time"
+            if isinstance(v, datetime)
+            else v
+            for v in row
+        )
 
     found = {}
     with store.db.connect() as conn:
-        for table in (nodes, attempts, events):
-            columns = [c for c in table.c if c.name not in ("id", "workflow_id")]
-            if table is not events:
-                columns.append(table.c.id if table is nodes else table.c.node_id)
+        for table, order in ((nodes, nodes.c.id), (attempts, attempts.c.node_id)):
+            columns = [c for c in table.c if c.name != "workflow_id"]
             query = sa.select(*columns).where(table.c.workflow_id == flow.id)
-            found[table.name] = sorted(
-                (tuple(named(value) for value in row) for row in conn.execute(query)),
-                key=repr,
-            )
+            found[table.name] = [
+                named(row) for row in conn.execute(query.order_by(order))
+            ]
+        columns = [c for c in events.c if c.name not in ("id", "workflow_id")]
+        query = (
+            sa.select(*columns)
+            .where(events.c.workflow_id == flow.id)
+            .order_by(events.c.id)
+        )
+        found["events"] = [named(row) for row in conn.execute(query)]
     return found
 
 
-def two_workflows(store: Store) -> tuple[Flow, Flow]:
-    """Two stored copies of (a, b) → JOIN j → c → END."""
+def stored_twice(store: Store) -> tuple[Flow, Flow]:
+    """Two stored copies of: (a, b) → JOIN j → c → e, and b → d; END after d, e.
+
+    When b succeeds after a, a join and a task are ready at once.
+    """
     flows = []
     for _ in range(2):
-        flow, new = group_flow()
-        store.insert_workflow(new)
+        flow = Flow()
+        a, b = flow.task("a"), flow.task("b")
+        flow.edge(b, flow.task("d"))
+        c = flow.task("c")
+        flow.edge(flow.join("j", a, b), c)
+        flow.edge(c, flow.task("e"))
+        store.insert_workflow(flow.build(result=flow["e"]))
         flows.append(flow)
+    store.heartbeat("w1-1", "w1", 1)
     return flows[0], flows[1]
 
 
-def test_each_way_leaves_the_same_rows_and_answers_the_same(store: Store) -> None:
-    one_statement, in_steps = two_workflows(store)
-    for flow in (one_statement, in_steps):  # same creation and queue times
-        with store.db.begin() as conn:
-            conn.execute(
-                sa.update(nodes)
-                .where(nodes.c.workflow_id == flow.id)
-                .values(
-                    created_at=AT,
-                    queued_at=sa.case((nodes.c.queued_at.is_(None), None), else_=AT),
-                )
-            )
-            conn.execute(
-                sa.update(events).where(events.c.workflow_id == flow.id).values(at=AT)
-            )
-
-    answers: dict[bool, list[Any]] = {True: [], False: []}
+def test_each_way_leaves_the_same_rows_and_answers_the_same(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one_statement, in_steps = stored_twice(store)
+    answers: dict[bool, list[Any]] = {}
     for at_once, flow in ((True, one_statement), (False, in_steps)):
-        steps = answers[at_once]
+        steps = answers[at_once] = []
         steps.append(claim(store, flow, "a", at_once))
         steps.append(claim(store, flow, "a", at_once))  # already claimed
         steps.append(claim(store, flow, "c", at_once))  # not queued
-        steps.append(succeed(store, flow, "a", at_once))  # j waits for b
-        steps.append(succeed(store, flow, "a", at_once))  # no longer runs
         steps.append(claim(store, flow, "b", at_once))
-        steps.append(succeed(store, flow, "b", at_once))  # j is ready
+        steps.append(succeed(store, flow, "a", at_once, monkeypatch))  # j waits
+        steps.append(succeed(store, flow, "a", at_once, monkeypatch))  # a replay
+        steps.append(succeed(store, flow, "b", at_once, monkeypatch))  # j and d
+        steps.append(claim(store, flow, "c", at_once))
+        steps.append(claim(store, flow, "d", at_once))
+        steps.append(succeed(store, flow, "d", at_once, monkeypatch))  # END waits
+        steps.append(succeed(store, flow, "c", at_once, monkeypatch))  # e
+        steps.append(claim(store, flow, "e", at_once))
+        steps.append(succeed(store, flow, "e", at_once, monkeypatch))  # END
 
     assert answers[True] == answers[False]
+    progress = ("IN_PROGRESS", False, False)
     assert answers[True] == [
         True,
         False,
         False,
-        ("IN_PROGRESS", []),
-        "nothing written",
         True,
-        ("IN_PROGRESS", [("j", NodeKind.JOIN)]),
+        (True, [], *progress),
+        (True, [], *progress),
+        (
+            True,
+            [
+                ("c", ([{"value": "a"}, {"value": "b"}],), "TASK"),
+                ("d", ({"value": "b"},), "TASK"),
+            ],
+            *progress,
+        ),
+        True,
+        True,
+        (True, [], *progress),
+        (True, [("e", ({"value": "c"},), "TASK")], *progress),
+        True,
+        (True, [], "IN_PROGRESS", True, False),
     ]
-    assert rows(store, one_statement) == rows(store, in_steps)
+    stored = rows(store, one_statement)
+    assert stored == rows(store, in_steps)
+    assert [event[1:3] for event in stored["events"] if event[0] == "c"] == [
+        ("PENDING", "QUEUED"),
+        ("QUEUED", "RUNNING"),
+        ("RUNNING", "SUCCEEDED"),
+    ]
