@@ -422,9 +422,10 @@ workflow (`transition_workflow` when it completes).
 
 A hop of a chain costs celeriac the same at any length: one message of one
 node, and two commits: the claim before the body (on PostgreSQL one statement
-that commits on its own) and the outcome after it (a transaction of three
-statements: the node's and its attempt's end with its children counted, the
-successors marked `QUEUED`, the events). Native Celery's hop is cheaper on a
+that commits on its own) and the outcome after it (on PostgreSQL, usually a
+transaction of one statement: the node's and its attempt's end, its children
+counted, the successors it made ready marked `QUEUED`, the events). Native
+Celery's hop is cheaper on a
 short chain and grows with the chain, since each message carries the rest of
 it. On a durable server (`--durable`) each commit waits for the disk to flush
 the write-ahead log, which native Celery with a Redis result backend never
