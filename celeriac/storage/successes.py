@@ -70,14 +70,22 @@ def _succeed_at_once() -> sa.Select[Any]:
     """The usual success in one statement; bound as ``succeed_at_once`` binds it."""
     workflow_id = sa.bindparam("b_wf", type_=Id)
     at = sa.bindparam("b_at", type_=Timestamp)
-    running = sa.exists(
-        sa.select(workflows.c.id)
+    # The workflow's row as locked: a locking read sees the newest version
+    # (the statement's snapshot may be older), so the state and the kept
+    # failure are read here, not beside it.
+    workflow = (
+        sa.select(
+            workflows.c.state,
+            workflows.c.exc_type.is_not(None).label("failure_kept"),
+        )
         .where(
             workflows.c.id == workflow_id,
             workflows.c.state == WorkflowState.IN_PROGRESS.value,
         )
         .with_for_update(read=True)
+        .cte("workflow")
     )
+    running = sa.exists(sa.select(workflow.c.state))
     finished = (
         FINISH_NODE.where(running)
         .values(
@@ -159,19 +167,15 @@ def _succeed_at_once() -> sa.Select[Any]:
         .returning(events.c.node_id)
         .cte("logged")
     )
-    state = sa.select(workflows.c.state).where(workflows.c.id == workflow_id)
-    kept_error = sa.select(workflows.c.exc_type.is_not(None)).where(
-        workflows.c.id == workflow_id
-    )
     return sa.select(
-        state.scalar_subquery().label("workflow_state"),
-        kept_error.scalar_subquery().label("failure_kept"),
+        workflow.c.state.label("workflow_state"),
+        workflow.c.failure_kept,
         sa.select(sa.func.count())
         .select_from(logged)
         .scalar_subquery()
         .label("logged"),
         *children.c,
-    ).select_from(finished.outerjoin(children, sa.true()))
+    ).select_from(finished.join(workflow, sa.true()).outerjoin(children, sa.true()))
 
 
 _SUCCEED_AT_ONCE = _succeed_at_once()

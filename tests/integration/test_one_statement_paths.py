@@ -9,6 +9,7 @@ steps, one each way, on the same PostgreSQL database: every row they leave
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -18,8 +19,9 @@ import sqlalchemy as sa
 
 from celeriac.records import Lease, Outcome
 from celeriac.storage import Store, claims, connect, event_log, successes
-from celeriac.storage.schema import attempts, events, nodes
+from celeriac.storage.schema import attempts, events, nodes, workflows
 from tests.integration.test_store import Flow
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.postgres
 
@@ -177,3 +179,53 @@ def test_each_way_leaves_the_same_rows_and_answers_the_same(
         ("QUEUED", "RUNNING"),
         ("RUNNING", "SUCCEEDED"),
     ]
+
+
+def test_a_failure_kept_while_the_success_waits_for_the_lock_is_seen(
+    store: Store,
+) -> None:
+    """The success reads the workflow's row as it locks it, not as it started.
+
+    A failure elsewhere keeps its error on the workflow's row; a success
+    that started before that commit waits for the row's lock. Releasing
+    nothing, it must say the workflow may end (``failing``): the failure's
+    own transaction saw this node still running, and no one else would.
+    """
+    flow = Flow()
+    flow.join("j", flow.task("a"), flow.task("b"))
+    store.insert_workflow(flow.build(result=flow["j"]))
+    store.heartbeat("w1-1", "w1", 1)
+    assert claim(store, flow, "a", at_once=True)
+    outcomes: list[Outcome] = []
+    with store.db.connect() as failing:
+        failing.begin()
+        failing.execute(
+            sa.update(workflows)
+            .where(workflows.c.id == flow.id)
+            .values(exc_type="ValueError")
+        )
+        recording = threading.Thread(
+            target=lambda: outcomes.append(
+                store.record_success(flow.id, flow["a"], 1, "a")
+            )
+        )
+        recording.start()
+        wait_for(
+            lambda: waits_for_a_lock(store), timeout=10, what="the success to wait"
+        )
+        failing.commit()
+        recording.join(timeout=10)
+    (outcome,) = outcomes
+    assert (outcome.recorded, outcome.dispatch, outcome.failing) == (True, [], True)
+
+
+def waits_for_a_lock(store: Store) -> bool:
+    """Whether a session of the database waits for a lock."""
+    with store.db.connect() as conn:
+        found = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalar_one()
+    return bool(found)
