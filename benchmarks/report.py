@@ -443,7 +443,7 @@ the spread between repetitions (below) is wide.
 chain of 100 under cProfile in every pool process, natively and through
 celeriac, and prints the time per task inside the pool process. Two runs on
 this machine, before and after the claim and the outcome were folded into
-fewer statements (2026-12-06; the machine was slower during the second run:
+fewer statements (2026-12-06; the machine was slower during the first run:
 compare each run's celeriac with its own native figures):
 
 {hop_profile}
@@ -461,7 +461,7 @@ predecessor, and run by the worker that ran the predecessor (not built yet).
 
 
 #: ``--profile chain_short`` before and after the claim and the outcome were
-#: folded (commits 984a43c and 01493cf): milliseconds per task in the pool
+#: folded (commits 984a43c and ff64bae): milliseconds per task in the pool
 #: process, and the chain of 100's median (the runs are on the same machine,
 #: not at the same moment; each run's own native figures are beside it).
 HOP_PROFILE = [
@@ -476,43 +476,43 @@ HOP_PROFILE = [
         "the whole traced task (`trace_task`)",
         "3.07 ms",
         "9.16 ms",
-        "2.37 ms",
-        "6.04 ms",
+        "2.59 ms",
+        "5.62 ms",
     ),
     (
         "claim (`claim_node`): statements, commits",
         "—",
         "2.63 ms: 3, 1",
         "—",
-        "1.37 ms: 1, 1 (autocommit)",
+        "1.45 ms: 1, 1 (autocommit)",
     ),
     (
         "outcome (`record_success`): statements, commits",
         "1.15 ms (Redis `store_result`)",
         "4.02 ms: 6, 1",
-        "0.86 ms (Redis `store_result`)",
-        "2.73 ms: 3, 1",
+        "1.01 ms (Redis `store_result`)",
+        "2.22 ms: 1, 1",
     ),
     (
         "publishing the next node (`apply_async`)",
         "1.65 ms",
         "1.64 ms",
-        "1.30 ms",
-        "1.26 ms",
+        "1.35 ms",
+        "1.24 ms",
     ),
     (
         "waiting on PostgreSQL (`psycopg` execute + commit)",
         "—",
         "3.23 ms",
         "—",
-        "1.84 ms",
+        "2.14 ms",
     ),
     (
         "chain of 100, median of 3",
         "329 ms",
         "980 ms (2.97x)",
-        "255 ms",
-        "652 ms (2.55x)",
+        "264 ms",
+        "593 ms (2.24x)",
     ),
 ]
 
