@@ -21,7 +21,7 @@ from celeriac.states import NodeKind
 
 
 class GraphBuilder:
-    """Accumulates nodes and edges while a canvas is walked."""
+    """Accumulates nodes, and hands out edges, while a canvas is walked."""
 
     def __init__(
         self, app: Celery, edge_sink: EdgeSink, max_nodes: int | None = None

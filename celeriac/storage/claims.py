@@ -193,6 +193,36 @@ _CLAIM_FIRST = _running().where(
 _INSERT_ATTEMPT = attempts.insert()
 
 
+#: The columns of a running attempt's row besides its node's key.
+_ATTEMPT_COLUMNS = (
+    "number",
+    "state",
+    "worker",
+    "pid",
+    "worker_id",
+    "delivery",
+    "claim_token",
+    "started_at",
+)
+
+
+def _running_attempt(
+    number: int, delivery: str, token: str, lease: Lease, at: datetime
+) -> dict[str, Any]:
+    """Attempt ``number``'s row as it starts, by column (``_ATTEMPT_COLUMNS``)."""
+    values = (
+        number,
+        AttemptState.RUNNING,
+        lease.hostname,
+        lease.pid,
+        lease.worker_id,
+        delivery,
+        token,
+        at,
+    )
+    return dict(zip(_ATTEMPT_COLUMNS, values, strict=True))
+
+
 def attempt_event(number: int) -> str:
     """The detail of the event of a node starting attempt ``number``."""
     return f"attempt {number}"
@@ -212,29 +242,14 @@ def _claim_first_at_once() -> sa.Insert:
     attempt = (
         attempts.insert()
         .from_select(
-            (
-                "workflow_id",
-                "node_id",
-                "number",
-                "state",
-                "worker",
-                "pid",
-                "worker_id",
-                "delivery",
-                "claim_token",
-                "started_at",
-            ),
+            ("workflow_id", "node_id", *_ATTEMPT_COLUMNS),
             sa.select(
                 workflow_id,
                 claimed.c.id,
-                sa.bindparam("b_number", type_=sa.Integer),
-                sa.literal(AttemptState.RUNNING.value, sa.String),
-                sa.bindparam("b_worker", type_=sa.String),
-                sa.bindparam("b_pid", type_=sa.Integer),
-                sa.bindparam("b_worker_id", type_=sa.String),
-                sa.bindparam("b_delivery", type_=sa.String),
-                sa.bindparam("b_token", type_=sa.String),
-                started_at,
+                *(
+                    sa.bindparam(f"a_{name}", type_=attempts.c[name].type)
+                    for name in _ATTEMPT_COLUMNS
+                ),
             ),
         )
         .cte("attempt")
@@ -308,11 +323,12 @@ def claim_first_at_once(
             "b_node": node_id,
             "b_number": 1,
             "b_at": at,
-            "b_worker": lease.hostname,
-            "b_pid": lease.pid,
-            "b_worker_id": lease.worker_id,
-            "b_delivery": delivery,
-            "b_token": token,
+            **{
+                f"a_{name}": value
+                for name, value in _running_attempt(
+                    1, delivery, token, lease, at
+                ).items()
+            },
         },
     ).first()
     return claimed is not None
@@ -372,14 +388,7 @@ def _record_attempt(
         {
             "node_id": node_id,
             "workflow_id": workflow_id,
-            "number": number,
-            "state": AttemptState.RUNNING,
-            "worker": lease.hostname,
-            "pid": lease.pid,
-            "worker_id": lease.worker_id,
-            "delivery": delivery,
-            "claim_token": token,
-            "started_at": at,
+            **_running_attempt(number, delivery, token, lease, at),
         },
     )
     add_event(

@@ -144,6 +144,17 @@ def move_where(
     return conn.execute(update).rowcount
 
 
+def queued_values(at: Any) -> dict[str, Any]:
+    """What marking a node QUEUED at ``at`` writes, by column."""
+    return {
+        "state": _N.QUEUED,
+        "queued_at": at,
+        "republished": 0,
+        "attempt_base": nodes.c.current_attempt,
+        "celery_task_id": nodes.c.id,
+    }
+
+
 _MARK_QUEUED = (
     sa.update(nodes)
     .where(
@@ -151,13 +162,7 @@ _MARK_QUEUED = (
         nodes.c.id.in_(sa.bindparam("b_ids", expanding=True)),
         unindexed(nodes.c.state) == sa.bindparam("b_source"),
     )
-    .values(
-        state=_N.QUEUED,
-        queued_at=sa.bindparam("b_at", type_=Timestamp),
-        republished=0,
-        attempt_base=nodes.c.current_attempt,
-        celery_task_id=nodes.c.id,
-    )
+    .values(**queued_values(sa.bindparam("b_at", type_=Timestamp)))
     .returning(nodes.c.id)
 )
 

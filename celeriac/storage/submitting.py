@@ -39,6 +39,7 @@ class SubmitStore(StoreBase):
 
         What the walk raises (``UnknownTask``, ``InvalidCanvas``) is raised
         as it is, with nothing stored.
+
         The outcome is ``finished`` for a canvas without any task (an empty
         group): its END node completes right away. A replay of a submit that
         committed offers its first nodes again. When ``new.key`` already

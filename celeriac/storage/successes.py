@@ -30,6 +30,7 @@ from celeriac.storage.attempt_ends import (
     finish_attempt,
     finish_node,
 )
+from celeriac.storage.moves import queued_values
 from celeriac.storage.releases import (
     DECREMENT_CHILDREN,
     decrement_children,
@@ -121,11 +122,10 @@ def _succeed_at_once() -> sa.Select[Any]:
         DECREMENT_CHILDREN["postgresql"]
         .where(sa.exists(sa.select(finished.c.id)), after_attempt >= 0)
         .values(
-            state=when_last(_N.QUEUED.value, nodes.c.state),
-            queued_at=when_last(at, nodes.c.queued_at),
-            republished=when_last(0, nodes.c.republished),
-            attempt_base=when_last(nodes.c.current_attempt, nodes.c.attempt_base),
-            celery_task_id=when_last(nodes.c.id, nodes.c.celery_task_id),
+            {
+                name: when_last(value, nodes.c[name])
+                for name, value in queued_values(at).items()
+            }
         )
         .cte("children")
     )
