@@ -307,6 +307,9 @@ class Outcome:
     #: the workflow has a failure and this outcome released nothing: it may
     #: have been the last node that could run
     failing: bool = False
+    #: the successor claimed for the worker that offered to run it
+    #: (``Handoff``), at attempt 1; it is not in ``dispatch``
+    carried: Dispatch | None = None
 
 
 @dataclass(frozen=True)
@@ -332,6 +335,20 @@ class FailedCall:
     exc_type: str
     exc_message: str
     traceback: str | None
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A worker's offer to run the one successor a success makes ready.
+
+    Accepted, the successor is claimed in the success's transaction, on
+    ``lease`` with ``token``, and the worker runs it without the broker.
+    """
+
+    lease: Lease
+    token: str
+    #: whether the worker can run this node itself (its queue, its options)
+    accepts: Callable[[Dispatch], bool]
 
 
 @dataclass(frozen=True)

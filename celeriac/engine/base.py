@@ -36,6 +36,8 @@ class EngineBase(ABC):
     max_replacement_nodes: int
     #: a QUEUED node not started for this many seconds is published again
     recovery_delay: float
+    #: how long a worker runs successors itself after a message (``handoff``)
+    inline_successor_seconds: float
     _db: sa.Engine
     _store: Store
     _finishes: Finishes

@@ -64,6 +64,7 @@ class Engine(Submission, Upkeep, Reading):
         max_result_bytes: ByteCount = MAX_RESULT_BYTES,
         max_replacement_nodes: Count = MAX_REPLACEMENT_NODES,
         on_failure: Literal["continue", "stop"] = "continue",
+        inline_successor_seconds: Seconds = 1.0,
     ) -> None:
         self.app = app
         self.database_url = resolve_database_url(database_url)
@@ -75,6 +76,7 @@ class Engine(Submission, Upkeep, Reading):
         self.max_result_bytes = max_result_bytes
         self.max_replacement_nodes = max_replacement_nodes
         self.recovery_delay = recovery_delay
+        self.inline_successor_seconds = inline_successor_seconds
         if auto_migrate is None:
             auto_migrate = self._db.dialect.name == "sqlite"
         if auto_migrate:
@@ -129,7 +131,9 @@ class Engine(Submission, Upkeep, Reading):
         with embedded_worker(self.app, concurrency, **options) as worker:
             # Celery's test worker does not send worker_ready: start recovery here
             self._recovery.start()
+            self._hooks.stopping = False
             try:
                 yield worker
             finally:
+                self._hooks.stopping = True  # a warm shutdown starts nothing new
                 self._recovery.stop()

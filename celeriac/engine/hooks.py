@@ -22,43 +22,19 @@ from celery import Celery, signals
 from celery.exceptions import Ignore
 from celery.utils.dispatch import Signal
 
-from celeriac.engine import context
+from celeriac.engine import context, handoff
 from celeriac.engine.context import RunningNode
+from celeriac.engine.node_request import ATTEMPT, TRACEBACK_LIMIT, NodeRequest
 from celeriac.engine.progress import capture_update_state
 from celeriac.engine.retry_eta import note_retry_publish, retry_eta
-from celeriac.engine.scheduler import HEADER
 from celeriac.errors import AppInUse
-from celeriac.records import Claim, delivery_key
+from celeriac.records import Claim
 from celeriac.states import NodeKind
 
 if TYPE_CHECKING:
     from celeriac.engine.engine import Engine
 
 logger = logging.getLogger("celeriac.worker")
-
-#: How much of a traceback an attempt keeps: its end, where the error is.
-TRACEBACK_LIMIT = 4000
-#: Where the claim leaves the attempt number on Celery's request object.
-_ATTEMPT = "celeriac_attempt"
-
-
-class NodeRequest:
-    """What a task's request says about the node it runs."""
-
-    def __init__(self, request: Any) -> None:
-        header = (getattr(request, "headers", None) or {}).get(HEADER) or getattr(
-            request, HEADER, None
-        )
-        self.is_node = isinstance(header, dict)
-        header = header if isinstance(header, dict) else {}
-        self.workflow_id: str = header.get("w", "")
-        self.kind: str = header.get("k", NodeKind.TASK)
-        self.node_id: str = request.id
-        #: which message this is: a dispatch (base) and Celery's retry count
-        self.delivery = delivery_key(int(header.get("b", 0)), int(request.retries or 0))
-        #: the attempt the claim recorded for this execution (0: none)
-        self.number: int = getattr(request, _ATTEMPT, 0)
-
 
 #: The hooks of each live engine, by ``id()`` of its app (the hooks hold the
 #: app, so the id is not reused while the entry exists).
@@ -96,6 +72,12 @@ def _on_process_init(**_: Any) -> None:
         hooks.engine._db.dispose(close=False)
 
 
+def _on_shutting_down(**_: Any) -> None:
+    """The process's worker begins a shutdown: no node runs in place any more."""
+    for hooks in list(_bound.values()):
+        hooks.stopping = True
+
+
 #: Every signal celeriac receives, and its receiver.
 _RECEIVERS: tuple[tuple[Signal, Callable[..., None]], ...] = (
     (signals.task_success, _dispatcher("_on_success")),
@@ -106,6 +88,7 @@ _RECEIVERS: tuple[tuple[Signal, Callable[..., None]], ...] = (
     (signals.worker_init, _dispatcher("_gate_all")),
     (signals.worker_ready, _dispatcher("_on_worker_ready")),
     (signals.worker_shutdown, _dispatcher("_on_worker_shutdown")),
+    (signals.worker_shutting_down, _on_shutting_down),
     (signals.worker_process_init, _on_process_init),
     (signals.before_task_publish, note_retry_publish),
 )
@@ -209,6 +192,9 @@ class WorkerHooks:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.app: Celery = engine.app
+        #: the worker is shutting down: it takes no successor to run in place
+        #: (seen by a threads or solo pool; a prefork child is not told)
+        self.stopping = False
 
     def install(self) -> None:
         """Bind to the app (refused if bound) and gate tasks once it is final.
@@ -233,9 +219,11 @@ class WorkerHooks:
         _unbind(self)
 
     def _on_worker_ready(self, sender: Any = None, **_: Any) -> None:
+        self.stopping = False
         self.engine._recovery.start()
 
     def _on_worker_shutdown(self, sender: Any = None, **_: Any) -> None:
+        self.stopping = True
         self.engine._recovery.stop()
 
     def _gate_all(self, *_: Any, **__: Any) -> None:
@@ -280,15 +268,16 @@ class WorkerHooks:
         node = self._mine(task)
         if node is None:
             return
+        if handoff.is_running_in_place(node.node_id):  # claimed with its parent
+            self._start(task, node, handoff.FIRST_ATTEMPT)
+            return
+        handoff.started_delivered()
         lease = self.engine._liveness.lease(task.request.hostname)
         claim, number = self.engine._store.claim_node(
             node.workflow_id, node.node_id, node.delivery, lease, uuid.uuid4().hex
         )
         if claim is Claim.RUN:
-            setattr(task.request, _ATTEMPT, number)
-            context.enter(
-                RunningNode(self.engine, node.workflow_id, node.node_id, number)
-            )
+            self._start(task, node, number)
             return
         if claim is Claim.HOLD:
             logger.info(
@@ -301,14 +290,28 @@ class WorkerHooks:
             logger.info("node %s dropped: duplicate or no longer wanted", node.node_id)
         raise Ignore()
 
+    def _start(self, task: Any, node: NodeRequest, number: int) -> None:
+        """Let ``task`` run attempt ``number`` of ``node``, claimed."""
+        setattr(task.request, ATTEMPT, number)
+        context.enter(RunningNode(self.engine, node.workflow_id, node.node_id, number))
+
     def _on_postrun(self, sender: Any = None, **_: Any) -> None:
         context.enter(None)
+        handoff.run_pending(self.app, self.engine.not_run_in_place)
 
     def _on_success(self, sender: Any = None, result: Any = None, **_: Any) -> None:
         node = self._ran(sender)
         if node is not None:
             with _left_to_recovery("success", node):
-                self.engine.node_succeeded(node, result)
+                self.engine.node_succeeded(node, result, self._offer(sender, node))
+
+    def _offer(self, sender: Any, node: NodeRequest) -> handoff.Offer | None:
+        """This worker's offer to run the node's successor itself, if it may."""
+        budget = 0.0 if self.stopping else self.engine.inline_successor_seconds
+        if node.kind != NodeKind.TASK or not handoff.may_offer(self.app, budget):
+            return None
+        lease = self.engine._liveness.lease(sender.request.hostname)
+        return handoff.Offer(self.app, sender.request, lease)
 
     def _on_failure(
         self,

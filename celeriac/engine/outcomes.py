@@ -14,10 +14,11 @@ from kombu.exceptions import EncodeError
 from celeriac.engine.control import Control
 from celeriac.engine.errbacks import ErrbackArguments, rebuilt_exception
 from celeriac.engine.exceptions import failure_of
-from celeriac.engine.hooks import TRACEBACK_LIMIT, NodeRequest
+from celeriac.engine.handoff import FIRST_ATTEMPT, Offer, carry
+from celeriac.engine.node_request import TRACEBACK_LIMIT, NodeRequest
 from celeriac.engine.replacement import compile_replacement
 from celeriac.errors import InvalidCanvas, StorageError
-from celeriac.records import Delivery, Outcome
+from celeriac.records import Delivery, Dispatch, Outcome
 from celeriac.states import NodeKind
 from celeriac.storage.database import first_line
 from celeriac.storage.values import ResultTooLarge, check_result
@@ -28,8 +29,14 @@ logger = logging.getLogger("celeriac.engine")
 class Outcomes(Control):
     """What the worker hooks call: record an outcome, then act on it."""
 
-    def node_succeeded(self, node: NodeRequest, result: Any) -> None:
-        """Record a node's result and dispatch what it made ready."""
+    def node_succeeded(
+        self, node: NodeRequest, result: Any, offer: Offer | None = None
+    ) -> None:
+        """Record a node's result and dispatch what it made ready.
+
+        With ``offer``, the one task it makes ready may be claimed for this
+        worker instead, to run once the current task returns (``handoff``).
+        """
         try:
             check_result(result, self.max_result_bytes)
         except (EncodeError, ResultTooLarge) as refused:
@@ -41,11 +48,38 @@ class Outcomes(Control):
             node.number,
             node.kind,
             lambda: self._store.record_success(
-                node.workflow_id, node.node_id, node.number, result
+                node.workflow_id,
+                node.node_id,
+                node.number,
+                result,
+                offer.handoff if offer is not None else None,
             ),
         )
-        if outcome is not None:
-            self._after(node.workflow_id, outcome)
+        if outcome is None:
+            return
+        self._after(node.workflow_id, outcome)
+        if outcome.carried is not None and offer is not None:
+            self._carry(outcome.carried, offer)
+
+    def _carry(self, successor: Dispatch, offer: Offer) -> None:
+        """Run ``successor``, claimed for this worker, after the current task."""
+        message = offer.message_of(successor)
+        if message is not None:
+            carry(message)
+        else:
+            why = "its message cannot be built"
+            self.not_run_in_place(successor.workflow_id, successor.node_id, why)
+
+    def not_run_in_place(self, workflow_id: str, node_id: str, why: str) -> None:
+        """Give up a node claimed to run in this worker: recovery runs it."""
+        logger.error(
+            "node %s of workflow %s, claimed to run in place, did not run (%s); "
+            "the recovery pass runs it",
+            node_id,
+            workflow_id,
+            why,
+        )
+        self._liveness.release(workflow_id, node_id, FIRST_ATTEMPT)
 
     def node_failed(
         self,

@@ -10,7 +10,7 @@ from celery.app.task import Context
 
 from celeriac.engine import scheduler
 from celeriac.engine.errbacks import ErrbackArguments, rebuilt_arguments, takes_request
-from celeriac.engine.hooks import TRACEBACK_LIMIT
+from celeriac.engine.node_request import TRACEBACK_LIMIT
 from celeriac.engine.outcomes import Outcomes, without_nul
 from celeriac.records import Claim, Delivery, Dispatch, delivery_key
 from celeriac.states import NodeKind

@@ -138,7 +138,7 @@ def _send_pending(
             connection.ensure_connection(max_retries=0)
             while pending:
                 try:
-                    _send(app, pending[0], producer)
+                    send_node(app, pending[0], producer)
                 except (TypeError, ValueError, EncodeError) as exc:
                     refused.append((pending[0], exc))
                 pending.popleft()
@@ -149,7 +149,7 @@ def _send_pending(
             raise
 
 
-def _send(app: Celery, dispatch: Dispatch, producer: Any) -> None:
+def send_node(app: Celery, dispatch: Dispatch, producer: Any) -> None:
     """Send one node as a message of its own task, under the node's id."""
     sig = dispatch.signature
     options = dict(sig.get("options") or {})

@@ -1,19 +1,19 @@
-"""Claims and outcomes: which delivery of a node runs, and what it did.
+"""Outcomes: what a node's attempt did, and what follows from it.
 
 Each write reads the workflow row under a share lock, so that a state change
-(which takes it for update) and a claim or an outcome wait for each other.
+(which takes it for update) and an outcome wait for each other.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from celeriac.records import (
-    Claim,
-    Lease,
+    Handoff,
     Outcome,
 )
 from celeriac.states import (
@@ -22,22 +22,19 @@ from celeriac.states import (
     NodeState,
     WorkflowState,
     held_back_as,
-    may_start,
-    sources_of,
-    starts_under,
 )
 from celeriac.storage import (
     attempt_ends,
     claims,
     event_log,
     failures,
+    handoffs,
     moves,
     releases,
     replays,
     successes,
     workflow_steps,
 )
-from celeriac.storage.claims import Admission
 from celeriac.storage.database import retry_transient
 from celeriac.storage.rows import now
 from celeriac.storage.schema import attempts, nodes
@@ -45,10 +42,6 @@ from celeriac.storage.transactions import StoreBase
 
 _N = NodeState
 _W = WorkflowState
-
-
-#: The states a claim starts a node from (the table's ``start`` edges).
-_CLAIMABLE = sources_of("start")
 
 
 def _lock_as_claims_do(
@@ -67,111 +60,34 @@ def _lock_as_claims_do(
 
 
 class OutcomeStore(StoreBase):
-    """Claims of deliveries and the outcomes of attempts."""
-
-    @retry_transient
-    def claim_node(
-        self,
-        workflow_id: str,
-        node_id: str,
-        delivery: str,
-        lease: Lease,
-        token: str,
-    ) -> tuple[Claim, int]:
-        """Decide whether this delivery of a node may run; record its attempt.
-
-        ``delivery`` names the message ("<dispatch base>.<Celery retries>"):
-        a second delivery of one message is a duplicate, dropped while the
-        first runs or after it finished, taken over when its worker is dead.
-        ``token`` is unique to this claim, so that a replay of the
-        transaction (a lost commit reply) finds its own attempt. Returns the
-        claim and the attempt number it recorded.
-        """
-        at = now()
-        if self._claimed_first(workflow_id, node_id, delivery, token, lease, at):
-            return Claim.RUN, 1
-        with self._write() as conn:
-            state = workflow_steps.workflow_state(conn, workflow_id, lock="share")
-            node = claims.lock_node(conn, workflow_id, node_id)
-            if node is None or not starts_under(node.kind):  # JOIN, END: never
-                return Claim.DROP, 0
-            if not may_start(node.kind, state):
-                back = held_back_as(state)
-                moved = moves.set_node_state(
-                    conn, workflow_id, [node_id], moves.UNFINISHED[1:], back, at
-                )
-                pausing = state in (_W.REQUESTING_PAUSE, _W.PAUSED)
-                return (Claim.HOLD if moved and pausing else Claim.DROP), 0
-            # no attempt yet (an errback's first claim): nothing to look up
-            admission, number = (
-                (Admission.NEW, 0)
-                if node.current_attempt == 0
-                else claims.admit_delivery(
-                    conn,
-                    workflow_id,
-                    node,
-                    node_id,
-                    delivery,
-                    token,
-                    lease.dead_before,
-                    at,
-                )
-            )
-            if admission is Admission.REPLAYED:
-                return Claim.RUN, number
-            if admission is Admission.DUPLICATE or node.state not in _CLAIMABLE:
-                return Claim.DROP, 0
-            number = node.current_attempt + 1
-            claims.start_attempt(
-                conn,
-                workflow_id,
-                node_id,
-                number,
-                delivery,
-                token,
-                lease,
-                at,
-                node.state,
-            )
-        return Claim.RUN, number
-
-    def _claimed_first(
-        self,
-        workflow_id: str,
-        node_id: str,
-        delivery: str,
-        token: str,
-        lease: Lease,
-        at: datetime,
-    ) -> bool:
-        """The usual claim (``claims.claim_first``), in a transaction of its own.
-
-        On PostgreSQL one statement that commits on its own: one round trip.
-        False leaves every other case to the general claim.
-        """
-        if self.db.dialect.name == "postgresql":
-            with self._autocommit() as conn:
-                return claims.claim_first_at_once(
-                    conn, workflow_id, node_id, delivery, token, lease, at
-                )
-        with self._write() as conn:
-            return claims.claim_first(
-                conn, workflow_id, node_id, delivery, token, lease, at
-            )
+    """The outcomes of attempts."""
 
     @retry_transient
     def record_success(
-        self, workflow_id: str, node_id: str, number: int, result: Any
+        self,
+        workflow_id: str,
+        node_id: str,
+        number: int,
+        result: Any,
+        handoff: Handoff | None = None,
     ) -> Outcome:
-        """Record a node's result and release the successors it made ready."""
+        """Record a node's result and release the successors it made ready.
+
+        With ``handoff``, the one task it makes ready may be claimed for the
+        offering worker (``Outcome.carried``) instead of dispatched.
+        """
         at = now()
+        carried = None
         with self._write() as conn:
             done = successes.succeed(conn, workflow_id, node_id, number, result, at)
             state = done.state
             if not done.written:
-                return replays.no_longer_running(
+                replayed = replays.no_longer_running(
                     conn, workflow_id, node_id, number, state, _N.SUCCEEDED
                 )
+                if handoff is not None and replayed.recorded:
+                    carried = handoffs.handed_over_before(conn, workflow_id, handoff)
+                return dataclasses.replace(replayed, carried=carried)
             if not done.logged:
                 event_log.add_event(
                     conn, workflow_id, node_id, _N.RUNNING, _N.SUCCEEDED, at
@@ -182,8 +98,15 @@ class OutcomeStore(StoreBase):
             dispatch += releases.queued_already(
                 conn, workflow_id, done.queued, (result,), at, done.logged
             )
+            if handoff is not None:
+                carried = handoffs.hand_over(
+                    conn, workflow_id, state, dispatch, handoff, at
+                )
+                if carried is not None:
+                    dispatch = []
             failing = (
                 not dispatch
+                and carried is None
                 and not finished
                 and state not in TERMINAL_WORKFLOW_STATES
                 and (
@@ -199,6 +122,7 @@ class OutcomeStore(StoreBase):
             finished,
             settle=state == _W.REQUESTING_PAUSE,
             failing=failing,
+            carried=carried,
         )
 
     @retry_transient

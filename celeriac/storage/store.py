@@ -10,6 +10,7 @@ which serializes writers.
 
 from __future__ import annotations
 
+from celeriac.storage.claiming import ClaimStore
 from celeriac.storage.control import ControlStore
 from celeriac.storage.outcomes import OutcomeStore
 from celeriac.storage.reads import ReadStore
@@ -19,11 +20,17 @@ from celeriac.storage.upkeep import UpkeepStore
 
 
 class Store(
-    SubmitStore, OutcomeStore, ReplaceStore, ControlStore, UpkeepStore, ReadStore
+    SubmitStore,
+    ClaimStore,
+    OutcomeStore,
+    ReplaceStore,
+    ControlStore,
+    UpkeepStore,
+    ReadStore,
 ):
     """All of celeriac's persistence, behind named methods.
 
     A thin facade: each part lives in the module named after what it does
-    (``submitting``, ``outcomes``, ``control``, ``upkeep``, ``reads``), on the
-    transactions of ``transactions.StoreBase``.
+    (``submitting``, ``claiming``, ``outcomes``, ``control``, ``upkeep``,
+    ``reads``), on the transactions of ``transactions.StoreBase``.
     """

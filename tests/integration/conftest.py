@@ -10,18 +10,22 @@ import importlib
 import json
 import os
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
+from celery import Celery, signature
 
 from tests.tasks import close_app
 from tests.workers import Workers
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Seconds a gated task waits for its gate before it fails.
+GATE_TIMEOUT = 15.0
 
 
 @pytest.hookimpl(wrapper=True)
@@ -82,3 +86,27 @@ def workers(
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+def gate(app: Celery) -> Iterator[SimpleNamespace]:
+    """``r.wait`` (and ``r.replace_later``) block until the test opens the gate."""
+    opened = threading.Event()
+    started = threading.Event()
+
+    @app.task(name="r.wait", shared=False)
+    def wait(value: Any = None) -> Any:
+        started.set()
+        assert opened.wait(GATE_TIMEOUT)
+        return value
+
+    @app.task(name="r.replace_later", bind=True, shared=False)
+    def replace_later(self: Any, canvas: dict[str, Any]) -> Any:
+        started.set()
+        assert opened.wait(GATE_TIMEOUT)
+        return self.replace(signature(canvas, app=self.app))
+
+    yield SimpleNamespace(
+        wait=wait, replace_later=replace_later, opened=opened, started=started
+    )
+    opened.set()

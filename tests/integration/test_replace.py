@@ -10,8 +10,6 @@ them, a replacement refused (an unknown task, too many nodes, a second one).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -181,30 +179,6 @@ def test_a_failed_replacement_runs_again_on_retry(engine, tasks, flaky, worker):
     replaced = workflow.nodes()[0]
     assert [a.state for a in replaced.attempts] == ["REPLACED"]
     assert [n.state for n in workflow.nodes()] == ["SUCCEEDED"] * 4
-
-
-@pytest.fixture
-def gate(app: Celery) -> Iterator[SimpleNamespace]:
-    """``r.wait`` blocks until the test opens the gate."""
-    opened = threading.Event()
-    started = threading.Event()
-
-    @app.task(name="r.wait", shared=False)
-    def wait(value: Any = None) -> Any:
-        started.set()
-        assert opened.wait(TIMEOUT)
-        return value
-
-    @app.task(name="r.replace_later", bind=True, shared=False)
-    def replace_later(self: Any, canvas: dict[str, Any]) -> Any:
-        started.set()
-        assert opened.wait(TIMEOUT)
-        return self.replace(signature(canvas, app=self.app))
-
-    yield SimpleNamespace(
-        wait=wait, replace_later=replace_later, opened=opened, started=started
-    )
-    opened.set()
 
 
 def test_a_pause_holds_the_replacement_back_until_resume(engine, tasks, gate, worker):

@@ -269,9 +269,13 @@ def test_an_outcome_whose_commit_reply_was_lost_still_releases_its_successors(
     workflow = proc.engine.submit(chain(proc.add.s(1, 2), proc.add.s(3), proc.add.s(4)))
     wait_for(proc.reply_lost, timeout=20, what="the injected fault")
     # the replay finds the node SUCCEEDED by this very attempt, and rebuilds
-    # what its first commit released: no recovery pass is needed
+    # what its first commit released: no recovery pass is needed. The first
+    # commit claimed the next node to run in place: the replay finds that
+    # claim by its token, and the worker runs it
     assert workflow.get(timeout=20) == 10
-    assert all(len(node.attempts) == 1 for node in workflow.nodes())
+    first, second, _ = nodes = workflow.nodes()
+    assert all(len(node.attempts) == 1 for node in nodes)
+    assert second.attempts[0].started_at == first.attempts[0].finished_at
     assert proc.runs("p.add") == 3
 
 
@@ -299,12 +303,20 @@ def _recover_until_done(proc: ModuleType, workflow: Workflow, timeout: float) ->
     indirect=True,
 )
 @pytest.mark.parametrize("death", ["pool-process", "whole-worker"])
+@pytest.mark.parametrize("place", ["published", "in-place"])
 def test_a_node_whose_worker_died_while_running_it_runs_again(
-    proc: ModuleType, workers: Workers, death: str
+    proc: ModuleType, workers: Workers, death: str, place: str
 ) -> None:
-    """pool-process: the OOM killer took one child; whole-worker: the machine died."""
+    """pool-process: the OOM killer took one child; whole-worker: the machine died.
+
+    in-place: the victim was claimed in its parent's success and runs in the
+    parent's process, without a message of its own (``engine.handoff``).
+    """
     (name,) = workers.start(1)
-    workflow = proc.engine.submit(chain(proc.stamp.si("victim", 3), proc.add.si(1, 2)))
+    steps = [proc.stamp.si("victim", 3), proc.add.si(1, 2)]
+    if place == "in-place":
+        steps.insert(0, proc.add.si(0, 0))
+    workflow = proc.engine.submit(chain(*steps))
     wait_for(lambda: proc.stamps(), timeout=20, what="the node to start")
     if death == "pool-process":
         os.kill(proc.stamped_by("victim")[1], signal.SIGKILL)
@@ -313,7 +325,10 @@ def test_a_node_whose_worker_died_while_running_it_runs_again(
         workers.start(1)
 
     assert _recover_until_done(proc, workflow, timeout=12) == 3
-    victim = workflow.nodes()[0]
+    nodes = workflow.nodes()
+    victim = nodes[1] if place == "in-place" else nodes[0]
+    if place == "in-place":  # its attempt started as its parent's ended
+        assert victim.attempts[0].started_at == nodes[0].attempts[0].finished_at
     assert len(victim.attempts) == 2
     assert victim.attempts[0].state != "SUCCEEDED"
     assert [tag for tag, _ in proc.stamps()] == ["victim", "victim"]

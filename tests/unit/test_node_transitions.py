@@ -26,7 +26,7 @@ from celeriac.states import (
     sources_of,
     starts_under,
 )
-from celeriac.storage import claims, outcomes
+from celeriac.storage import claiming, claims
 from celeriac.storage.recovery import may_start_sql
 from tests.node_events import ALLOWED
 
@@ -107,8 +107,8 @@ def test_the_first_claim_statement_takes_a_start_edge_of_the_table():
 
 
 def test_the_general_claim_starts_from_the_sources_of_the_start_edges():
-    assert sources_of("start") == outcomes._CLAIMABLE
-    assert set(outcomes._CLAIMABLE) == {N.QUEUED, N.RETRYING, N.RUNNING}
+    assert sources_of("start") == claiming._CLAIMABLE
+    assert set(claiming._CLAIMABLE) == {N.QUEUED, N.RETRYING, N.RUNNING}
 
 
 def test_docs_concepts_draws_the_tables_from_the_code():
