@@ -234,7 +234,6 @@ def run_pending(app: Celery, on_error: Callable[[str, str, str], None]) -> None:
                 on_error(message.workflow_id, message.node_id, why)
     finally:
         state.draining = False
-        state.running = None
 
 
 def _trace(app: Celery, message: CarriedMessage) -> None:

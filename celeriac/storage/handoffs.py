@@ -20,7 +20,7 @@ from celeriac.records import Dispatch, Handoff, delivery_key
 from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
 from celeriac.storage import claims
 from celeriac.storage.dispatches import DISPATCH_COLUMNS, load_dispatches
-from celeriac.storage.schema import attempts, nodes
+from celeriac.storage.schema import attempts, is_current_attempt, nodes
 
 
 def hand_over(
@@ -74,16 +74,7 @@ def handed_over_before(
     """
     row = conn.execute(
         sa.select(*DISPATCH_COLUMNS, nodes.c.attempt_base.label("base"))
-        .select_from(
-            nodes.join(
-                attempts,
-                sa.and_(
-                    attempts.c.workflow_id == nodes.c.workflow_id,
-                    attempts.c.node_id == nodes.c.id,
-                    attempts.c.number == nodes.c.current_attempt,
-                ),
-            )
-        )
+        .select_from(nodes.join(attempts, is_current_attempt(attempts)))
         .where(
             attempts.c.workflow_id == workflow_id,
             attempts.c.claim_token == handoff.token,

@@ -27,7 +27,13 @@ from celeriac.storage.dispatches import DISPATCH_COLUMNS, load_dispatches
 from celeriac.storage.event_log import add_event
 from celeriac.storage.moves import mark_queued, set_node_state
 from celeriac.storage.rows import aware
-from celeriac.storage.schema import attempts, nodes, workers, workflows
+from celeriac.storage.schema import (
+    attempts,
+    is_current_attempt,
+    nodes,
+    workers,
+    workflows,
+)
 
 _N = NodeState
 _W = WorkflowState
@@ -167,12 +173,7 @@ def requeue_retrying(
         )
         .select_from(
             nodes.join(workflows, workflows.c.id == nodes.c.workflow_id).join(
-                current,
-                sa.and_(
-                    current.c.workflow_id == nodes.c.workflow_id,
-                    current.c.node_id == nodes.c.id,
-                    current.c.number == nodes.c.current_attempt,
-                ),
+                current, is_current_attempt(current)
             )
         )
         .where(
@@ -330,14 +331,7 @@ def requeue_lost(
         )
         .select_from(
             nodes.join(workflows, workflows.c.id == nodes.c.workflow_id)
-            .join(
-                current,
-                sa.and_(
-                    current.c.workflow_id == nodes.c.workflow_id,
-                    current.c.node_id == nodes.c.id,
-                    current.c.number == nodes.c.current_attempt,
-                ),
-            )
+            .join(current, is_current_attempt(current))
             .outerjoin(workers, workers.c.id == current.c.worker_id)
         )
         .where(

@@ -245,3 +245,12 @@ transitions = sa.Table(
     sa.Column("at", Timestamp, nullable=False),
     sa.PrimaryKeyConstraint("workflow_id", "token", name="pk_celeriac_transitions"),
 )
+
+
+def is_current_attempt(attempt: sa.FromClause) -> sa.ColumnElement[bool]:
+    """Joins a node's row to ``attempt`` (``attempts`` or an alias): its current one."""
+    return sa.and_(
+        attempt.c.workflow_id == nodes.c.workflow_id,
+        attempt.c.node_id == nodes.c.id,
+        attempt.c.number == nodes.c.current_attempt,
+    )
