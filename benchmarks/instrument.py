@@ -17,11 +17,14 @@ directory when the process ends (a warm shutdown of the worker).
 from __future__ import annotations
 
 import cProfile
+import functools
+import inspect
 import os
 import sys
 import threading
 from collections import Counter
 from pathlib import Path
+from types import CodeType, FrameType
 from typing import Any
 
 import redis
@@ -33,18 +36,29 @@ from celeriac.storage import Store
 FLUSH_INTERVAL = 0.1
 
 
+@functools.cache
+def _store_methods() -> dict[CodeType, str]:
+    """The code of each public ``Store`` method (under its decorators), by name."""
+    found: dict[CodeType, str] = {}
+    for name, member in inspect.getmembers(Store, inspect.isfunction):
+        if not name.startswith("_"):
+            found[inspect.unwrap(member).__code__] = name
+    return found
+
+
 def store_method(depth: int = 2) -> str:
     """The public ``Store`` method the caller runs inside, or ``other``.
 
     The outermost one: a method that calls another (``list_workflows`` reads
-    a ``workflow_page``) names the statements of both.
+    a ``workflow_page``) names the statements of both. Frames are matched by
+    their code alone (reading a frame's locals costs more than the
+    statement being counted).
     """
-    frame: Any = sys._getframe(depth)
+    methods = _store_methods()
+    frame: FrameType | None = sys._getframe(depth)
     method = "other"
     while frame is not None:
-        name = frame.f_code.co_name
-        if isinstance(frame.f_locals.get("self"), Store) and not name.startswith("_"):
-            method = str(name)
+        method = methods.get(frame.f_code, method)
         frame = frame.f_back
     return method
 

@@ -24,7 +24,7 @@ from benchmarks.workloads import Sizes, chain_of, compare, group_of
 KEY_FUNCTIONS = [
     ("celery/app/trace.py", "trace_task"),
     ("celeriac/engine/hooks.py", "_admit"),
-    ("celeriac/storage/outcomes.py", "claim_node"),
+    ("celeriac/storage/claiming.py", "claim_node"),
     ("celeriac/engine/liveness.py", "lease"),
     ("celeriac/engine/hooks.py", "_on_success"),
     ("celeriac/storage/outcomes.py", "record_success"),
