@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any, Concatenate, NoReturn, ParamSpec, Protocol, TypeVar
 
@@ -183,6 +185,16 @@ def _give_up(state: tenacity.RetryCallState) -> NoReturn:
     ) from error
 
 
+def _started_at(started: float) -> Callable[[tenacity.RetryCallState], None]:
+    """A ``before`` hook: the retries' bound counts from ``started``."""
+
+    def count_from_start(state: tenacity.RetryCallState) -> None:
+        if state.attempt_number == 1:
+            state.start_time = started
+
+    return count_from_start
+
+
 def retry_transient(
     fn: Callable[Concatenate[S, P], R],
 ) -> Callable[Concatenate[S, P], R]:
@@ -198,11 +210,34 @@ def retry_transient(
     raised at once, unchanged; a transient one that outlasts the bound
     becomes ``StorageError``.
     """
-    retrying = tenacity.retry(
+    policy = tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_transient),
         stop=_bound_reached,
         wait=tenacity.wait_random_exponential(multiplier=0.05, max=5),
         before_sleep=_log_retry,
         retry_error_callback=_give_up,
     )
-    return retrying(fn)
+
+    @functools.wraps(fn)
+    def transaction(store: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        # The first try runs bare: tenacity's bookkeeping would cost more
+        # than many a transaction. Its error becomes tenacity's first try.
+        started = time.monotonic()
+        try:
+            return fn(store, *args, **kwargs)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            failed = error
+        tries = iter((failed,))
+
+        @functools.wraps(fn)
+        def again(store: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            first = next(tries, None)
+            if first is not None:
+                raise first
+            return fn(store, *args, **kwargs)
+
+        return policy.copy(before=_started_at(started))(again, store, *args, **kwargs)
+
+    return transaction

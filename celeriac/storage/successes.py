@@ -38,7 +38,6 @@ from celeriac.storage.releases import (
 )
 from celeriac.storage.schema import (
     Id,
-    StateName,
     Timestamp,
     attempts,
     events,
@@ -65,6 +64,18 @@ class Success(NamedTuple):
     logged: bool
     #: whether the workflow keeps a failure (None: not read)
     failure_kept: bool | None
+
+
+def _written(value: str | int) -> sa.ColumnElement[Any]:
+    """A constant written into the statement's text, not bound.
+
+    The statement stays shorter than 4,096 characters, the longest whose
+    parsing psycopg caches (``MAX_CACHED_STATEMENT_LENGTH``): past that it
+    parses the text again on every execution.
+    """
+    if isinstance(value, str):
+        return sa.literal_column(f"'{value}'", sa.String())
+    return sa.literal_column(str(value), sa.Integer)
 
 
 def _succeed_at_once() -> sa.Select[Any]:
@@ -110,9 +121,9 @@ def _succeed_at_once() -> sa.Select[Any]:
     after_attempt = sa.select(sa.func.count()).select_from(attempt).scalar_subquery()
     # a task child this parent was the last one of: queued at once
     last = sa.and_(
-        nodes.c.waiting == 1,
-        nodes.c.kind == NodeKind.TASK.value,
-        nodes.c.state == _N.PENDING.value,
+        nodes.c.waiting == _written(1),
+        nodes.c.kind == _written(NodeKind.TASK.value),
+        nodes.c.state == _written(_N.PENDING.value),
     )
 
     def when_last(value: Any, otherwise: Any) -> Any:
@@ -139,14 +150,14 @@ def _succeed_at_once() -> sa.Select[Any]:
     happened = sa.union_all(
         sa.select(
             finished.c.id.label("node_id"),
-            sa.literal(_N.RUNNING.value, StateName).label("from_state"),
-            sa.literal(_N.SUCCEEDED.value, StateName).label("to_state"),
-            sa.literal(-1).label("ordinal"),
+            _written(_N.RUNNING.value).label("from_state"),
+            _written(_N.SUCCEEDED.value).label("to_state"),
+            _written(-1).label("ordinal"),
         ),
         sa.select(
             children.c.id,
-            sa.literal(_N.PENDING.value, StateName),
-            sa.literal(_N.QUEUED.value, StateName),
+            _written(_N.PENDING.value),
+            _written(_N.QUEUED.value),
             children.c.position,
         ).where(children.c.waiting == 0, children.c.state == _N.QUEUED.value),
     ).subquery("happened")
