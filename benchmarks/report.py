@@ -420,39 +420,44 @@ workflow (`transition_workflow` when it completes).
 
 ## Where the time goes
 
-A hop of a chain costs celeriac the same at any length: one message of one
-node, and two commits: the claim before the body (on PostgreSQL one statement
-that commits on its own) and the outcome after it (on PostgreSQL, usually a
-transaction of one statement: the node's and its attempt's end, its children
-counted, the successors it made ready marked `QUEUED`, the events). Native
-Celery's hop is cheaper on a
-short chain and grows with the chain, since each message carries the rest of
-it. On a durable server (`--durable`) each commit waits for the disk to flush
-the write-ahead log, which native Celery with a Redis result backend never
-does: compare a run without `--durable` to see what that costs on a given
-disk. A group's nodes each cost the same two commits, spread over the pool
-processes; its members also queue on one row, the join that counts them.
-`Workflow.get()` learns of the end through PostgreSQL's `LISTEN`/`NOTIFY`, so
-the figures do not include polling delays. On a 2-core machine, PostgreSQL,
-Redis, the worker processes and the submitting process share the cores, and
-the spread between repetitions (below) is wide.
+A hop of a chain costs celeriac the same at any length, and usually one
+commit: the outcome's transaction records the node's end and, when it makes
+exactly one task ready that may run here (same queue, no countdown, ETA,
+expiry or time limit), claims that task for the same worker, which runs it
+next without a broker round trip ([differences](differences.md), D21). A
+node whose successor cannot run in place costs two commits: the claim before
+the body (on PostgreSQL one statement that commits on its own) and the
+outcome after it (on PostgreSQL usually one statement: the node's and its
+attempt's end, its children counted, the successors it made ready marked
+`QUEUED`, the events). Native Celery's hop is cheaper on a short chain and
+grows with the chain, since each message carries the rest of it. On a
+durable server (`--durable`) each commit waits for the disk to flush the
+write-ahead log, which native Celery with a Redis result backend never does.
+A group's members are published, so each costs the two commits, spread over
+the pool processes; its members also queue on one row, the join that counts
+them, whose lock each holds until its commit. `Workflow.get()` learns of the
+end through PostgreSQL's `LISTEN`/`NOTIFY`, so the figures do not include
+polling delays. On a 2-core machine, PostgreSQL, Redis, the worker processes
+and the submitting process share the cores, so a workload's time follows the
+CPU all of them spend per node, and the spread between repetitions (below)
+is wide.
 
 ### One chain hop, profiled
 
 `python benchmarks/run.py --durable --profile chain_short --repeat 3` runs the
 chain of 100 under cProfile in every pool process, natively and through
-celeriac, and prints the time per task inside the pool process. Two runs on
-this machine, before and after the claim and the outcome were folded into
-fewer statements (2026-12-06; the machine was slower during the first run:
-compare each run's celeriac with its own native figures):
+celeriac, and prints the time per task inside the pool process. Three runs
+on this machine (2026-12-06): before and after the claim and the outcome
+were folded into fewer statements, and with the next node run in place
+(compare each run's celeriac with its own native figures; the machine was
+slower during the first):
 
 {hop_profile}
 
-What is left is mostly waiting: for the two commits' flushes, and for
-Celery's publish of the next message (which native Celery pays too). The
-hop cannot reach native's time while it commits twice; one commit per hop
-needs the next node claimed in the transaction that records its
-predecessor, and run by the worker that ran the predecessor (not built yet).
+Run in place, a hop no longer pays for the claim's commit or for sending a
+message: what is left is the outcome's one transaction (about half of it
+waiting on PostgreSQL, the rest SQLAlchemy's and psycopg's Python) and
+building the next node's message as Celery would publish it.
 
 ## Every repetition
 
@@ -460,8 +465,9 @@ predecessor, and run by the worker that ran the predecessor (not built yet).
 """
 
 
-#: ``--profile chain_short`` before and after the claim and the outcome were
-#: folded (commits 984a43c and ff64bae): milliseconds per task in the pool
+#: ``--profile chain_short`` in three runs: before and after the claim and
+#: the outcome were folded (commits 984a43c and ff64bae), and with the next
+#: node run in place (0a4bb11, 07f7be6): milliseconds per task in the pool
 #: process, and the chain of 100's median (the runs are on the same machine,
 #: not at the same moment; each run's own native figures are beside it).
 HOP_PROFILE = [
@@ -471,6 +477,8 @@ HOP_PROFILE = [
         "celeriac before",
         "native Celery (after)",
         "celeriac after",
+        "native Celery (in place)",
+        "celeriac, next node run in place",
     ),
     (
         "the whole traced task (`trace_task`)",
@@ -478,6 +486,8 @@ HOP_PROFILE = [
         "9.16 ms",
         "2.59 ms",
         "5.62 ms",
+        "3.10 ms",
+        "3.75 ms",
     ),
     (
         "claim (`claim_node`): statements, commits",
@@ -485,6 +495,8 @@ HOP_PROFILE = [
         "2.63 ms: 3, 1",
         "—",
         "1.45 ms: 1, 1 (autocommit)",
+        "—",
+        "in the outcome's transaction",
     ),
     (
         "outcome (`record_success`): statements, commits",
@@ -492,6 +504,8 @@ HOP_PROFILE = [
         "4.02 ms: 6, 1",
         "1.01 ms (Redis `store_result`)",
         "2.22 ms: 1, 1",
+        "1.08 ms (Redis `store_result`)",
+        "3.03 ms: 2, 1 (the next node's claim included)",
     ),
     (
         "publishing the next node (`apply_async`)",
@@ -499,6 +513,8 @@ HOP_PROFILE = [
         "1.64 ms",
         "1.35 ms",
         "1.24 ms",
+        "1.76 ms",
+        "0.36 ms (built, not sent)",
     ),
     (
         "waiting on PostgreSQL (`psycopg` execute + commit)",
@@ -506,6 +522,8 @@ HOP_PROFILE = [
         "3.23 ms",
         "—",
         "2.14 ms",
+        "—",
+        "1.56 ms",
     ),
     (
         "chain of 100, median of 3",
@@ -513,6 +531,8 @@ HOP_PROFILE = [
         "980 ms (2.97x)",
         "264 ms",
         "593 ms (2.24x)",
+        "321 ms",
+        "366 ms (1.14x)",
     ),
 ]
 
