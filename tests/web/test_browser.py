@@ -85,9 +85,10 @@ def fill_of(page, node_id: str) -> str:
 
 
 def test_filter_open_pause_resume_live(engine, tasks, worker, live_url, page, shots):
-    # the first step runs long enough to be paused while it runs
+    # the first step runs long enough to be paused while it runs, even on a
+    # loaded machine (4 s were once gone before the click reached the server)
     steps = chain(
-        tasks.sleep.si(4, 1),
+        tasks.sleep.si(8, 1),
         group(tasks.sleep.si(0.3, 2), tasks.sleep.si(0.3, 3)),
         tasks.sleep.si(0.2, 4),
     )
