@@ -92,15 +92,16 @@ class OutcomeStore(StoreBase):
                 event_log.add_event(
                     conn, workflow_id, node_id, _N.RUNNING, _N.SUCCEEDED, at
                 )
+            released_at = releases.release_time(done.ready, at)
             dispatch, finished = releases.release(
-                conn, workflow_id, state, done.ready, (result,), at
+                conn, workflow_id, state, done.ready, (result,), released_at
             )
             dispatch += releases.queued_already(
                 conn, workflow_id, done.queued, (result,), at, done.logged
             )
             if handoff is not None:
                 carried = handoffs.hand_over(
-                    conn, workflow_id, state, dispatch, handoff, at
+                    conn, workflow_id, state, dispatch, handoff, released_at
                 )
                 if carried is not None:
                     dispatch = []

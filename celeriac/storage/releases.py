@@ -26,6 +26,7 @@ from celeriac.storage import integrity
 from celeriac.storage.dispatches import DISPATCH_COLUMNS, load_dispatches
 from celeriac.storage.event_log import add_event
 from celeriac.storage.moves import mark_queued, set_node_state
+from celeriac.storage.rows import now
 from celeriac.storage.schema import edges, nodes
 
 _N = NodeState
@@ -91,6 +92,19 @@ def decrement_children(
 def now_ready(rows: Iterable[Any]) -> list[Any]:
     """The children in ``rows`` (as ``DECREMENT_CHILDREN`` returns them) now ready."""
     return [row for row in rows if row.waiting == 0 and row.state in _WAITING]
+
+
+def release_time(ready: Sequence[Any], at: datetime) -> datetime:
+    """When a success that read the time ``at`` releases the nodes ``ready``.
+
+    A join has several parents. The success of its last one may have waited
+    for the transaction of another, which read its time after ``at`` and
+    committed first: a join released, and what follows it, take the time
+    now, after that wait, so that nothing ends or starts before a parent
+    ended. A task has one parent: its start, run in place, is the instant
+    its parent ended.
+    """
+    return now() if any(row.kind != NodeKind.TASK for row in ready) else at
 
 
 class Ready(NamedTuple):

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from celeriac.records import Lease, Outcome
+from celeriac.records import Handoff, Lease, Outcome
 from celeriac.storage import Store, claims, connect, event_log, successes
 from celeriac.storage.schema import attempts, events, nodes, workflows
 from tests.integration.test_store import Flow
@@ -217,6 +217,70 @@ def test_a_failure_kept_while_the_success_waits_for_the_lock_is_seen(
         recording.join(timeout=10)
     (outcome,) = outcomes
     assert (outcome.recorded, outcome.dispatch, outcome.failing) == (True, [], True)
+
+
+def test_a_join_released_after_a_wait_starts_nothing_before_its_parents_ended(
+    store: Store,
+) -> None:
+    """(a, b) → JOIN j → c, c handed over to run in place by b's success.
+
+    b's success reads its time, then waits for b's row (locked elsewhere)
+    while a's success reads a later time and commits. b's success releases
+    j and claims c: j's end and c's start come after a's end, not before,
+    and c's events are in the order they happened.
+    """
+    flow = Flow()
+    c = flow.task("c")
+    flow.edge(flow.join("j", flow.task("a"), flow.task("b")), c)
+    store.insert_workflow(flow.build(result=c))
+    store.heartbeat("w1-1", "w1", 1)
+    assert claim(store, flow, "a", at_once=True)
+    assert claim(store, flow, "b", at_once=True)
+    handoff = Handoff(Lease("w1-1", "w1", 1, AT), "token-c", lambda _: True)
+    outcomes: list[Outcome] = []
+    with store.db.connect() as holding:
+        holding.begin()
+        holding.execute(
+            sa.select(nodes.c.id)
+            .where(nodes.c.workflow_id == flow.id, nodes.c.id == flow["b"])
+            .with_for_update()
+        )
+        recording = threading.Thread(
+            target=lambda: outcomes.append(
+                store.record_success(flow.id, flow["b"], 1, "b", handoff)
+            )
+        )
+        recording.start()
+        wait_for(
+            lambda: waits_for_a_lock(store), timeout=10, what="b's success to wait"
+        )
+        store.record_success(flow.id, flow["a"], 1, "a")
+        holding.commit()
+        recording.join(timeout=10)
+    (outcome,) = outcomes
+    assert outcome.carried is not None
+    assert outcome.carried.node_id == c
+    with store.db.connect() as conn:
+        ended = dict(
+            conn.execute(
+                sa.select(attempts.c.node_id, attempts.c.finished_at).where(
+                    attempts.c.workflow_id == flow.id
+                )
+            ).all()
+        )
+        started = conn.execute(
+            sa.select(attempts.c.started_at).where(
+                attempts.c.workflow_id == flow.id, attempts.c.node_id == c
+            )
+        ).scalar_one()
+        joined = conn.execute(
+            sa.select(nodes.c.finished_at).where(
+                nodes.c.workflow_id == flow.id, nodes.c.id == flow["j"]
+            )
+        ).scalar_one()
+    assert ended[flow["b"]] < ended[flow["a"]] <= joined <= started
+    changes = [event[1:3] for event in rows(store, flow)["events"] if event[0] == "c"]
+    assert changes == [("PENDING", "QUEUED"), ("QUEUED", "RUNNING")]
 
 
 def waits_for_a_lock(store: Store) -> bool:
