@@ -290,17 +290,25 @@ def unleash(
         except AssertionError as stuck:
             raise AssertionError(f"{stuck}; stuck: {unfinished(workflow)}") from None
         time.sleep(rng.uniform(0.0, 0.4))
+        kills.append(kill_one(workers, rng))
+    return kills
+
+
+def kill_one(workers: Workers, rng: random.Random) -> str:
+    """SIGKILL a whole worker (a new one replaces it) or one of its pool processes."""
+    while True:
         name = rng.choice(sorted(workers.processes))
         children = pool_children(workers.processes[name].pid)
         if rng.random() < 0.4 or not children:
             workers.kill(name)
-            kills.append(f"worker {name}")
             workers.start(1)
-        else:
-            pid = rng.choice(children)
+            return f"worker {name}"
+        pid = rng.choice(children)
+        try:
             os.kill(pid, signal.SIGKILL)
-            kills.append(f"pool process {pid} of {name}")
-    return kills
+        except ProcessLookupError:  # it exited between the listing and the kill
+            continue
+        return f"pool process {pid} of {name}"
 
 
 def queued_once(proc: ModuleType, workflow: Workflow) -> list[str]:
@@ -379,13 +387,33 @@ def started_before_parents_finished(proc: ModuleType, workflow: Workflow) -> lis
             finished[attempt.node_id] = attempt.finished_at
         earliest = first_start.get(attempt.node_id, attempt.started_at)
         first_start[attempt.node_id] = min(earliest, attempt.started_at)
-    return [
-        f"{node_id} started {first_start[node_id]}, parent {parent} "
-        f"finished {finished[parent]}"
+    early = [
+        (node_id, parent)
         for node_id, started in first_start.items()
         for parent in task_parents(node_id)
         if started < finished[parent]
     ]
+    return [
+        f"{node_id} started {first_start[node_id]}, parent {parent} "
+        f"finished {finished[parent]}: {history(proc, workflow, {node_id, parent})}"
+        for node_id, parent in early
+    ]
+
+
+def history(proc: ModuleType, workflow: Workflow, node_ids: set[str]) -> str:
+    """The attempts and events of ``node_ids``, for a failure's message."""
+    lines = [
+        f"attempt {a.node_id} #{a.number} {a.state} {a.worker} pid {a.pid} "
+        f"delivery {a.delivery} {a.started_at} - {a.finished_at}"
+        for a in table_rows(proc, attempts, workflow.id)
+        if a.node_id in node_ids
+    ]
+    lines += [
+        f"event {e.node_id} {e.from_state} -> {e.to_state} {e.at} {e.detail}"
+        for e in table_rows(proc, events, workflow.id)
+        if e.node_id in node_ids
+    ]
+    return "\n".join(lines)
 
 
 @pytest.mark.timeout(300)
@@ -420,7 +448,8 @@ def test_twenty_random_sigkills_of_workers_and_pool_processes(
     # successors were dispatched once, after it
     assert one_success_each(workflow) == [], seeded
     assert queued_once(proc, workflow) == [], seeded
-    assert started_before_parents_finished(proc, workflow) == [], seeded
+    early = started_before_parents_finished(proc, workflow)
+    assert early == [], "\n".join([seeded, *early])
     # the retrying tasks did retry through Celery, and got past their failures
     nodes_ = workflow.nodes()
     states = [a.state for node in nodes_ for a in node.attempts]
