@@ -360,6 +360,21 @@ CASES = [
             priority=3, countdown=0.1
         ),
     ),
+    Case(
+        "chord-header-given-as-a-group-with-options",
+        lambda t: chord(
+            group(t.options.s(1), t.options.s(2).set(priority=1)).set(
+                queue=extra_queue(t), priority=2
+            ),
+            t.options.s(),
+        ),
+    ),
+    Case(
+        "chord-options-and-its-header-group-options",
+        lambda t: chord(
+            group(t.options.s(1), t.options.s(2)).set(priority=2), t.options.s()
+        ).set(priority=4),
+    ),
     Case("chord-empty-header", lambda t: chord([], t.tsum.s())),
     Case(
         "chord-empty-header-waits-for-chain",
