@@ -751,13 +751,16 @@ def test_recovery_sends_again_a_celery_retry_that_never_came(store):
     assert claim(store, flow.id, flow["a"], "0.0", "w1", 1) is Claim.RUN
     due = datetime.now(UTC) + timedelta(seconds=0.2)
     store.record_retry(flow.id, flow["a"], 1, "OSError", "flaky", due)
-    assert store.requeue_stale(older_than=0) == []  # the retry is not due yet
+    before_due = due - timedelta(seconds=0.1)
+    assert store.requeue_stale(older_than=0, since=before_due) == []  # not due yet
     time.sleep(0.3)
-    (again,) = store.requeue_stale(older_than=0.05)
+    since = datetime.now(UTC)
+    (again,) = store.requeue_stale(older_than=0.05, since=since)
     # the same message as Celery's retry: first dispatch, first retry
     assert (again.node_id, again.attempt_base, again.retries) == (flow["a"], 0, 1)
     assert states(store, flow)["a"] == N.RETRYING
-    assert store.requeue_stale(older_than=0.05) == []  # sent again just now
+    # the rest of the same pass does not send it twice
+    assert store.requeue_stale(older_than=0.05, since=since) == []
     assert run(store, flow, "a", "ok", delivery="0.1").recorded
     # the original turns up after all: a duplicate
     assert claim(store, flow.id, flow["a"], "0.1", "w2", 2) is Claim.DROP
@@ -782,7 +785,7 @@ def test_a_node_published_again_waits_twice_as_long_each_time(store):
     """A message only waiting in a long queue is not sent again every pass."""
     flow, new = chain_flow()
     store.insert_workflow(new)
-    delay = 0.2
+    delay = 1.0
 
     def queued_ago(seconds: float) -> None:
         with store.db.begin() as conn:
@@ -795,13 +798,13 @@ def test_a_node_published_again_waits_twice_as_long_each_time(store):
     def republished() -> list[str]:
         return [d.node_id for d in store.requeue_stale(older_than=delay)]
 
-    queued_ago(0.25)
+    queued_ago(1.25)
     assert republished() == [flow["a"]]  # once overdue: published again
-    queued_ago(0.25)
+    queued_ago(1.25)
     assert republished() == []  # the second time it waits 2 delays
-    queued_ago(0.45)
+    queued_ago(2.25)
     assert republished() == [flow["a"]]
-    queued_ago(0.7)
+    queued_ago(3.5)
     assert republished() == []  # then 4
     assert node_row(store, flow["a"]).republished == 2
     # a new dispatch (here: a claim, a lost attempt, recovery) starts over
