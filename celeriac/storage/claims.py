@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from celeriac.records import Lease
 from celeriac.states import AttemptState, NodeKind, NodeState, starts_under
-from celeriac.storage.event_log import add_event
+from celeriac.storage.event_log import add_event, flush_events
 from celeriac.storage.rows import aware
 from celeriac.storage.schema import (
     Id,
@@ -316,6 +316,7 @@ def claim_first_at_once(
     whole claim's transaction in one round trip, with no ``BEGIN`` and no
     ``COMMIT`` sent on their own.
     """
+    flush_events(conn)  # it writes its own event: the pending ones go first
     claimed = conn.execute(
         _CLAIM_FIRST_AT_ONCE,
         {

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from celeriac.records import Dispatch, Handoff, delivery_key
 from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
-from celeriac.storage import claims, event_log
+from celeriac.storage import claims
 from celeriac.storage.dispatches import DISPATCH_COLUMNS, load_dispatches
 from celeriac.storage.schema import attempts, is_current_attempt, nodes
 
@@ -45,12 +45,11 @@ def hand_over(
         return None
     if not handoff.accepts(successor):
         return None
-    claim = claims.claim_first
-    if conn.dialect.name == "postgresql":
-        # that claim writes its event in its own statement: the events still
-        # pending (a join's release, the successor queued) are written first
-        event_log.flush_events(conn)
-        claim = claims.claim_first_at_once
+    claim = (
+        claims.claim_first_at_once
+        if conn.dialect.name == "postgresql"
+        else claims.claim_first
+    )
     claimed = claim(
         conn,
         workflow_id,
