@@ -247,6 +247,17 @@ transitions = sa.Table(
 )
 
 
+#: One row per web console listening for changed workflows: its lease, which
+#: it renews while it listens. PostgreSQL's trigger on ``celeriac_events``
+#: notifies only while a lease is live (revision 0015). Unused on SQLite.
+listeners = sa.Table(
+    "celeriac_listeners",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("until", Timestamp, nullable=False),
+)
+
+
 def is_current_attempt(attempt: sa.FromClause) -> sa.ColumnElement[bool]:
     """Joins a node's row to ``attempt`` (``attempts`` or an alias): its current one."""
     return sa.and_(

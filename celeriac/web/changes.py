@@ -1,11 +1,13 @@
 """PostgreSQL's notifications of changed workflows, fanned out to the live streams.
 
 When a transaction that changed a workflow or its nodes commits, PostgreSQL
-sends ``NOTIFY celeriac_changes, '<workflow id>'`` (revision 0012). One
-``Changes`` per console listens on one connection, however many pages are
-open, and wakes the streams watching that workflow and those watching every
-workflow (the list). While it cannot listen (SQLite, or the connection is
-down) ``listening`` is False and the streams poll.
+sends ``NOTIFY celeriac_changes, '<workflow id>'`` (revision 0012), but only
+while a console holds a live lease in ``celeriac_listeners`` (revision 0015):
+with no console open, nothing is sent. One ``Changes`` per console listens
+on one connection, however many pages are open, renews its lease on it, and
+wakes the streams watching that workflow and those watching every workflow
+(the list). While it cannot listen (SQLite, or the connection is down)
+``listening`` is False and the streams poll.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    import psycopg
 
 logger = logging.getLogger("celeriac.web")
 
@@ -34,11 +41,27 @@ CONNECTION = {
 }
 
 
-#: Whether the database sends the notifications (revision 0012).
-HAS_TRIGGER = "SELECT 1 FROM pg_trigger WHERE tgname = 'celeriac_events_notify'"
+#: Seconds a lease lasts, and how often a listening console renews it: a
+#: console that died stops the notifications within ``LEASE_SECONDS``.
+LEASE_SECONDS = 60
+RENEW_SECONDS = 10.0
+#: Take or renew a lease (``id``), from the database's clock.
+TAKE_LEASE = (
+    "INSERT INTO celeriac_listeners (id, until) "
+    "VALUES (%(id)s, now() + make_interval(secs => %(seconds)s)) "
+    "ON CONFLICT (id) DO UPDATE SET until = excluded.until"
+)
+#: The leases of consoles that stopped without a word.
+DROP_LAPSED_LEASES = "DELETE FROM celeriac_listeners WHERE until < now()"
+
+#: Whether the database sends the notifications (revisions 0012 and 0015).
+HAS_TRIGGER = (
+    "SELECT 1 FROM pg_trigger WHERE tgname = 'celeriac_events_notify' "
+    "AND to_regclass('celeriac_listeners') IS NOT NULL"
+)
 NO_TRIGGER = (
     "live pages: the database sends no notifications (schema older than "
-    "revision 0012: run `celeriac db upgrade`); they poll"
+    "revision 0015: run `celeriac db upgrade`); they poll"
 )
 
 
@@ -73,6 +96,8 @@ class Changes:
         self._conninfo = conninfo
         self._watches: dict[str | None, set[Watch]] = {}
         self._task: asyncio.Task[None] | None = None
+        #: this console's row in ``celeriac_listeners``
+        self._lease = uuid.uuid4().hex
         #: whether a notification would reach the streams now
         self.listening = False
 
@@ -118,6 +143,11 @@ class Changes:
             if not watching:
                 del self._watches[workflow_id]
 
+    async def _renew_lease(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Keep the notifications coming for ``LEASE_SECONDS`` from now."""
+        await conn.execute(DROP_LAPSED_LEASES)
+        await conn.execute(TAKE_LEASE, {"id": self._lease, "seconds": LEASE_SECONDS})
+
     def _wake(self, workflow_id: str) -> None:
         for key in (workflow_id, None):
             for watch in self._watches.get(key, ()):
@@ -145,11 +175,14 @@ class Changes:
                     if not await (await conn.execute(HAS_TRIGGER)).fetchone():
                         logger.warning(NO_TRIGGER)
                         return  # the next stream to open looks again
+                    await self._renew_lease(conn)
                     self._set_listening(True)
                     logger.info("live pages: listening on %s", CHANNEL)
                     delay = RETRY_DELAYS[0]
-                    async for notice in conn.notifies():
-                        self._wake(notice.payload)
+                    while True:
+                        async for notice in conn.notifies(timeout=RENEW_SECONDS):
+                            self._wake(notice.payload)
+                        await self._renew_lease(conn)
             except psycopg.Error as exc:
                 reason = str(exc).strip().partition("\n")[0]
                 logger.warning(

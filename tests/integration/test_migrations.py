@@ -13,6 +13,7 @@ from alembic.migration import MigrationContext
 
 from celeriac.storage import connect, migrate
 from celeriac.storage.schema import metadata
+from tests.notifications import notifications, write_event
 
 
 @pytest.fixture
@@ -101,5 +102,27 @@ def test_0012_adds_the_notify_trigger_and_its_downgrade_drops_it(empty_postgres_
         assert notify <= set(routines(db))
         migrate.downgrade(db, "0011")
         assert not notify & set(routines(db))
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_0015_notifies_only_while_a_lease_is_live_and_its_downgrade_always(
+    empty_postgres_url,
+):
+    db = connect(empty_postgres_url)
+    try:
+        migrate.upgrade(db, "0014")
+        with notifications(empty_postgres_url, lease_seconds=None) as heard:
+            write_event(db, "0014")
+            assert heard("0014") == ["0014"]
+            migrate.upgrade(db, "0015")
+            write_event(db, "0015 without a lease")
+            with notifications(empty_postgres_url):
+                write_event(db, "0015 with a lease")
+            assert heard("0015 with a lease") == ["0015 with a lease"]
+            migrate.downgrade(db, "0014")
+            write_event(db, "0014 again")
+            assert heard("0014 again") == ["0014 again"]
     finally:
         db.dispose()

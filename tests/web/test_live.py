@@ -6,20 +6,20 @@ import asyncio
 import queue
 import re
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable
 
 import httpx2 as httpx
-import psycopg
 import pytest
 import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from celeriac.storage import connect
-from celeriac.web import create_app
+from celeriac.web import changes, create_app
 from celeriac.web.auth import Credentials
-from celeriac.web.changes import CHANNEL, CONNECTION, Changes
+from celeriac.web.changes import CONNECTION, Changes
+from tests.notifications import EVENTS, event, notifications, write_event
 from tests.waiting import wait_for
 from tests.web.conftest import serving
 
@@ -164,59 +164,84 @@ def test_a_mounted_console_listens_from_its_first_stream(engine, tasks):
         page.next("summary", lambda html: "CANCELLED" in html)
 
 
-@contextmanager
-def notifications(url: str) -> Iterator[Callable[[str], list[str]]]:
-    """The payloads on the channel, read up to and with a given one."""
-    libpq = sa.make_url(url).set(drivername="postgresql")
-    with psycopg.connect(
-        libpq.render_as_string(hide_password=False), autocommit=True
-    ) as conn:
-        conn.execute(f"LISTEN {CHANNEL}")
-
-        def until(last: str) -> list[str]:
-            got = []
-            for notice in conn.notifies(timeout=SOON):
-                got.append(notice.payload)
-                if notice.payload == last:
-                    return got
-            raise AssertionError(f"no notification {last!r} in {SOON} s: {got}")
-
-        yield until
-
-
-def event(workflow_id: str) -> dict[str, object]:
-    """A workflow's event row, as a state change writes it."""
-    return {
-        "workflow_id": workflow_id,
-        "to_state": "IN_PROGRESS",
-        "at": sa.func.now(),
-    }
-
-
 @pytest.mark.postgres
 def test_a_notification_comes_at_commit_once_per_workflow(postgres_url):
-    events = sa.table(
-        "celeriac_events",
-        sa.column("workflow_id"),
-        sa.column("to_state"),
-        sa.column("at"),
-    )
     db = connect(postgres_url)
     try:
         with notifications(postgres_url) as until, db.connect() as pending:
-            pending.execute(events.insert().values([event("uncommitted")]))
+            pending.execute(EVENTS.insert().values([event("uncommitted")]))
             with db.begin() as conn:
-                conn.execute(events.insert().values([event("committed")]))
+                conn.execute(EVENTS.insert().values([event("committed")]))
             assert until("committed") == ["committed"]
             pending.rollback()
             with db.begin() as conn:
-                conn.execute(events.insert().values([event("many")] * 3))
-                conn.execute(events.insert().values([event("many"), event("b")]))
+                conn.execute(EVENTS.insert().values([event("many")] * 3))
+                conn.execute(EVENTS.insert().values([event("many"), event("b")]))
             with db.begin() as conn:
-                conn.execute(events.insert().values([event("last")]))
+                conn.execute(EVENTS.insert().values([event("last")]))
             assert sorted(until("last")) == ["b", "last", "many"]
     finally:
         db.dispose()
+
+
+@pytest.mark.postgres
+def test_nothing_is_notified_while_no_console_holds_a_live_lease(postgres_url):
+    db = connect(postgres_url)
+    try:
+        with notifications(postgres_url, lease_seconds=None) as heard:
+            write_event(db, "no lease")
+            with notifications(postgres_url, lease_seconds=-1.0):
+                write_event(db, "a lapsed lease")
+            with notifications(postgres_url):
+                write_event(db, "a live lease")
+            write_event(db, "its lease dropped")
+            write_event(db, "last")
+            with notifications(postgres_url):
+                write_event(db, "last")
+            assert heard("last") == ["a live lease", "last"]
+    finally:
+        db.dispose()
+
+
+def leases(url: str) -> list[tuple[str, bool]]:
+    """The rows of ``celeriac_listeners``: id, and whether the lease is live."""
+    db = connect(url)
+    try:
+        with db.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT id, until > now() FROM celeriac_listeners ORDER BY id"
+            )
+            return [(lease, live) for lease, live in rows]
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_console_renews_its_lease_and_drops_lapsed_ones(
+    engine, tasks, web_app, postgres_url, monkeypatch
+):
+    monkeypatch.setattr(changes, "LEASE_SECONDS", 1)
+    monkeypatch.setattr(changes, "RENEW_SECONDS", 0.2)
+    db = connect(postgres_url)
+    try:
+        with db.begin() as conn:  # a console that stopped without a word
+            conn.exec_driver_sql(
+                "INSERT INTO celeriac_listeners "
+                "VALUES ('stopped', now() - interval '1 s')"
+            )
+    finally:
+        db.dispose()
+    workflow = engine.submit(tasks.add.s(1, 1))
+    with serving(web_app, web_app) as url:
+        page = Stream(f"{url}/events/workflows/{workflow.id}")
+        page.next("summary", lambda html: "IN_PROGRESS" in html)
+        # three leases' time: without renewals, the notifications would stop
+        time.sleep(3 * changes.LEASE_SECONDS)
+        engine.pause(workflow.id)
+        page.next("summary", lambda html: "PAUSED" in html)
+        ((_, live),) = leases(postgres_url)
+        assert live
 
 
 def test_a_stream_wakes_for_its_workflow_and_the_list_for_any():
