@@ -7,8 +7,10 @@ Create Date: 2026-12-06
 Revision 0012's trigger sent ``pg_notify('celeriac_changes', …)`` from
 every transaction that wrote an event, whether or not anything listened;
 a transaction that notified takes PostgreSQL's one notification-queue lock
-as it commits. Measured on the throughput benchmark, that cost 5 to 15% of
-the database's CPU per node with no console open.
+as it commits. 12,000 transactions of one event each, from 4 connections,
+on a durable PostgreSQL (2 cores): 3.39 s and 2.87 s of PostgreSQL's CPU
+with 0012's trigger, 2.94 s and 2.43 s with this one and no console open
+(medians of 4).
 
 A web console now holds a lease while it listens: a row of
 ``celeriac_listeners`` whose ``until`` it moves forward as it goes. The
