@@ -21,7 +21,6 @@ from celery.utils.serialization import ensure_serializable
 
 from celeriac.errors import WorkflowFailed
 from celeriac.records import Failure
-from celeriac.states import NodeKind
 
 #: The longest "module:qualname" the workflows table keeps.
 _CLASS_LIMIT = 255
@@ -42,11 +41,6 @@ def failure_of(node_id: str | None, exc: BaseException) -> Failure:
         name if len(name) <= _CLASS_LIMIT else None,
         json.dumps(list(args)),
     )
-
-
-def kept_failure(node_id: str, kind: str, exc: BaseException) -> Failure | None:
-    """The error a node's failure makes its workflow keep: none for an errback's."""
-    return None if kind == NodeKind.ERRBACK else failure_of(node_id, exc)
 
 
 def raised_by(

@@ -13,7 +13,7 @@ from kombu.exceptions import EncodeError
 
 from celeriac.engine.control import Control
 from celeriac.engine.errbacks import ErrbackArguments, rebuilt_exception
-from celeriac.engine.exceptions import kept_failure
+from celeriac.engine.exceptions import failure_of
 from celeriac.engine.handoff import FIRST_ATTEMPT, Offer, carry
 from celeriac.engine.node_request import TRACEBACK_LIMIT, NodeRequest
 from celeriac.engine.replacement import compile_replacement
@@ -102,7 +102,6 @@ class Outcomes(Control):
                 type(exc).__name__,
                 str(exc),
                 traceback,
-                kept_failure(node.node_id, node.kind, exc),
             ),
         )
         if outcome is not None:
@@ -133,13 +132,8 @@ class Outcomes(Control):
 
     def node_revoked(self, node: NodeRequest, reason: str) -> None:
         """Record a revoke; outside a cancel, the node's workflow fails."""
+        outcome = self._store.record_revoked(node.workflow_id, node.node_id, reason)
         exc = TaskRevokedError(reason)
-        outcome = self._store.record_revoked(
-            node.workflow_id,
-            node.node_id,
-            reason,
-            kept_failure(node.node_id, node.kind, exc),
-        )
         self._after_failure(
             node.workflow_id, node.node_id, node.kind, outcome, exc, None, None
         )
@@ -185,20 +179,14 @@ class Outcomes(Control):
         """Fail a node whose outcome could not be recorded, or release it."""
         if not isinstance(cause, StorageError):
             exc_type, exc_message = unrecorded_error(cause)
-            recorded = rebuilt_exception(exc_type, exc_message)
             try:
                 outcome = self._store.record_failure(
-                    workflow_id,
-                    node_id,
-                    number,
-                    exc_type,
-                    exc_message,
-                    traceback,
-                    kept_failure(node_id, kind, recorded),
+                    workflow_id, node_id, number, exc_type, exc_message, traceback
                 )
             except Exception:
                 logger.error("node %s cannot be failed either", node_id, exc_info=True)
             else:
+                recorded = rebuilt_exception(exc_type, exc_message)
                 self._after_failure(
                     workflow_id, node_id, kind, outcome, recorded, None, None
                 )
@@ -229,7 +217,6 @@ class Outcomes(Control):
 
         ``request`` (with ``exc`` and ``einfo``): the failed task's, for the
         errbacks that take them; None to rebuild them from the database.
-        The workflow's error was kept with the failure (``kept_failure``).
         """
         if not outcome.recorded:
             return
@@ -238,7 +225,7 @@ class Outcomes(Control):
             live = ErrbackArguments(request, exc, getattr(einfo, "traceback", None))
         self._publish(outcome.dispatch, live)
         if kind != NodeKind.ERRBACK:
-            self._transition_quietly(workflow_id, "fail")
+            self._transition_quietly(workflow_id, "fail", failure_of(node_id, exc))
         elif outcome.settle:
             self.settle(workflow_id)
 

@@ -10,7 +10,6 @@ from celery.app.task import Context
 
 from celeriac.engine import scheduler
 from celeriac.engine.errbacks import ErrbackArguments, rebuilt_arguments, takes_request
-from celeriac.engine.exceptions import kept_failure
 from celeriac.engine.node_request import TRACEBACK_LIMIT
 from celeriac.engine.outcomes import Outcomes, without_nul
 from celeriac.records import Claim, Delivery, Dispatch, delivery_key
@@ -41,11 +40,7 @@ class Publishing(Outcomes):
         for refused, exc in published.refused:
             logger.warning("node %s cannot be sent: %s", refused.node_id, exc)
             outcome = self._store.record_unsendable(
-                refused.workflow_id,
-                refused.node_id,
-                type(exc).__name__,
-                str(exc),
-                kept_failure(refused.node_id, refused.kind, exc),
+                refused.workflow_id, refused.node_id, type(exc).__name__, str(exc)
             )
             request = Context(id=refused.node_id, task=refused.signature["task"])
             self._after_failure(

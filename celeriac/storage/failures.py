@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from celeriac.records import Failure
-from celeriac.states import TERMINAL_WORKFLOW_STATES, NodeKind, NodeState, OnFailure
+from celeriac.states import NodeKind, NodeState, OnFailure
 from celeriac.storage.schema import nodes, workflows
 
 _N = NodeState
@@ -36,19 +36,6 @@ def keep_first(conn: sa.Connection, workflow_id: str, failure: Failure) -> None:
             exc_args=failure.exc_args,
         )
     )
-
-
-def keep_with_node_failure(
-    conn: sa.Connection, workflow_id: str, state: str, failure: Failure | None
-) -> None:
-    """Keep ``failure``, the error a node just failed with, while the workflow is open.
-
-    In the node's own transaction: a recovery pass that fails the workflow
-    before the failing process does then finds the error whole, its class
-    included. None (an errback's failure) and a finished workflow keep nothing.
-    """
-    if failure is not None and state not in TERMINAL_WORKFLOW_STATES:
-        keep_first(conn, workflow_id, failure)
 
 
 def has_failure(conn: sa.Connection, workflow_id: str) -> bool:

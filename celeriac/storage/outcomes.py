@@ -13,7 +13,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from celeriac.records import (
-    Failure,
     Handoff,
     Outcome,
 )
@@ -136,12 +135,8 @@ class OutcomeStore(StoreBase):
         exc_type: str,
         exc_message: str,
         traceback: str | None,
-        kept: Failure | None = None,
     ) -> Outcome:
-        """Record that a node failed for good, and queue the errbacks it triggers.
-
-        ``kept``: the error the workflow keeps (``keep_with_node_failure``).
-        """
+        """Record that a node failed for good, and queue the errbacks it triggers."""
         at = now()
         with self._write() as conn:
             state = workflow_steps.workflow_state(conn, workflow_id, lock="share")
@@ -171,24 +166,17 @@ class OutcomeStore(StoreBase):
             event_log.add_event(
                 conn, workflow_id, node_id, _N.RUNNING, _N.FAILED, at, exc_type
             )
-            failures.keep_with_node_failure(conn, workflow_id, state, kept)
             errbacks = releases.queue_errbacks(conn, workflow_id, node_id, at)
         return Outcome(True, errbacks, state, settle=state == _W.REQUESTING_PAUSE)
 
     @retry_transient
     def record_unsendable(
-        self,
-        workflow_id: str,
-        node_id: str,
-        exc_type: str,
-        exc_message: str,
-        kept: Failure | None = None,
+        self, workflow_id: str, node_id: str, exc_type: str, exc_message: str
     ) -> Outcome:
         """A QUEUED node whose message Celery refused to build fails for good.
 
         (Celery checks a task's arguments when it publishes: a chain step that
         cannot take its parent's result fails the chain, as it does natively.)
-        ``kept``: the error the workflow keeps (``keep_with_node_failure``).
         """
         at = now()
         with self._write() as conn:
@@ -212,7 +200,6 @@ class OutcomeStore(StoreBase):
             event_log.add_event(
                 conn, workflow_id, node_id, _N.QUEUED, _N.FAILED, at, exc_type
             )
-            failures.keep_with_node_failure(conn, workflow_id, state, kept)
             errbacks = releases.queue_errbacks(conn, workflow_id, node_id, at)
         return Outcome(True, errbacks, state, settle=state == _W.REQUESTING_PAUSE)
 
@@ -282,21 +269,14 @@ class OutcomeStore(StoreBase):
         return bool(released)
 
     @retry_transient
-    def record_revoked(
-        self,
-        workflow_id: str,
-        node_id: str,
-        reason: str,
-        kept: Failure | None = None,
-    ) -> Outcome:
+    def record_revoked(self, workflow_id: str, node_id: str, reason: str) -> Outcome:
         """Record that Celery revoked a node: by cancel, terminate or expiry.
 
         A node revoked while its workflow runs (an ``expires`` that ran out,
         an operator's ``celery control revoke``) can never finish: it fails
         for good with ``TaskRevokedError`` and ``reason``, and the outcome is
         recorded. Errbacks do not run, as in Celery. Otherwise (a cancelled
-        or finished workflow) the node just stops where it is. ``kept``: the
-        error the workflow keeps (``keep_with_node_failure``).
+        or finished workflow) the node just stops where it is.
         """
         at = now()
         with self._write() as conn:
@@ -339,5 +319,4 @@ class OutcomeStore(StoreBase):
                     at,
                     "TaskRevokedError",
                 )
-                failures.keep_with_node_failure(conn, workflow_id, state, kept)
         return Outcome(bool(failed), [], state)
