@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celeriac.engine.publishing import Publishing
 from celeriac.errors import CorruptRecord
@@ -31,7 +31,8 @@ class Upkeep(Publishing):
         ``recovery_delay`` option (seconds, default 60), or every QUEUED
         node when ``broker_emptied`` (the broker lost its messages), and
         nodes RUNNING on a worker that stopped heartbeating, and applies the
-        state changes a process died before making. Nodes are claimed and
+        state changes a process died before making (a task's failure once
+        ``recovery_delay`` old). Nodes are claimed and
         published a batch at a time, each batch by one of the processes
         running a pass at once; a workflow whose state change fails is
         logged and skipped. Returns how many nodes were published again, and
@@ -46,7 +47,7 @@ class Upkeep(Publishing):
         delivery = Delivery()
         for requeue in requeues:
             delivery += self._publish_again(requeue)
-        self._settle_unsettled()
+        self._settle_unsettled(since - timedelta(seconds=self.recovery_delay))
         return delivery
 
     def _publish_again(self, requeue: Requeue) -> Delivery:
@@ -60,9 +61,13 @@ class Upkeep(Publishing):
                 break
         return delivery
 
-    def _settle_unsettled(self) -> None:
-        """Make the state changes a process died before making."""
-        for workflow_id, trigger, failure in self._store.unsettled_workflows():
+    def _settle_unsettled(self, failed_before: datetime) -> None:
+        """Make the state changes a process died before making.
+
+        A failure at ``failed_before`` or later is left to its process.
+        """
+        unsettled = self._store.unsettled_workflows(failed_before)
+        for workflow_id, trigger, failure in unsettled:
             logger.warning("recovery: %s workflow %s", trigger, workflow_id)
             try:
                 self._transition_quietly(workflow_id, trigger, failure)

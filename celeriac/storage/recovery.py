@@ -220,7 +220,9 @@ def _publish_again(
     return load_dispatches(conn, rows)
 
 
-def unsettled_workflows(conn: sa.Connection) -> list[tuple[str, str]]:
+def unsettled_workflows(
+    conn: sa.Connection, failed_before: datetime
+) -> list[tuple[str, str]]:
     """Workflows whose state lags behind their nodes, and the trigger they need.
 
     A process that died between a node's commit and the follow-up state
@@ -229,6 +231,11 @@ def unsettled_workflows(conn: sa.Connection) -> list[tuple[str, str]]:
     A failed workflow that still runs other nodes (``on_failure="continue"``)
     is found too: its ``fail`` keeps the error and changes nothing else
     while a node can still run.
+
+    A task that failed at ``failed_before`` or later is left to the process
+    that recorded it: only that process knows the exception's class and
+    arguments (``get()`` raises the task's own exception from them), which
+    recovery, from the node's row, cannot give.
     """
     open_states = (_W.IN_PROGRESS, _W.REQUESTING_PAUSE, _W.PAUSED)
     end_done = sa.exists().where(
@@ -240,6 +247,7 @@ def unsettled_workflows(conn: sa.Connection) -> list[tuple[str, str]]:
         nodes.c.workflow_id == workflows.c.id,
         nodes.c.kind == NodeKind.TASK,
         nodes.c.state == _N.FAILED,
+        nodes.c.finished_at < failed_before,
     )
     running = sa.exists().where(
         nodes.c.workflow_id == workflows.c.id, nodes.c.state == _N.RUNNING

@@ -99,10 +99,17 @@ class UpkeepStore(StoreBase):
 
     @names_corruption
     @retry_transient
-    def unsettled_workflows(self) -> list[tuple[str, str, Failure | None]]:
-        """(workflow id, trigger, failure) for workflows whose state lags behind."""
+    def unsettled_workflows(
+        self, failed_before: datetime
+    ) -> list[tuple[str, str, Failure | None]]:
+        """(workflow id, trigger, failure) for workflows whose state lags behind.
+
+        Failures at ``failed_before`` or later are left to their process.
+        """
         with self._read() as conn:
             return [
                 (workflow_id, trigger, recovery.first_failure(conn, workflow_id))
-                for workflow_id, trigger in recovery.unsettled_workflows(conn)
+                for workflow_id, trigger in recovery.unsettled_workflows(
+                    conn, failed_before
+                )
             ]

@@ -9,6 +9,7 @@ given to recovery and COMPLETED.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -255,6 +256,39 @@ def test_a_workflow_whose_failed_state_cannot_be_recorded_is_failed_by_recovery(
         "boom [7]",
     )
     assert [node.state for node in workflow.nodes()] == ["FAILED", "SKIPPED"]
+
+
+def test_a_recovery_pass_leaves_a_fresh_failure_to_its_worker(database_url):
+    """The worker fails the workflow with the task's own exception, not recovery.
+
+    Recovery passes run every 0.1 s while the worker's own ``fail`` comes
+    1 s after the failure was recorded; recovery would fail the workflow
+    from the node's row alone, without the exception's class.
+    """
+    engine = Engine(make_app(), database_url, recovery_interval=0.1, recovery_delay=5.0)
+    engine.migrate()
+    real = engine._store.transition_workflow
+    delayed: list[str] = []
+
+    def slow_fail(workflow_id: str, trigger: str, *args: Any) -> Any:
+        error = args[1]  # (decide, error, token, by)
+        if trigger == "fail" and error is not None and error.exc_class is not None:
+            # the worker's own fail: only it knows the exception's class
+            delayed.append(workflow_id)
+            time.sleep(1.0)
+        return real(workflow_id, trigger, *args)
+
+    engine._store.transition_workflow = slow_fail  # type: ignore[method-assign]
+    tasks = engine.app.test_tasks
+    try:
+        with engine.embedded_worker():
+            workflow = engine.submit(chain(tasks.boom.s(7), tasks.add.s(3)))
+            with pytest.raises(ValueError, match=r"boom \[7\]") as caught:
+                workflow.get(timeout=TIMEOUT)
+    finally:
+        engine.close()
+    assert delayed == [workflow.id]
+    assert isinstance(caught.value, WorkflowFailed)
 
 
 def test_an_errback_taking_the_request_runs_after_its_claim_hit_storage_error(quick):
