@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from celeriac.web.changes import CHANNEL, TAKE_LEASE
 
-#: Seconds a listener waits for a notification.
+#: Seconds a test waits for a notification or a page's event.
 SOON = 15.0
 
 EVENTS = sa.table(

@@ -19,15 +19,14 @@ from celeriac.storage import connect
 from celeriac.web import changes, create_app
 from celeriac.web.auth import Credentials
 from celeriac.web.changes import CONNECTION, Changes
-from tests.notifications import EVENTS, event, notifications, write_event
+from tests.notifications import EVENTS, SOON, event, notifications, write_event
 from tests.waiting import wait_for
 from tests.web.conftest import serving
 
 #: Both poll intervals on PostgreSQL: an update that comes sooner than this
 #: was woken by a notification.
 LONG_POLL = 60.0
-#: Seconds a test waits for an event: well under ``LONG_POLL``.
-SOON = 15.0
+# a test waits ``SOON`` seconds for an event: well under ``LONG_POLL``
 
 
 @pytest.fixture
