@@ -95,20 +95,24 @@ class Harness:
 
     # -- servers ------------------------------------------------------------
 
-    def start_servers(self, durable: bool = False) -> None:
+    def start_servers(
+        self, durable: bool = False, settings: dict[str, str] | None = None
+    ) -> None:
         """PostgreSQL and Redis, as the tests get them.
 
         A throwaway PostgreSQL runs with autovacuum (the tests turn it off,
         since it would get in the way of cloning their template database),
-        and with ``durable`` also with ``fsync`` and full-page writes on.
+        with ``durable`` also with ``fsync`` and full-page writes on, and
+        with ``settings`` (server settings by name) on top.
         """
 
         def postgres() -> LocalServer:
             server = local_postgres()
-            settings = {"autovacuum": "on"}
+            options = {"autovacuum": "on"}
             if durable:
-                settings.update(fsync="on", full_page_writes="on")
-            for key, value in settings.items():  # later options win
+                options.update(fsync="on", full_page_writes="on")
+            options.update(settings or {})
+            for key, value in options.items():  # later options win
                 server.command += ["-c", f"{key}={value}"]
             return server
 

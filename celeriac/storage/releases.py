@@ -220,18 +220,6 @@ def _dispatches(
     ]
 
 
-def parents_of() -> tuple[Any, sa.Join]:
-    """A ``parent`` alias of nodes, and the edges joined to it by its key."""
-    parent = nodes.alias("parent")
-    return parent, edges.join(
-        parent,
-        sa.and_(
-            parent.c.workflow_id == edges.c.workflow_id,
-            parent.c.id == edges.c.parent_id,
-        ),
-    )
-
-
 def children_of() -> sa.Join:
     """The edges joined to the nodes they lead to, by the nodes' key."""
     return edges.join(
@@ -243,11 +231,24 @@ def children_of() -> sa.Join:
 
 
 def join_value(conn: sa.Connection, workflow_id: str, node_id: str) -> list[Any]:
-    """The results of the node's parents along its success edges, in order."""
-    parent, joined = parents_of()
-    query = (
+    """The results of the node's parents along its success edges, in order.
+
+    Each parent's result is looked up by its key, one edge at a time. As a
+    join of the two tables, PostgreSQL planned a scan of all the workflow's
+    nodes for each parent while its tables had no statistics (a new
+    database, or autovacuum off): a chord of 4,000 took 1.6 s, not 7 ms.
+    """
+    parent = nodes.alias("parent")
+    result = (
         sa.select(parent.c.result)
-        .select_from(joined)
+        .where(
+            parent.c.workflow_id == edges.c.workflow_id,
+            parent.c.id == edges.c.parent_id,
+        )
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(result.label("result"))
         .where(
             edges.c.workflow_id == workflow_id,
             edges.c.child_id == node_id,
