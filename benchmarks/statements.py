@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         run_once(system, *make(system.bench, 10))  # connections, imports, a lease
         db = sa.create_engine(url, poolclass=sa.pool.NullPool)
         with db.begin() as conn:
+            loaded = conn.exec_driver_sql("SHOW shared_preload_libraries").scalar()
+            if "pg_stat_statements" not in str(loaded):
+                print(
+                    "this PostgreSQL does not load pg_stat_statements", file=sys.stderr
+                )
+                return 2
             conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             if args.analyze:
                 conn.exec_driver_sql("ANALYZE")

@@ -67,6 +67,7 @@ class Submission(Publishing):
                 (stored,) = self._store.list_workflows(key=new.key, limit=1)
                 return Workflow(self, stored.id, stored.name)
             delivery = self._after(new.id, outcome)
+        self._store.analyze_new_tables()  # a new database's first statistics
         if delivery.unsent:
             logger.warning(
                 "workflow %s is stored, but %d of its first nodes could not be "

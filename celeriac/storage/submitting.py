@@ -6,6 +6,8 @@ makes it: on PostgreSQL the server stores them while the walk goes on.
 
 from __future__ import annotations
 
+import logging
+
 import sqlalchemy as sa
 
 from celeriac.records import (
@@ -17,9 +19,10 @@ from celeriac.storage import (
     event_log,
     releases,
     replays,
+    statistics,
     task_ids,
 )
-from celeriac.storage.database import retry_transient
+from celeriac.storage.database import first_line, retry_transient
 from celeriac.storage.graph_rows import edge_writer, insert_nodes
 from celeriac.storage.rows import now
 from celeriac.storage.schema import workflows
@@ -29,9 +32,14 @@ from celeriac.storage.values import Encoded
 _N = NodeState
 _W = WorkflowState
 
+logger = logging.getLogger("celeriac.storage")
+
 
 class SubmitStore(StoreBase):
     """Submit: a workflow and its DAG in one transaction."""
+
+    #: whether the tables a submit fills have been analyzed (``statistics``)
+    _tables_analyzed = False
 
     @retry_transient
     def insert_workflow(self, new: NewWorkflow) -> Outcome:
@@ -59,6 +67,26 @@ class SubmitStore(StoreBase):
             if stored is None:
                 raise
             return stored
+
+    def analyze_new_tables(self) -> list[str]:
+        """Give PostgreSQL's planner its first statistics (``statistics``).
+
+        Run after a submit: once per store, the tables a submit fills that
+        were never analyzed are analyzed; their names. After that, they
+        have statistics (or the role may not analyze them), and nothing is
+        asked again. An error is logged, never raised: the workflow is
+        stored, and the next submit tries again.
+        """
+        if self._tables_analyzed:
+            return []
+        try:
+            with self.db.begin() as conn:
+                analyzed = statistics.analyze_new_tables(conn)
+        except sa.exc.DBAPIError as exc:
+            logger.warning("could not analyze the new tables: %s", first_line(exc))
+            return []
+        self._tables_analyzed = True
+        return analyzed
 
     def _insert_workflow(self, new: NewWorkflow, digest: str | None) -> Outcome:
         at = now()

@@ -48,9 +48,10 @@ PER_WORKFLOW = (
 EXCEPTIONS = {"uq_celeriac_workflows_submit_key"}
 #: ``Store`` methods whose statements read or write across workflows, on
 #: purpose: recovery's scans for overdue and lost nodes and for workflows
-#: whose state lags, listings (the web console's pages and counts), and
-#: purges. None is on a node's path.
+#: whose state lags, listings (the web console's pages and counts), purges,
+#: and a new database's first statistics. None is on a node's path.
 ACROSS_WORKFLOWS = {
+    "analyze_new_tables",
     "requeue_stale",
     "requeue_lost",
     "unsettled_workflows",

@@ -1,24 +1,31 @@
 """A new database, before PostgreSQL has any statistics for celeriac's tables.
 
 Until autovacuum first analyzes them (at least a minute, never with it off),
-the planner guesses every table holds a few rows, and a join of two tables
-may scan all of a workflow's nodes once per row of the other. A chord's
-join gathers its parents' results: it must read a few pages per parent,
-not a number that grows with the chord.
+the planner guesses every table holds a few rows, and may scan all of a
+workflow's nodes to find one of them. The first submit analyzes the tables
+it filled (``storage/statistics.py``); a chord's join, which gathers its
+parents' results, reads them by key whatever the statistics. Each test
+reads the pages PostgreSQL touched (``EXPLAIN (ANALYZE, BUFFERS)``, rolled
+back): a few per node, not a number that grows with the workflow.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from celeriac.records import Lease
 from celeriac.storage import Store, connect
 from celeriac.storage.releases import join_value
 from celeriac.storage.schema import nodes
+from celeriac.storage.statistics import analyze_new_tables
 from tests.integration.test_store import Flow
 
 pytestmark = pytest.mark.postgres
@@ -26,6 +33,10 @@ pytestmark = pytest.mark.postgres
 PARENTS = 2_000
 #: Pages one parent's result may cost: a look-up of its key in an index.
 PAGES_PER_PARENT = 10
+MEMBERS = 4_000
+#: Pages a member's claim or success may touch: a few look-ups by key (about
+#: 30 and 40). A scan of the group's nodes, without statistics, touched 235.
+MAX_PAGES = 100
 
 
 @pytest.fixture
@@ -45,23 +56,9 @@ def pages_read(conn: sa.Connection, statement: str, parameters: Any) -> int:
     return int(plan["Shared Hit Blocks"]) + int(plan["Shared Read Blocks"])
 
 
-def test_a_join_reads_its_parents_by_key_before_any_statistics(store: Store) -> None:
-    flow = Flow()
-    parents = [flow.task(f"p{index}") for index in range(PARENTS)]
-    join = flow.join("j", *parents)
-    store.insert_workflow(flow.build(result=join))
-    with store.db.begin() as conn:
-        never_analyzed = conn.exec_driver_sql(
-            "SELECT count(*) FROM pg_stats WHERE tablename = 'celeriac_nodes'"
-        ).scalar_one()
-        assert never_analyzed == 0  # the planner has no statistics yet
-        for index, parent in enumerate(parents):
-            conn.execute(
-                sa.update(nodes)
-                .where(nodes.c.workflow_id == flow.id, nodes.c.id == parent)
-                .values(state="SUCCEEDED", result=index)
-            )
-
+@contextmanager
+def statements_sent(target: sa.Engine | sa.Connection) -> Iterator[list[Any]]:
+    """Each (statement, parameters) ``target`` sends meanwhile, in order."""
     sent: list[tuple[str, Any]] = []
 
     def record(
@@ -69,11 +66,86 @@ def test_a_join_reads_its_parents_by_key_before_any_statistics(store: Store) -> 
     ) -> None:
         sent.append((statement, parameters))
 
+    sa.event.listen(target, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(target, "before_cursor_execute", record)
+
+
+def statistics_of(store: Store) -> int:
+    """How many columns of ``celeriac_nodes`` the planner has statistics for."""
     with store.db.connect() as conn:
-        sa.event.listen(conn, "before_cursor_execute", record)
-        assert join_value(conn, flow.id, join) == list(range(PARENTS))
-        sa.event.remove(conn, "before_cursor_execute", record)
+        return int(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stats WHERE tablename = 'celeriac_nodes'"
+            ).scalar_one()
+        )
+
+
+def test_a_join_reads_its_parents_by_key_before_any_statistics(store: Store) -> None:
+    flow = Flow()
+    parents = [flow.task(f"p{index}") for index in range(PARENTS)]
+    join = flow.join("j", *parents)
+    store.insert_workflow(flow.build(result=join))  # and not analyzed
+    assert statistics_of(store) == 0
+    with store.db.begin() as conn:
+        for index, parent in enumerate(parents):
+            conn.execute(
+                sa.update(nodes)
+                .where(nodes.c.workflow_id == flow.id, nodes.c.id == parent)
+                .values(state="SUCCEEDED", result=index)
+            )
+
+    with store.db.connect() as conn:
+        with statements_sent(conn) as sent:
+            assert join_value(conn, flow.id, join) == list(range(PARENTS))
         ((statement, parameters),) = sent
         pages = pages_read(conn, statement, parameters)
         conn.rollback()
     assert pages <= PAGES_PER_PARENT * PARENTS, f"{pages} pages for {PARENTS} parents"
+
+
+def test_the_first_submit_gives_the_planner_statistics(store: Store) -> None:
+    flow = Flow()
+    members = [flow.task(f"m{index}") for index in range(MEMBERS)]
+    join = flow.join("j", *members)
+    assert statistics_of(store) == 0
+    store.insert_workflow(flow.build(result=join))
+    # what Engine.submit runs next
+    assert store.analyze_new_tables() == [
+        "celeriac_workflows",
+        "celeriac_nodes",
+        "celeriac_edges",
+    ]
+    assert statistics_of(store) > 0
+    assert store.analyze_new_tables() == []  # once per store
+    with store.db.begin() as conn:  # and the tables have statistics for all
+        assert analyze_new_tables(conn) == []
+
+    lease = Lease("w1-1", "w1", 1, datetime.now(UTC))
+    with statements_sent(store.db) as sent:
+        for member in members[:2]:
+            store.claim_node(flow.id, member, "0.0", lease, uuid.uuid4().hex)
+        store.record_success(flow.id, members[0], 1, "done")
+    # the one-statement claims and success, on PostgreSQL
+    (claim, claimed), _, (success, succeeded) = [
+        (statement, parameters)
+        for statement, parameters in sent
+        if statement.startswith("WITH")
+    ]
+
+    third, second = members[2], members[1]
+    with store.db.connect() as conn:
+        # the third member's claim, the second one's success: both rolled back
+        claim_pages = pages_read(conn, claim, swap(claimed, members[0], third))
+        conn.rollback()
+        success_pages = pages_read(conn, success, swap(succeeded, members[0], second))
+        conn.rollback()
+    assert claim_pages <= MAX_PAGES, f"a claim touched {claim_pages} pages"
+    assert success_pages <= MAX_PAGES, f"a success touched {success_pages} pages"
+
+
+def swap(parameters: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """``parameters`` with each value ``old`` replaced by ``new``."""
+    return {key: new if value == old else value for key, value in parameters.items()}
