@@ -1,6 +1,6 @@
 """Where PostgreSQL's time goes, statement by statement, on one workload.
 
-    python benchmarks/statements.py [group|chord|chain] [--n N] [--repeat R]
+    python benchmarks/statements.py [group|chord|chain|replace] [--n N] [--repeat R]
                                     [--analyze] [--durable] [--top K]
 
 Starts a throwaway PostgreSQL with ``pg_stat_statements`` loaded, runs the
@@ -29,12 +29,19 @@ import sqlalchemy as sa  # noqa: E402
 
 from benchmarks.app import Bench  # noqa: E402
 from benchmarks.harness import Harness  # noqa: E402
-from benchmarks.workloads import chain_of, chord_of, group_of, run_once  # noqa: E402
+from benchmarks.workloads import (  # noqa: E402
+    chain_of,
+    chord_of,
+    group_of,
+    replace_of,
+    run_once,
+)
 
 CANVASES: dict[str, Callable[[Bench, int], tuple[Any, Any]]] = {
     "group": group_of,
     "chord": chord_of,
     "chain": chain_of,
+    "replace": replace_of,
 }
 #: Read after the runs: the WAL the whole server wrote.
 WAL = sa.text("SELECT wal_bytes, wal_records FROM pg_stat_wal")

@@ -38,8 +38,9 @@ logger = logging.getLogger("celeriac.storage")
 class SubmitStore(StoreBase):
     """Submit: a workflow and its DAG in one transaction."""
 
-    #: whether the tables a submit fills have been analyzed (``statistics``)
-    _tables_analyzed = False
+    #: the tables a submit fills that have statistics, or were analyzed by
+    #: this store (``statistics``)
+    _tables_settled: frozenset[str] = frozenset()
 
     @retry_transient
     def insert_workflow(self, new: NewWorkflow) -> Outcome:
@@ -68,25 +69,24 @@ class SubmitStore(StoreBase):
                 raise
             return stored
 
-    def analyze_new_tables(self) -> list[str]:
+    def analyze_new_tables(self) -> None:
         """Give PostgreSQL's planner its first statistics (``statistics``).
 
-        Run after a submit: once per store, the tables a submit fills that
-        were never analyzed are analyzed; their names. After that, they
-        have statistics (or the role may not analyze them), and nothing is
-        asked again. An error is logged, never raised: the workflow is
-        stored, and the next submit tries again.
+        Run after each submit, until each table a submit fills has them or
+        was analyzed by this store: then it asks nothing more. An error is
+        logged, never raised: the workflow is stored, and the next submit
+        tries again.
         """
-        if self._tables_analyzed:
-            return []
+        waiting = set(statistics.SUBMITTED) - self._tables_settled
+        if not waiting:
+            return
         try:
             with self.db.begin() as conn:
-                analyzed = statistics.analyze_new_tables(conn)
+                settled = statistics.analyze_new_tables(conn, waiting)
         except sa.exc.DBAPIError as exc:
             logger.warning("could not analyze the new tables: %s", first_line(exc))
-            return []
-        self._tables_analyzed = True
-        return analyzed
+            return
+        self._tables_settled = self._tables_settled | settled
 
     def _insert_workflow(self, new: NewWorkflow, digest: str | None) -> Outcome:
         at = now()
