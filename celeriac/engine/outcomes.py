@@ -128,6 +128,7 @@ class Outcomes(Control):
         )
         if outcome.recorded:
             self._after(node.workflow_id, outcome)
+            self._store.analyze_new_tables()  # as after a submit
         return outcome.recorded
 
     def node_revoked(self, node: NodeRequest, reason: str) -> None:

@@ -5,13 +5,15 @@ of at least ten pages (8 kB each) of rows it knows nothing about, where
 every index looks as good as another: a look-up of one node by its key may
 then scan all of its workflow's nodes (through the index on workflow and
 state), once for each node run. Autovacuum first analyzes a table a minute
-or more after it fills, and never when it is off. So a submit analyzes each
-table a submit fills that was never analyzed, once it holds ten pages.
+or more after it fills, and never when it is off. So a submit, or a task's
+replacement, analyzes each table they fill that was never analyzed, once
+it holds ten pages.
 
 Not before: statistics of a smaller table make a sequential scan look
 cheapest, and a statement a connection prepared then keeps that plan until
-the table is analyzed again, however large it grows. From ten pages on, a
-look-up by key is the cheaper plan, the more so as the table grows.
+the table is analyzed or vacuumed again, however large it grows. From ten
+pages on, a look-up by key is the cheaper plan, the more so as the table
+grows.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from celeriac.storage.schema import edges, nodes, workflows
 
 logger = logging.getLogger("celeriac.storage")
 
-#: The tables a submit fills, in the order they are analyzed.
+#: The tables a submit or a replacement fills, in the order they are analyzed.
 SUBMITTED = (workflows.name, nodes.name, edges.name)
 #: The size from which a table is analyzed: the planner's own guess for a
 #: table never analyzed.

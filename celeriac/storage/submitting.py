@@ -72,8 +72,9 @@ class SubmitStore(StoreBase):
     def analyze_new_tables(self) -> None:
         """Give PostgreSQL's planner its first statistics (``statistics``).
 
-        Run after each submit, until each table a submit fills has them or
-        was analyzed by this store: then it asks nothing more. An error is
+        Run after each submit and each replacement (``Task.replace``),
+        until each table they fill has statistics or was analyzed by this
+        store: then it asks nothing more. An error is
         logged, never raised: the workflow is stored, and the next submit
         tries again.
         """

@@ -21,12 +21,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from celery import chain, group
 
+from celeriac import Engine
 from celeriac.records import Lease
 from celeriac.storage import Store, connect
 from celeriac.storage.releases import join_value
 from celeriac.storage.schema import nodes
 from tests.integration.test_store import Flow
+from tests.tasks import make_app
 
 pytestmark = pytest.mark.postgres
 
@@ -37,6 +40,8 @@ MEMBERS = 4_000
 #: Pages a member's claim or success may touch: a few look-ups by key (about
 #: 30 and 40). A scan of the group's nodes, without statistics, touched 235.
 MAX_PAGES = 100
+#: The tasks a task replaces itself with: more than ten pages of nodes.
+REPLACED = 500
 
 
 @pytest.fixture
@@ -156,3 +161,19 @@ def test_submits_give_the_planner_statistics_once_the_tables_are_large(
 def swap(parameters: dict[str, Any], old: str, new: str) -> dict[str, Any]:
     """``parameters`` with each value ``old`` replaced by ``new``."""
     return {key: new if value == old else value for key, value in parameters.items()}
+
+
+def test_a_large_replacement_gives_the_planner_statistics(postgres_url: str) -> None:
+    engine = Engine(make_app(), postgres_url)
+    engine.migrate()
+    t = engine.app.test_tasks
+    members = group(t.add.s(index, 1) for index in range(REPLACED))
+    try:
+        with engine.embedded_worker():
+            # a submit of one task: too small for statistics
+            workflow = engine.submit(chain(t.replace_with.s(members), t.tsum.s()))
+            total = workflow.get(timeout=120)
+        assert total == sum(index + 1 for index in range(REPLACED))
+        assert statistics_of(engine._store, "celeriac_nodes") > 0
+    finally:
+        engine.close()
