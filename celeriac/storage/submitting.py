@@ -74,9 +74,8 @@ class SubmitStore(StoreBase):
 
         Run after each submit and each replacement (``Task.replace``),
         until each table they fill has statistics or was analyzed by this
-        store: then it asks nothing more. An error is
-        logged, never raised: the workflow is stored, and the next submit
-        tries again.
+        store: then it asks nothing more. An error is logged, never
+        raised: the workflow is stored, and the next submit tries again.
         """
         waiting = set(statistics.SUBMITTED) - self._tables_settled
         if not waiting:

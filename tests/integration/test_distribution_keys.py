@@ -49,7 +49,8 @@ EXCEPTIONS = {"uq_celeriac_workflows_submit_key"}
 #: ``Store`` methods whose statements read or write across workflows, on
 #: purpose: recovery's scans for overdue and lost nodes and for workflows
 #: whose state lags, listings (the web console's pages and counts), purges,
-#: and a new database's first statistics. None is on a node's path.
+#: and a new database's first statistics (run after a replacement too, once
+#: its own steps are done). None is one of a node's own steps.
 ACROSS_WORKFLOWS = {
     "analyze_new_tables",
     "requeue_stale",
