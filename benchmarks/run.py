@@ -2,6 +2,7 @@
 
     python benchmarks/run.py [--repeat N] [--quick] [--no-docs] [--only KEYS]
     python benchmarks/run.py --profile chain_short|group [--repeat N]
+    python benchmarks/run.py --statements group [--analyze] [--durable]
     python benchmarks/run.py --render     # the docs again, from latest.json
 
 Starts its own PostgreSQL and Redis (as the tests do), real ``celery worker``
@@ -31,6 +32,9 @@ if str(ROOT) not in sys.path:  # run as a script: import benchmarks, tests, cele
 
 from benchmarks import report, scale, throughput  # noqa: E402
 from benchmarks.harness import Harness, System, Unavailable  # noqa: E402
+from benchmarks.statements import SETTINGS as STATEMENT_SETTINGS  # noqa: E402
+from benchmarks.statements import WORKLOADS as STATEMENT_WORKLOADS  # noqa: E402
+from benchmarks.statements import statements  # noqa: E402
 from benchmarks.workloads import (  # noqa: E402
     FAST_RECOVERY,
     Sizes,
@@ -107,6 +111,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--profile",
         choices=("chain_short", "group"),
         help="profile the workers (cProfile) on one workload instead",
+    )
+    parser.add_argument(
+        "--statements",
+        choices=sorted(STATEMENT_WORKLOADS),
+        help="PostgreSQL's time, WAL and pages by statement on one workload instead",
+    )
+    parser.add_argument(
+        "--analyze",
+        action="store_true",
+        help="with --statements: ANALYZE after the warm-up, as on an older database",
     )
     args = parser.parse_args(argv)
     args.only = [key.strip() for key in args.only.split(",") if key.strip()]
@@ -322,7 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(parents=True)
     harness = Harness(logs)
     try:
-        harness.start_servers(durable=args.durable)
+        settings = STATEMENT_SETTINGS if args.statements else None
+        harness.start_servers(durable=args.durable, settings=settings)
+        if args.statements:
+            print(statements(harness, args.statements, args.repeat, args.analyze, log))
+            return 0
         if args.profile:
             from benchmarks.profiling import profile
 

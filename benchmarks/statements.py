@@ -1,35 +1,24 @@
-"""Where PostgreSQL's time goes, statement by statement, on one workload.
+"""``run.py --statements WORKLOAD``: where PostgreSQL's time goes, by statement.
 
-    python benchmarks/statements.py [group|chord|chain|replace] [--n N] [--repeat R]
-                                    [--analyze] [--durable] [--top K]
-
-Starts a throwaway PostgreSQL with ``pg_stat_statements`` loaded, runs the
-workload through celeriac on one real worker (as ``run.py`` does), and
-prints, per node: the server's execution time, the WAL it wrote, and the
-statements that cost most, with their calls, time, WAL and buffers per call.
-``--analyze`` runs ``ANALYZE`` after the warm-up, as on a database that
-autovacuum has already analyzed: without it the planner has no statistics
-for the fresh tables, as in the first minute of a new database.
-Figures are for reading, never asserted. See ``benchmarks/README.md``.
+Runs one workload through celeriac on one real worker, against the run's
+PostgreSQL started with ``pg_stat_statements`` loaded (``SETTINGS``), and
+returns, per node: the server's execution time and the WAL it wrote, then
+the statements that cost most, with their calls, time, WAL and pages (8 kB
+buffers) per call. With ``analyze``, ``ANALYZE`` runs after the warm-up, as
+autovacuum would have on an older database.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: import benchmarks, tests, celeriac
-    sys.path.insert(0, str(ROOT))
+import sqlalchemy as sa
 
-import sqlalchemy as sa  # noqa: E402
-
-from benchmarks.app import Bench  # noqa: E402
-from benchmarks.harness import Harness  # noqa: E402
-from benchmarks.workloads import (  # noqa: E402
+from benchmarks.app import Bench
+from benchmarks.harness import Harness
+from benchmarks.workloads import (
+    Sizes,
     chain_of,
     chord_of,
     group_of,
@@ -37,13 +26,21 @@ from benchmarks.workloads import (  # noqa: E402
     run_once,
 )
 
-CANVASES: dict[str, Callable[[Bench, int], tuple[Any, Any]]] = {
+#: The server settings that make PostgreSQL count each statement's work.
+SETTINGS = {
+    "shared_preload_libraries": "pg_stat_statements",
+    "pg_stat_statements.track": "all",
+}
+#: The workloads' canvases, by the name of their size in ``Sizes``.
+WORKLOADS: dict[str, Callable[[Bench, int], tuple[Any, Any]]] = {
+    "chain_short": chain_of,
     "group": group_of,
     "chord": chord_of,
-    "chain": chain_of,
     "replace": replace_of,
 }
-#: Read after the runs: the WAL the whole server wrote.
+#: Statements shown.
+TOP = 8
+#: The WAL the whole server wrote so far.
 WAL = sa.text("SELECT wal_bytes, wal_records FROM pg_stat_wal")
 STATEMENTS = sa.text(
     "SELECT calls, total_exec_time, wal_bytes, wal_records,"
@@ -55,70 +52,53 @@ STATEMENTS = sa.text(
 )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "workload", nargs="?", choices=sorted(CANVASES), default="group"
-    )
-    parser.add_argument("--n", type=int, default=1000, help="nodes (default 1000)")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--top", type=int, default=8, help="statements shown")
-    parser.add_argument("--analyze", action="store_true", help="ANALYZE after warm-up")
-    parser.add_argument("--durable", action="store_true", help="fsync on")
-    args = parser.parse_args(argv)
-    make = CANVASES[args.workload]
-    logs = ROOT / "benchmarks" / "results" / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    harness = Harness(logs)
+def statements(
+    harness: Harness,
+    key: str,
+    repeat: int,
+    analyze: bool,
+    log: Callable[[str], None],
+) -> str:
+    """Run workload ``key`` ``repeat`` times; the statements' table."""
+    sizes = Sizes()
+    make, n = WORKLOADS[key], getattr(sizes, key)
+    url = harness.database("statements")
+    system = harness.system("celeriac", "celeriac", database_url=url)
+    system.start()
+    db = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
-        harness.start_servers(
-            args.durable,
-            {
-                "shared_preload_libraries": "pg_stat_statements",
-                "pg_stat_statements.track": "all",
-            },
-        )
-        url = harness.database("statements")
-        system = harness.system("celeriac", "celeriac", database_url=url)
-        system.start()
-        run_once(system, *make(system.bench, 10))  # connections, imports, a lease
-        db = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        run_once(system, *make(system.bench, sizes.warmup))
         with db.begin() as conn:
             loaded = conn.exec_driver_sql("SHOW shared_preload_libraries").scalar()
             if "pg_stat_statements" not in str(loaded):
-                print(
-                    "this PostgreSQL does not load pg_stat_statements", file=sys.stderr
-                )
-                return 2
+                return "this PostgreSQL does not load pg_stat_statements"
             conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            if args.analyze:
+            if analyze:
                 conn.exec_driver_sql("ANALYZE")
             conn.exec_driver_sql("SELECT pg_stat_statements_reset()")
-            wal_before = conn.execute(WAL).one()
-        for _ in range(args.repeat):
-            seconds = run_once(system, *make(system.bench, args.n))["seconds"]
-            print(f"{args.workload} of {args.n}: {seconds:.3f} s")
+            before = conn.execute(WAL).one()
+        for _ in range(repeat):
+            seconds = run_once(system, *make(system.bench, n))["seconds"]
+            log(f"  {key} of {n}: {seconds:.3f} s")
         with db.begin() as conn:
-            wal_after = conn.execute(WAL).one()
+            after = conn.execute(WAL).one()
             rows = conn.execute(STATEMENTS).all()
+    finally:
         system.stop()
         db.dispose()
-        report(rows, wal_before, wal_after, args.n * args.repeat, args.top)
-    finally:
-        harness.close()
-    return 0
+    return table(rows, before, after, n * repeat)
 
 
-def report(rows: list[Any], before: Any, after: Any, nodes: int, top: int) -> None:
-    """Print the per-node totals and the ``top`` statements by execution time."""
+def table(rows: list[Any], before: Any, after: Any, nodes: int) -> str:
+    """The per-node totals and the ``TOP`` statements by execution time."""
     total = sum(row.total_exec_time for row in rows)
-    print(
+    lines = [
         f"per node: {total / nodes:.3f} ms of execution,"
         f" {(after.wal_bytes - before.wal_bytes) / nodes:,.0f} bytes of WAL"
-        f" in {(after.wal_records - before.wal_records) / nodes:.1f} records"
-    )
-    print(line(("calls", "ms/node", "ms/call", "WAL/call", "blocks/call"), ""))
-    for row in rows[:top]:
+        f" in {(after.wal_records - before.wal_records) / nodes:.1f} records",
+        line(("calls", "ms/node", "ms/call", "WAL/call", "blocks/call"), ""),
+    ]
+    for row in rows[:TOP]:
         calls = max(row.calls, 1)
         figures = (
             f"{row.calls}",
@@ -127,7 +107,8 @@ def report(rows: list[Any], before: Any, after: Any, nodes: int, top: int) -> No
             f"{int(row.wal_bytes) / calls:.0f}",
             f"{row.blocks / calls:.1f}",
         )
-        print(line(figures, row.query[:90]))
+        lines.append(line(figures, row.query[:90]))
+    return "\n".join(lines)
 
 
 def line(cells: tuple[str, ...], query: str) -> str:
@@ -137,7 +118,3 @@ def line(cells: tuple[str, ...], query: str) -> str:
         cell.rjust(width) for cell, width in zip(cells, widths, strict=True)
     )
     return f"{aligned}  {query}"
-
-
-if __name__ == "__main__":
-    sys.exit(main())
