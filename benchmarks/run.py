@@ -339,7 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = STATEMENT_SETTINGS if args.statements else None
         harness.start_servers(durable=args.durable, settings=settings)
         if args.statements:
-            print(statements(harness, args.statements, args.repeat, args.analyze, log))
+            sizes = Sizes.quick() if args.quick else Sizes()
+            found = statements(
+                harness, args.statements, sizes, args.repeat, args.analyze, log
+            )
+            print(found)
             return 0
         if args.profile:
             from benchmarks.profiling import profile

@@ -55,12 +55,12 @@ STATEMENTS = sa.text(
 def statements(
     harness: Harness,
     key: str,
+    sizes: Sizes,
     repeat: int,
     analyze: bool,
     log: Callable[[str], None],
 ) -> str:
-    """Run workload ``key`` ``repeat`` times; the statements' table."""
-    sizes = Sizes()
+    """Run workload ``key`` ``repeat`` times at its size; the statements' table."""
     make, n = WORKLOADS[key], getattr(sizes, key)
     url = harness.database("statements")
     system = harness.system("celeriac", "celeriac", database_url=url)

@@ -82,3 +82,21 @@ def test_the_quick_benchmark_runs_every_workload_on_both_systems(
         "celeriac-history",
     }
     assert results["machine"]["postgresql"]
+
+
+@pytest.mark.timeout(120)
+def test_postgresql_work_by_statement_names_the_claim_and_the_success() -> None:
+    command = [sys.executable, "benchmarks/run.py", "--statements", "group"]
+    done = subprocess.run(
+        [*command, "--quick", "--repeat", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-5000:]
+    assert "ms of execution" in done.stdout, done.stdout
+    listed = done.stdout.split("blocks/call", 1)[1]
+    assert "WITH claimed AS (UPDATE celeriac_nodes" in listed  # the claim
+    assert "WITH workflow AS (SELECT celeriac_workflows.state" in listed  # success
