@@ -35,6 +35,20 @@ WORKLOADS = {
 }
 
 
+def run_benchmark(*options: str, timeout: float) -> str:
+    """Run ``benchmarks/run.py`` with ``options``; what it printed (it must succeed)."""
+    done = subprocess.run(
+        [sys.executable, "benchmarks/run.py", *options],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-5000:]
+    return done.stdout
+
+
 def _positive(figures: dict[str, float]) -> bool:
     return bool(figures) and all(value > 0 for value in figures.values())
 
@@ -44,16 +58,7 @@ def test_the_quick_benchmark_runs_every_workload_on_both_systems(
     tmp_path: Path,
 ) -> None:
     output = tmp_path / "latest.json"
-    command = [sys.executable, "benchmarks/run.py", "--quick", "--no-docs"]
-    done = subprocess.run(
-        [*command, "--json", str(output)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-5000:]
+    run_benchmark("--quick", "--no-docs", "--json", str(output), timeout=280)
 
     results = json.loads(output.read_text())
     workloads = results["workloads"]
@@ -86,17 +91,10 @@ def test_the_quick_benchmark_runs_every_workload_on_both_systems(
 
 @pytest.mark.timeout(120)
 def test_postgresql_work_by_statement_names_the_claim_and_the_success() -> None:
-    command = [sys.executable, "benchmarks/run.py", "--statements", "group"]
-    done = subprocess.run(
-        [*command, "--quick", "--repeat", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
+    printed = run_benchmark(
+        "--statements", "group", "--quick", "--repeat", "1", timeout=110
     )
-    assert done.returncode == 0, done.stderr[-5000:]
-    assert "ms of execution" in done.stdout, done.stdout
-    listed = done.stdout.split("blocks/call", 1)[1]
+    assert "ms of execution" in printed, printed
+    listed = printed.split("blocks/call", 1)[1]
     assert "WITH claimed AS (UPDATE celeriac_nodes" in listed  # the claim
     assert "WITH workflow AS (SELECT celeriac_workflows.state" in listed  # success

@@ -5,14 +5,13 @@ the planner guesses every table holds a few rows, and may scan all of a
 workflow's nodes to find one of them. A submit analyzes the tables it fills
 once they are large enough (``storage/statistics.py``); a chord's join,
 which gathers its parents' results, reads them by key whatever the
-statistics. Each test
-reads the pages PostgreSQL touched (``EXPLAIN (ANALYZE, BUFFERS)``, rolled
-back): a few per node, not a number that grows with the workflow.
+statistics. Each test reads the pages PostgreSQL touched (``EXPLAIN
+(ANALYZE, BUFFERS)``, rolled back): a few per node, not a number that grows
+with the workflow.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from celeriac.records import Lease
 from celeriac.storage import Store, connect
 from celeriac.storage.releases import join_value
 from celeriac.storage.schema import nodes
+from tests.integration.test_query_plans import explain, pages_touched
 from tests.integration.test_store import Flow
 from tests.tasks import make_app
 
@@ -49,16 +49,6 @@ def store(postgres_url: str) -> Iterator[Store]:
     db = connect(postgres_url)
     yield Store(db)
     db.dispose()
-
-
-def pages_read(conn: sa.Connection, statement: str, parameters: Any) -> int:
-    """The pages PostgreSQL touched running ``statement`` (rolled back)."""
-    explained = conn.exec_driver_sql(
-        f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}", parameters
-    ).scalar_one()
-    document = explained if isinstance(explained, list) else json.loads(explained)
-    plan = document[0]["Plan"]
-    return int(plan["Shared Hit Blocks"]) + int(plan["Shared Read Blocks"])
 
 
 @contextmanager
@@ -107,7 +97,7 @@ def test_a_join_reads_its_parents_by_key_before_any_statistics(store: Store) -> 
         with statements_sent(conn) as sent:
             assert join_value(conn, flow.id, join) == list(range(PARENTS))
         ((statement, parameters),) = sent
-        pages = pages_read(conn, statement, parameters)
+        pages = pages_touched(explain(conn, statement, parameters))
         conn.rollback()
     assert pages <= PAGES_PER_PARENT * PARENTS, f"{pages} pages for {PARENTS} parents"
 
@@ -150,9 +140,13 @@ def test_submits_give_the_planner_statistics_once_the_tables_are_large(
     third, second = members[2], members[1]
     with store.db.connect() as conn:
         # the third member's claim, the second one's success: both rolled back
-        claim_pages = pages_read(conn, claim, swap(claimed, members[0], third))
+        claim_pages = pages_touched(
+            explain(conn, claim, swap(claimed, members[0], third))
+        )
         conn.rollback()
-        success_pages = pages_read(conn, success, swap(succeeded, members[0], second))
+        success_pages = pages_touched(
+            explain(conn, success, swap(succeeded, members[0], second))
+        )
         conn.rollback()
     assert claim_pages <= MAX_PAGES, f"a claim touched {claim_pages} pages"
     assert success_pages <= MAX_PAGES, f"a success touched {success_pages} pages"
