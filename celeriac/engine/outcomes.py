@@ -14,7 +14,7 @@ from kombu.exceptions import EncodeError
 from celeriac.engine.control import Control
 from celeriac.engine.errbacks import ErrbackArguments, rebuilt_exception
 from celeriac.engine.exceptions import failure_of
-from celeriac.engine.handoff import FIRST_ATTEMPT, Offer, carry
+from celeriac.engine.handoff import FIRST_ATTEMPT, Offer, carry, is_running_in_place
 from celeriac.engine.node_request import TRACEBACK_LIMIT, NodeRequest
 from celeriac.engine.replacement import compile_replacement
 from celeriac.errors import InvalidCanvas, StorageError
@@ -53,6 +53,10 @@ class Outcomes(Control):
                 node.number,
                 result,
                 offer.handoff if offer is not None else None,
+                # run in place, it follows a parent that alone made it
+                # ready, as a chain's step does: its success likely makes
+                # its own successor ready too
+                counting_down=not is_running_in_place(node.node_id),
             ),
         )
         if outcome is None:

@@ -70,13 +70,27 @@ class OutcomeStore(StoreBase):
         number: int,
         result: Any,
         handoff: Handoff | None = None,
+        counting_down: bool = False,
     ) -> Outcome:
         """Record a node's result and release the successors it made ready.
 
         With ``handoff``, the one task it makes ready may be claimed for the
-        offering worker (``Outcome.carried``) instead of dispatched.
+        offering worker (``Outcome.carried``) instead of dispatched. With
+        ``counting_down`` (the node likely makes no child ready: a member of
+        a group or of a chord's header), PostgreSQL first tries the success
+        as one statement that commits on its own, which writes nothing when
+        it would make a child ready.
         """
         at = now()
+        if counting_down and self.db.dialect.name == "postgresql":
+            with self._autocommit() as conn:
+                counted = successes.count_down_at_once(
+                    conn, workflow_id, node_id, number, result, at
+                )
+            if counted is not None:  # the workflow runs: nothing to settle
+                return Outcome(
+                    True, [], counted.state, failing=bool(counted.failure_kept)
+                )
         carried = None
         with self._write() as conn:
             done = successes.succeed(conn, workflow_id, node_id, number, result, at)

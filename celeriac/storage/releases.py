@@ -46,7 +46,7 @@ READY_COLUMNS = (
 
 
 #: The edges from ``b_parent`` to the children it counts for.
-_CHILD_EDGES = (
+CHILD_EDGES = (
     edges.c.workflow_id == sa.bindparam("b_wf"),
     edges.c.parent_id == sa.bindparam("b_parent"),
     edges.c.on_error.is_(False),
@@ -59,11 +59,11 @@ def _decrement_children(dialect: str) -> sa.Update:
         # the children's ids first (an InitPlan), then each node by its key:
         # as a join, a planner without statistics of a new workflow's nodes
         # scanned them all for each edge
-        ids = sa.select(sa.func.array_agg(edges.c.child_id)).where(*_CHILD_EDGES)
+        ids = sa.select(sa.func.array_agg(edges.c.child_id)).where(*CHILD_EDGES)
         array = sa.cast(ids.scalar_subquery(), postgresql.ARRAY(nodes.c.id.type))
         children = nodes.c.id == sa.any_(array)
     else:
-        children = nodes.c.id.in_(sa.select(edges.c.child_id).where(*_CHILD_EDGES))
+        children = nodes.c.id.in_(sa.select(edges.c.child_id).where(*CHILD_EDGES))
     return (
         sa.update(nodes)
         .where(nodes.c.workflow_id == sa.bindparam("b_wf"), children)

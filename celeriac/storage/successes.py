@@ -12,7 +12,16 @@ does). When that statement finds the attempt no longer running, or the
 workflow not running, it writes nothing, and the four statements run to
 say why.
 
-Takes the open connection of the caller's transaction and never commits.
+A success that makes no child ready (a member of a group or of a chord's
+header, not the last) can be its whole transaction: ``count_down_at_once``
+is one statement for a connection that commits each one. It writes nothing
+when the node counts for more than one child, or when its child, locked and
+read as it is now, would become ready. It locks the child before the node
+(a child a success counts down is a join or END, which no claim or outcome
+locks before a parent of theirs).
+
+The other functions take the open connection of the caller's transaction
+and never commit.
 """
 
 from __future__ import annotations
@@ -32,7 +41,9 @@ from celeriac.storage.attempt_ends import (
 )
 from celeriac.storage.moves import queued_values
 from celeriac.storage.releases import (
+    CHILD_EDGES,
     DECREMENT_CHILDREN,
+    READY_COLUMNS,
     decrement_children,
     now_ready,
 )
@@ -40,6 +51,7 @@ from celeriac.storage.schema import (
     Id,
     Timestamp,
     attempts,
+    edges,
     events,
     nodes,
     workflows,
@@ -78,31 +90,71 @@ def _written(value: str | int) -> sa.ColumnElement[Any]:
     return sa.literal_column(str(value), sa.Integer)
 
 
-def _succeed_at_once() -> sa.Select[Any]:
-    """The usual success in one statement; bound as ``succeed_at_once`` binds it."""
-    workflow_id = sa.bindparam("b_wf", type_=Id)
-    at = sa.bindparam("b_at", type_=Timestamp)
+def _only_child() -> sa.ColumnElement[bool]:
+    """The node's child, by its key, if it counts for one child at most.
+
+    Each look-up is of one key, whatever the planner knows of the tables:
+    with ``= ANY`` of the children's ids, a generic plan made while the
+    tables were small scanned all of a workflow's nodes for each success.
+    """
+    child = sa.select(sa.func.min(edges.c.child_id)).where(*CHILD_EDGES)
+    return sa.and_(
+        nodes.c.workflow_id == sa.bindparam("b_wf", type_=Id),
+        nodes.c.id == child.scalar_subquery(),
+    )
+
+
+class _Head(NamedTuple):
+    """The parts both one-statement successes share."""
+
+    #: the workflow's row, locked for share, if it runs
+    workflow: sa.CTE
+    #: the node's end: its id
+    finished: sa.CTE
+    #: true once the attempt's end is written (count its rows first)
+    after_attempt: sa.ColumnElement[bool]
+
+
+def _head(counting_down: bool) -> _Head:
+    """The workflow locked, the node's and the attempt's end.
+
+    ``counting_down``: only for a node that counts for one child at most,
+    which it does not make ready. The child is locked and read as it is
+    now, not as the statement's snapshot shows it: another parent may have
+    finished since.
+    """
     # The workflow's row as locked: a locking read sees the newest version
     # (the statement's snapshot may be older), so the state and the kept
     # failure are read here, not beside it.
+    conditions = [
+        workflows.c.id == sa.bindparam("b_wf", type_=Id),
+        workflows.c.state == WorkflowState.IN_PROGRESS.value,
+    ]
     workflow = (
         sa.select(
             workflows.c.state,
             workflows.c.exc_type.is_not(None).label("failure_kept"),
         )
-        .where(
-            workflows.c.id == workflow_id,
-            workflows.c.state == WorkflowState.IN_PROGRESS.value,
-        )
+        .where(*conditions)
         .with_for_update(read=True)
         .cte("workflow")
     )
-    running = sa.exists(sa.select(workflow.c.state))
+    ends: list[sa.ColumnElement[bool]] = [sa.exists(sa.select(workflow.c.state))]
+    if counting_down:
+        children = sa.select(sa.func.count()).where(*CHILD_EDGES).scalar_subquery()
+        locked = (
+            sa.select(nodes.c.waiting)
+            .where(_only_child())
+            .with_for_update(key_share=True)
+            .cte("locked")
+        )
+        ends.append(children <= 1)
+        ends.append(~sa.exists(sa.select(locked).where(locked.c.waiting <= 1)))
     finished = (
-        FINISH_NODE.where(running)
+        FINISH_NODE.where(*ends)
         .values(
             state=_N.SUCCEEDED.value,
-            finished_at=at,
+            finished_at=sa.bindparam("b_at", type_=Timestamp),
             result=sa.bindparam("b_result", type_=nodes.c.result.type),
             exc_type=None,
             exc_message=None,
@@ -119,6 +171,59 @@ def _succeed_at_once() -> sa.Select[Any]:
     # Counting the attempt's rows runs its update (locking its row) before
     # the children are: the statements' order, whatever the count.
     after_attempt = sa.select(sa.func.count()).select_from(attempt).scalar_subquery()
+    return _Head(workflow, finished, after_attempt >= 0)
+
+
+def _node_event(finished: sa.CTE) -> sa.Select[Any]:
+    """The node's own event, RUNNING to SUCCEEDED, ordered first."""
+    return sa.select(
+        finished.c.id.label("node_id"),
+        _written(_N.RUNNING.value).label("from_state"),
+        _written(_N.SUCCEEDED.value).label("to_state"),
+        _written(-1).label("ordinal"),
+    )
+
+
+def _logged(happened: sa.Subquery, *conditions: Any) -> sa.CTE:
+    """The events ``happened`` inserted, in their order; their node ids."""
+    return (
+        events.insert()
+        .from_select(
+            ("workflow_id", "node_id", "from_state", "to_state", "at"),
+            sa.select(
+                sa.bindparam("b_wf", type_=Id),
+                happened.c.node_id,
+                happened.c.from_state,
+                happened.c.to_state,
+                sa.bindparam("b_at", type_=Timestamp),
+            )
+            .where(*conditions)
+            .order_by(happened.c.ordinal),
+        )
+        .returning(events.c.node_id)
+        .cte("logged")
+    )
+
+
+def _answer(head: _Head, children: sa.CTE, logged: sa.CTE) -> sa.Select[Any]:
+    """What both one-statement successes return: ``succeed_at_once`` reads it."""
+    return sa.select(
+        head.workflow.c.state.label("workflow_state"),
+        head.workflow.c.failure_kept,
+        sa.select(sa.func.count())
+        .select_from(logged)
+        .scalar_subquery()
+        .label("logged"),
+        *children.c,
+    ).select_from(
+        head.finished.join(head.workflow, sa.true()).outerjoin(children, sa.true())
+    )
+
+
+def _succeed_at_once() -> sa.Select[Any]:
+    """The usual success in one statement; bound as ``succeed_at_once`` binds it."""
+    head = _head(counting_down=False)
+    finished = head.finished
     # a task child this parent was the last one of: queued at once
     last = sa.and_(
         nodes.c.waiting == _written(1),
@@ -129,9 +234,10 @@ def _succeed_at_once() -> sa.Select[Any]:
     def when_last(value: Any, otherwise: Any) -> Any:
         return sa.case((last, value), else_=otherwise)
 
+    at = sa.bindparam("b_at", type_=Timestamp)
     children = (
         DECREMENT_CHILDREN["postgresql"]
-        .where(sa.exists(sa.select(finished.c.id)), after_attempt >= 0)
+        .where(sa.exists(sa.select(finished.c.id)), head.after_attempt)
         .values(
             {
                 name: when_last(value, nodes.c[name])
@@ -148,12 +254,7 @@ def _succeed_at_once() -> sa.Select[Any]:
         )
     )
     happened = sa.union_all(
-        sa.select(
-            finished.c.id.label("node_id"),
-            _written(_N.RUNNING.value).label("from_state"),
-            _written(_N.SUCCEEDED.value).label("to_state"),
-            _written(-1).label("ordinal"),
-        ),
+        _node_event(finished),
         sa.select(
             children.c.id,
             _written(_N.PENDING.value),
@@ -161,35 +262,27 @@ def _succeed_at_once() -> sa.Select[Any]:
             children.c.position,
         ).where(children.c.waiting == 0, children.c.state == _N.QUEUED.value),
     ).subquery("happened")
-    logged = (
-        events.insert()
-        .from_select(
-            ("workflow_id", "node_id", "from_state", "to_state", "at"),
-            sa.select(
-                workflow_id,
-                happened.c.node_id,
-                happened.c.from_state,
-                happened.c.to_state,
-                at,
-            )
-            .where(~others_ready)
-            .order_by(happened.c.ordinal),
+    return _answer(head, children, _logged(happened, ~others_ready))
+
+
+def _count_down_at_once() -> sa.Select[Any]:
+    """The success of a node that makes no child ready, in one statement."""
+    head = _head(counting_down=True)
+    children = (
+        sa.update(nodes)
+        .where(
+            _only_child(), sa.exists(sa.select(head.finished.c.id)), head.after_attempt
         )
-        .returning(events.c.node_id)
-        .cte("logged")
+        .values(waiting=nodes.c.waiting - 1)
+        .returning(*READY_COLUMNS, nodes.c.waiting, nodes.c.state)
+        .cte("children")
     )
-    return sa.select(
-        workflow.c.state.label("workflow_state"),
-        workflow.c.failure_kept,
-        sa.select(sa.func.count())
-        .select_from(logged)
-        .scalar_subquery()
-        .label("logged"),
-        *children.c,
-    ).select_from(finished.join(workflow, sa.true()).outerjoin(children, sa.true()))
+    happened = _node_event(head.finished).subquery("happened")
+    return _answer(head, children, _logged(happened))
 
 
 _SUCCEED_AT_ONCE = _succeed_at_once()
+_COUNT_DOWN_AT_ONCE = _count_down_at_once()
 
 
 def succeed(
@@ -208,7 +301,7 @@ def succeed(
     return succeed_in_steps(conn, workflow_id, node_id, number, result, at)
 
 
-def succeed_at_once(
+def count_down_at_once(
     conn: sa.Connection,
     workflow_id: str,
     node_id: str,
@@ -216,9 +309,30 @@ def succeed_at_once(
     result: Any,
     at: datetime,
 ) -> Success | None:
+    """``succeed`` in one statement if it makes no child ready, on PostgreSQL.
+
+    Run on a connection that commits each statement (autocommit), it is the
+    success's whole transaction in one round trip: a member of a group or of
+    a chord's header that is not the last. None: nothing written, and the
+    success is left to ``succeed`` in a transaction.
+    """
+    return succeed_at_once(
+        conn, workflow_id, node_id, number, result, at, _COUNT_DOWN_AT_ONCE
+    )
+
+
+def succeed_at_once(
+    conn: sa.Connection,
+    workflow_id: str,
+    node_id: str,
+    number: int,
+    result: Any,
+    at: datetime,
+    statement: sa.Select[Any] = _SUCCEED_AT_ONCE,
+) -> Success | None:
     """``succeed`` in one statement, on PostgreSQL; None: nothing written."""
     rows = conn.execute(
-        _SUCCEED_AT_ONCE,
+        statement,
         {
             "b_wf": workflow_id,
             "b_node": node_id,

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from celeriac.records import Handoff, Lease, Outcome
 from celeriac.storage import Store, claims, connect, event_log, successes
 from celeriac.storage.schema import attempts, events, nodes, workflows
+from tests.integration.test_fresh_statistics import statements_sent
 from tests.integration.test_store import Flow
 from tests.waiting import wait_for
 
@@ -49,18 +50,30 @@ def claim(store: Store, flow: Flow, name: str, at_once: bool) -> bool:
     return claimed
 
 
+#: The ways a success is recorded: its usual case in one statement; first as
+#: one statement that commits on its own if it makes no child ready; or as
+#: the statements one by one.
+ONE_STATEMENT, COUNTING_DOWN, IN_STEPS = "one statement", "counting down", "in steps"
+
+
 def succeed(
     store: Store,
     flow: Flow,
     name: str,
-    at_once: bool,
+    way: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[Any, ...]:
-    """Record ``name``'s success, its usual case in one statement or not."""
+    """Record ``name``'s success one way (``ONE_STATEMENT``, …)."""
     with monkeypatch.context() as patched:
-        if not at_once:  # as if the one statement found nothing to do
+        if way == IN_STEPS:  # as if the one statement found nothing to do
             patched.setattr(successes, "succeed_at_once", lambda *_: None)
-        outcome = store.record_success(flow.id, flow[name], 1, {"value": name})
+        outcome = store.record_success(
+            flow.id,
+            flow[name],
+            1,
+            {"value": name},
+            counting_down=way == COUNTING_DOWN,
+        )
     return answer(flow, outcome)
 
 
@@ -108,13 +121,13 @@ def rows(store: Store, flow: Flow) -> dict[str, list[tuple[Any, ...]]]:
     return found
 
 
-def stored_twice(store: Store) -> tuple[Flow, Flow]:
-    """Two stored copies of: (a, b) → JOIN j → c → e, and b → d; END after d, e.
+def stored(store: Store, copies: int) -> list[Flow]:
+    """Stored copies of: (a, b) → JOIN j → c → e, and b → d; END after d, e.
 
     When b succeeds after a, a join and a task are ready at once.
     """
     flows = []
-    for _ in range(2):
+    for _ in range(copies):
         flow = Flow()
         a, b = flow.task("a"), flow.task("b")
         flow.edge(b, flow.task("d"))
@@ -124,33 +137,35 @@ def stored_twice(store: Store) -> tuple[Flow, Flow]:
         store.insert_workflow(flow.build(result=flow["e"]))
         flows.append(flow)
     store.heartbeat("w1-1", "w1", 1)
-    return flows[0], flows[1]
+    return flows
 
 
 def test_each_way_leaves_the_same_rows_and_answers_the_same(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    one_statement, in_steps = stored_twice(store)
-    answers: dict[bool, list[Any]] = {}
-    for at_once, flow in ((True, one_statement), (False, in_steps)):
-        steps = answers[at_once] = []
+    ways = (ONE_STATEMENT, COUNTING_DOWN, IN_STEPS)
+    flows = dict(zip(ways, stored(store, len(ways)), strict=True))
+    answers: dict[str, list[Any]] = {}
+    for way, flow in flows.items():
+        at_once = way != IN_STEPS
+        steps = answers[way] = []
         steps.append(claim(store, flow, "a", at_once))
         steps.append(claim(store, flow, "a", at_once))  # already claimed
         steps.append(claim(store, flow, "c", at_once))  # not queued
         steps.append(claim(store, flow, "b", at_once))
-        steps.append(succeed(store, flow, "a", at_once, monkeypatch))  # j waits
-        steps.append(succeed(store, flow, "a", at_once, monkeypatch))  # a replay
-        steps.append(succeed(store, flow, "b", at_once, monkeypatch))  # j and d
+        steps.append(succeed(store, flow, "a", way, monkeypatch))  # j waits
+        steps.append(succeed(store, flow, "a", way, monkeypatch))  # a replay
+        steps.append(succeed(store, flow, "b", way, monkeypatch))  # j and d
         steps.append(claim(store, flow, "c", at_once))
         steps.append(claim(store, flow, "d", at_once))
-        steps.append(succeed(store, flow, "d", at_once, monkeypatch))  # END waits
-        steps.append(succeed(store, flow, "c", at_once, monkeypatch))  # e
+        steps.append(succeed(store, flow, "d", way, monkeypatch))  # END waits
+        steps.append(succeed(store, flow, "c", way, monkeypatch))  # e
         steps.append(claim(store, flow, "e", at_once))
-        steps.append(succeed(store, flow, "e", at_once, monkeypatch))  # END
+        steps.append(succeed(store, flow, "e", way, monkeypatch))  # END
 
-    assert answers[True] == answers[False]
+    assert answers[ONE_STATEMENT] == answers[COUNTING_DOWN] == answers[IN_STEPS]
     progress = ("IN_PROGRESS", False, False)
-    assert answers[True] == [
+    assert answers[ONE_STATEMENT] == [
         True,
         False,
         False,
@@ -172,9 +187,9 @@ def test_each_way_leaves_the_same_rows_and_answers_the_same(
         True,
         (True, [], "IN_PROGRESS", True, False),
     ]
-    stored = rows(store, one_statement)
-    assert stored == rows(store, in_steps)
-    assert [event[1:3] for event in stored["events"] if event[0] == "c"] == [
+    left = rows(store, flows[ONE_STATEMENT])
+    assert left == rows(store, flows[COUNTING_DOWN]) == rows(store, flows[IN_STEPS])
+    assert [event[1:3] for event in left["events"] if event[0] == "c"] == [
         ("PENDING", "QUEUED"),
         ("QUEUED", "RUNNING"),
         ("RUNNING", "SUCCEEDED"),
@@ -293,3 +308,92 @@ def waits_for_a_lock(store: Store) -> bool:
             )
         ).scalar_one()
     return bool(found)
+
+
+def test_a_success_that_only_counts_down_is_one_statement_of_its_own(
+    store: Store,
+) -> None:
+    """a's success counts j down: one statement, committed with no BEGIN.
+
+    b's would make j ready: that one writes nothing, and the transaction
+    that releases j records the success instead.
+    """
+    flow = Flow()
+    flow.join("j", flow.task("a"), flow.task("b"))
+    store.insert_workflow(flow.build(result=flow["j"]))
+    store.heartbeat("w1-1", "w1", 1)
+    assert claim(store, flow, "a", at_once=True)
+    assert claim(store, flow, "b", at_once=True)
+
+    with statements_sent(store.db) as sent:
+        first = store.record_success(flow.id, flow["a"], 1, "a", counting_down=True)
+    assert [statement.split()[0] for statement, _ in sent] == ["WITH"]
+    assert (first.recorded, first.dispatch, first.finished) == (True, [], False)
+    assert node_states(store, flow) == {"a": "SUCCEEDED", "b": "RUNNING", "j": 1}
+
+    with statements_sent(store.db) as sent:
+        last = store.record_success(flow.id, flow["b"], 1, "b", counting_down=True)
+    assert len(sent) > 1
+    assert (last.recorded, last.finished) == (True, True)
+    assert node_states(store, flow) == {"a": "SUCCEEDED", "b": "SUCCEEDED", "j": 0}
+
+
+def test_a_parent_finished_since_the_statement_began_makes_it_fall_back(
+    store: Store,
+) -> None:
+    """b's counting down starts while a's success, uncommitted, holds j.
+
+    The statement's snapshot shows j waiting for two parents; once a's
+    success commits, j waits for b alone. b's one statement must see that
+    (it locks j and reads it as it is now) and leave j's release to the
+    transaction: else j would count down to 0 and never be released.
+    """
+    flow = Flow()
+    flow.join("j", flow.task("a"), flow.task("b"))
+    store.insert_workflow(flow.build(result=flow["j"]))
+    store.heartbeat("w1-1", "w1", 1)
+    assert claim(store, flow, "a", at_once=True)
+    assert claim(store, flow, "b", at_once=True)
+    outcomes: list[Outcome] = []
+    with store.db.connect() as holding:
+        holding.begin()
+        event_log.start_events(holding)
+        successes.succeed(holding, flow.id, flow["a"], 1, "a", AT)
+        event_log.write_events(holding)
+        recording = threading.Thread(
+            target=lambda: outcomes.append(
+                store.record_success(flow.id, flow["b"], 1, "b", counting_down=True)
+            )
+        )
+        recording.start()
+        wait_for(
+            lambda: waits_for_a_lock(store), timeout=10, what="b's success to wait"
+        )
+        holding.commit()
+        recording.join(timeout=10)
+    (outcome,) = outcomes
+    assert (outcome.recorded, outcome.finished) == (True, True)
+    assert node_states(store, flow) == {"a": "SUCCEEDED", "b": "SUCCEEDED", "j": 0}
+    with store.db.connect() as conn:
+        joined = conn.execute(
+            sa.select(nodes.c.state).where(
+                nodes.c.workflow_id == flow.id, nodes.c.id == flow["j"]
+            )
+        ).scalar_one()
+    assert joined == "SUCCEEDED"
+
+
+def node_states(store: Store, flow: Flow) -> dict[str, Any]:
+    """a's and b's states, and how many parents j still waits for."""
+    with store.db.connect() as conn:
+        found = conn.execute(
+            sa.select(nodes.c.id, nodes.c.state, nodes.c.waiting).where(
+                nodes.c.workflow_id == flow.id
+            )
+        ).all()
+    named = {flow.name_of(row.id): row for row in found}
+    return {
+        "a": named["a"].state,
+        "b": named["b"].state,
+        "j": named["j"].waiting,
+    }

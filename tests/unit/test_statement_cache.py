@@ -19,6 +19,7 @@ from celeriac.storage import claims, successes
 PER_NODE = {
     "claim": claims._CLAIM_FIRST_AT_ONCE,
     "success": successes._SUCCEED_AT_ONCE,
+    "success counting down": successes._COUNT_DOWN_AT_ONCE,
 }
 
 
