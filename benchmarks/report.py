@@ -379,7 +379,9 @@ backend and stores results in its own tables. Times run from handing the
 canvas over (`apply_async()` or `engine.submit()`) until its final result is
 back in the submitting process (`AsyncResult.get()` or `Workflow.get()`).
 
-The pause workload runs two workers (four pool processes). The recovery
+The pause workload runs two workers (four pool processes), and one pause
+before the measured ones: a pool process's first pause costs about 60 ms
+more, compiling the statements of the pause's path. The recovery
 workload runs one worker with quick failure detection
 ({recovery_options}), SIGKILLs it (with its pool) while a chain's third
 task runs, starts a new one, and times from the new worker's `worker_ready`
