@@ -436,8 +436,11 @@ grows with the chain, since each message carries the rest of it. On a
 durable server (`--durable`) each commit waits for the disk to flush the
 write-ahead log, which native Celery with a Redis result backend never does.
 A group's members are published, so each costs the two commits, spread over
-the pool processes; its members also queue on one row, the join that counts
-them, whose lock each holds until its commit. `Workflow.get()` learns of the
+the pool processes, but each in one round trip: on PostgreSQL the claim, and
+the success of a member that only counts its join down (all but the last),
+are each one statement that commits on its own, with no `BEGIN` or `COMMIT`
+sent apart. The members queue on one row, the join that counts them, whose
+lock each holds until its commit. `Workflow.get()` learns of the
 end through PostgreSQL's `LISTEN`/`NOTIFY`, so the figures do not include
 polling delays. On a 2-core machine, PostgreSQL, Redis, the worker processes
 and the submitting process share the cores, so a workload's time follows the
