@@ -126,16 +126,15 @@ def _head(counting_down: bool) -> _Head:
     # The workflow's row as locked: a locking read sees the newest version
     # (the statement's snapshot may be older), so the state and the kept
     # failure are read here, not beside it.
-    conditions = [
-        workflows.c.id == sa.bindparam("b_wf", type_=Id),
-        workflows.c.state == WorkflowState.IN_PROGRESS.value,
-    ]
     workflow = (
         sa.select(
             workflows.c.state,
             workflows.c.exc_type.is_not(None).label("failure_kept"),
         )
-        .where(*conditions)
+        .where(
+            workflows.c.id == sa.bindparam("b_wf", type_=Id),
+            workflows.c.state == WorkflowState.IN_PROGRESS.value,
+        )
         .with_for_update(read=True)
         .cte("workflow")
     )
