@@ -2,9 +2,11 @@
 
 On PostgreSQL a task's usual claim and its usual success each run as one
 statement (data-modifying CTEs); SQLite, and PostgreSQL in every other case,
-run the statements one by one. Two identical workflows go through the same
-steps, one each way, on the same PostgreSQL database: every row they leave
-(the events in the same order) must be the same, and so must every answer.
+run the statements one by one. A success that only counts its child down
+may also be one statement that commits on its own. Identical workflows go
+through the same steps, one each way, on the same PostgreSQL database: every
+row they leave (the events in the same order) must be the same, and so must
+every answer.
 """
 
 from __future__ import annotations
