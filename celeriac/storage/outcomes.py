@@ -84,8 +84,8 @@ class OutcomeStore(StoreBase):
         at = now()
         if counting_down and self.db.dialect.name == "postgresql":
             with self._autocommit() as conn:
-                counted = successes.count_down_at_once(
-                    conn, workflow_id, node_id, number, result, at
+                counted = successes.succeed_at_once(
+                    conn, workflow_id, node_id, number, result, at, counting_down=True
                 )
             if counted is not None:  # the workflow runs: nothing to settle
                 return Outcome(

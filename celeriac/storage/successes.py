@@ -13,12 +13,12 @@ workflow not running, it writes nothing, and the four statements run to
 say why.
 
 A success that makes no child ready (a member of a group or of a chord's
-header, not the last) can be its whole transaction: ``count_down_at_once``
-is one statement for a connection that commits each one. It writes nothing
-when the node counts for more than one child, or when its child, locked and
-read as it is now, would become ready. It locks the child before the node
-(a child a success counts down is a join or END, which no claim or outcome
-locks before a parent of theirs).
+header, not the last) can be its whole transaction: ``succeed_at_once``
+with ``counting_down``, one statement for a connection that commits each
+one. It writes nothing when the node counts for more than one child, or
+when its child, locked and read as it is now, would become ready. It locks
+the child before the node (a child a success counts down is a join or END,
+which no claim or outcome locks before a parent of theirs).
 
 The other functions take the open connection of the caller's transaction
 and never commit.
@@ -300,26 +300,6 @@ def succeed(
     return succeed_in_steps(conn, workflow_id, node_id, number, result, at)
 
 
-def count_down_at_once(
-    conn: sa.Connection,
-    workflow_id: str,
-    node_id: str,
-    number: int,
-    result: Any,
-    at: datetime,
-) -> Success | None:
-    """``succeed`` in one statement if it makes no child ready, on PostgreSQL.
-
-    Run on a connection that commits each statement (autocommit), it is the
-    success's whole transaction in one round trip: a member of a group or of
-    a chord's header that is not the last. None: nothing written, and the
-    success is left to ``succeed`` in a transaction.
-    """
-    return succeed_at_once(
-        conn, workflow_id, node_id, number, result, at, _COUNT_DOWN_AT_ONCE
-    )
-
-
 def succeed_at_once(
     conn: sa.Connection,
     workflow_id: str,
@@ -327,11 +307,18 @@ def succeed_at_once(
     number: int,
     result: Any,
     at: datetime,
-    statement: sa.Select[Any] = _SUCCEED_AT_ONCE,
+    counting_down: bool = False,
 ) -> Success | None:
-    """``succeed`` in one statement, on PostgreSQL; None: nothing written."""
+    """``succeed`` in one statement, on PostgreSQL; None: nothing written.
+
+    ``counting_down``: only if the success makes no child ready. On a
+    connection that commits each statement (autocommit), it is then the
+    success's whole transaction in one round trip: a member of a group or of
+    a chord's header that is not the last. Otherwise nothing is written,
+    and the success is left to ``succeed`` in a transaction.
+    """
     rows = conn.execute(
-        statement,
+        _COUNT_DOWN_AT_ONCE if counting_down else _SUCCEED_AT_ONCE,
         {
             "b_wf": workflow_id,
             "b_node": node_id,

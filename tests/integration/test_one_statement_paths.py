@@ -12,7 +12,8 @@ every answer.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -213,7 +214,6 @@ def test_a_failure_kept_while_the_success_waits_for_the_lock_is_seen(
     store.insert_workflow(flow.build(result=flow["j"]))
     store.heartbeat("w1-1", "w1", 1)
     assert claim(store, flow, "a", at_once=True)
-    outcomes: list[Outcome] = []
     with store.db.connect() as failing:
         failing.begin()
         failing.execute(
@@ -221,17 +221,12 @@ def test_a_failure_kept_while_the_success_waits_for_the_lock_is_seen(
             .where(workflows.c.id == flow.id)
             .values(exc_type="ValueError")
         )
-        recording = threading.Thread(
-            target=lambda: outcomes.append(
-                store.record_success(flow.id, flow["a"], 1, "a")
-            )
-        )
-        recording.start()
-        wait_for(
-            lambda: waits_for_a_lock(store), timeout=10, what="the success to wait"
-        )
-        failing.commit()
-        recording.join(timeout=10)
+        with recorded_meanwhile(
+            store,
+            lambda: store.record_success(flow.id, flow["a"], 1, "a"),
+            "the success to wait",
+        ) as outcomes:
+            failing.commit()
     (outcome,) = outcomes
     assert (outcome.recorded, outcome.dispatch, outcome.failing) == (True, [], True)
 
@@ -254,7 +249,6 @@ def test_a_join_released_after_a_wait_starts_nothing_before_its_parents_ended(
     assert claim(store, flow, "a", at_once=True)
     assert claim(store, flow, "b", at_once=True)
     handoff = Handoff(Lease("w1-1", "w1", 1, AT), "token-c", lambda _: True)
-    outcomes: list[Outcome] = []
     with store.db.connect() as holding:
         holding.begin()
         holding.execute(
@@ -262,18 +256,13 @@ def test_a_join_released_after_a_wait_starts_nothing_before_its_parents_ended(
             .where(nodes.c.workflow_id == flow.id, nodes.c.id == flow["b"])
             .with_for_update()
         )
-        recording = threading.Thread(
-            target=lambda: outcomes.append(
-                store.record_success(flow.id, flow["b"], 1, "b", handoff)
-            )
-        )
-        recording.start()
-        wait_for(
-            lambda: waits_for_a_lock(store), timeout=10, what="b's success to wait"
-        )
-        store.record_success(flow.id, flow["a"], 1, "a")
-        holding.commit()
-        recording.join(timeout=10)
+        with recorded_meanwhile(
+            store,
+            lambda: store.record_success(flow.id, flow["b"], 1, "b", handoff),
+            "b's success to wait",
+        ) as outcomes:
+            store.record_success(flow.id, flow["a"], 1, "a")
+            holding.commit()
     (outcome,) = outcomes
     assert outcome.carried is not None
     assert outcome.carried.node_id == c
@@ -300,6 +289,22 @@ def test_a_join_released_after_a_wait_starts_nothing_before_its_parents_ended(
     assert changes == [("PENDING", "QUEUED"), ("QUEUED", "RUNNING")]
 
 
+@contextmanager
+def recorded_meanwhile(
+    store: Store, record: Callable[[], Outcome], what: str
+) -> Iterator[list[Outcome]]:
+    """Run ``record`` in a thread; once it waits for a lock, the block runs.
+
+    Yields the list its outcome is appended to, when it returns after the block.
+    """
+    outcomes: list[Outcome] = []
+    recording = threading.Thread(target=lambda: outcomes.append(record()))
+    recording.start()
+    wait_for(lambda: waits_for_a_lock(store), timeout=10, what=what)
+    yield outcomes
+    recording.join(timeout=10)
+
+
 def waits_for_a_lock(store: Store) -> bool:
     """Whether a session of the database waits for a lock."""
     with store.db.connect() as conn:
@@ -320,12 +325,7 @@ def test_a_success_that_only_counts_down_is_one_statement_of_its_own(
     b's would make j ready: that one writes nothing, and the transaction
     that releases j records the success instead.
     """
-    flow = Flow()
-    flow.join("j", flow.task("a"), flow.task("b"))
-    store.insert_workflow(flow.build(result=flow["j"]))
-    store.heartbeat("w1-1", "w1", 1)
-    assert claim(store, flow, "a", at_once=True)
-    assert claim(store, flow, "b", at_once=True)
+    flow = joined_and_running(store)
 
     with statements_sent(store.db) as sent:
         first = store.record_success(flow.id, flow["a"], 1, "a", counting_down=True)
@@ -350,29 +350,20 @@ def test_a_parent_finished_since_the_statement_began_makes_it_fall_back(
     (it locks j and reads it as it is now) and leave j's release to the
     transaction: else j would count down to 0 and never be released.
     """
-    flow = Flow()
-    flow.join("j", flow.task("a"), flow.task("b"))
-    store.insert_workflow(flow.build(result=flow["j"]))
-    store.heartbeat("w1-1", "w1", 1)
-    assert claim(store, flow, "a", at_once=True)
-    assert claim(store, flow, "b", at_once=True)
-    outcomes: list[Outcome] = []
+    flow = joined_and_running(store)
     with store.db.connect() as holding:
         holding.begin()
         event_log.start_events(holding)
         successes.succeed(holding, flow.id, flow["a"], 1, "a", AT)
         event_log.write_events(holding)
-        recording = threading.Thread(
-            target=lambda: outcomes.append(
-                store.record_success(flow.id, flow["b"], 1, "b", counting_down=True)
-            )
-        )
-        recording.start()
-        wait_for(
-            lambda: waits_for_a_lock(store), timeout=10, what="b's success to wait"
-        )
-        holding.commit()
-        recording.join(timeout=10)
+        with recorded_meanwhile(
+            store,
+            lambda: store.record_success(
+                flow.id, flow["b"], 1, "b", counting_down=True
+            ),
+            "b's success to wait",
+        ) as outcomes:
+            holding.commit()
     (outcome,) = outcomes
     assert (outcome.recorded, outcome.finished) == (True, True)
     assert node_states(store, flow) == {"a": "SUCCEEDED", "b": "SUCCEEDED", "j": 0}
@@ -383,6 +374,17 @@ def test_a_parent_finished_since_the_statement_began_makes_it_fall_back(
             )
         ).scalar_one()
     assert joined == "SUCCEEDED"
+
+
+def joined_and_running(store: Store) -> Flow:
+    """(a, b) → JOIN j, stored, with a and b claimed."""
+    flow = Flow()
+    flow.join("j", flow.task("a"), flow.task("b"))
+    store.insert_workflow(flow.build(result=flow["j"]))
+    store.heartbeat("w1-1", "w1", 1)
+    assert claim(store, flow, "a", at_once=True)
+    assert claim(store, flow, "b", at_once=True)
+    return flow
 
 
 def node_states(store: Store, flow: Flow) -> dict[str, Any]:
