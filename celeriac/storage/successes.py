@@ -115,13 +115,11 @@ class _Head(NamedTuple):
     after_attempt: sa.ColumnElement[bool]
 
 
-def _head(counting_down: bool) -> _Head:
+def _head(*guards: sa.ColumnElement[bool]) -> _Head:
     """The workflow locked, the node's and the attempt's end.
 
-    ``counting_down``: only for a node that counts for one child at most,
-    which it does not make ready. The child is locked and read as it is
-    now, not as the statement's snapshot shows it: another parent may have
-    finished since.
+    The node's end is written only while the workflow runs and ``guards``
+    hold (each evaluated once, after the workflow's lock is taken).
     """
     # The workflow's row as locked: a locking read sees the newest version
     # (the statement's snapshot may be older), so the state and the kept
@@ -138,19 +136,8 @@ def _head(counting_down: bool) -> _Head:
         .with_for_update(read=True)
         .cte("workflow")
     )
-    ends: list[sa.ColumnElement[bool]] = [sa.exists(sa.select(workflow.c.state))]
-    if counting_down:
-        children = sa.select(sa.func.count()).where(*CHILD_EDGES).scalar_subquery()
-        locked = (
-            sa.select(nodes.c.waiting)
-            .where(_only_child())
-            .with_for_update(key_share=True)
-            .cte("locked")
-        )
-        ends.append(children <= 1)
-        ends.append(~sa.exists(sa.select(locked).where(locked.c.waiting <= 1)))
     finished = (
-        FINISH_NODE.where(*ends)
+        FINISH_NODE.where(sa.exists(sa.select(workflow.c.state)), *guards)
         .values(
             state=_N.SUCCEEDED.value,
             finished_at=sa.bindparam("b_at", type_=Timestamp),
@@ -221,7 +208,7 @@ def _answer(head: _Head, children: sa.CTE, logged: sa.CTE) -> sa.Select[Any]:
 
 def _succeed_at_once() -> sa.Select[Any]:
     """The usual success in one statement; bound as ``succeed_at_once`` binds it."""
-    head = _head(counting_down=False)
+    head = _head()
     finished = head.finished
     # a task child this parent was the last one of: queued at once
     last = sa.and_(
@@ -265,9 +252,23 @@ def _succeed_at_once() -> sa.Select[Any]:
 
 
 def _count_down_at_once() -> sa.Select[Any]:
-    """The success of a node that makes no child ready, in one statement."""
-    head = _head(counting_down=True)
-    children = (
+    """The success of a node that makes no child ready, in one statement.
+
+    Only for a node that counts for one child at most. The child is locked
+    and read as it is now, not as the statement's snapshot shows it:
+    another parent may have finished since.
+    """
+    children = sa.select(sa.func.count()).where(*CHILD_EDGES).scalar_subquery()
+    locked = (
+        sa.select(nodes.c.waiting)
+        .where(_only_child())
+        .with_for_update(key_share=True)
+        .cte("locked")
+    )
+    head = _head(
+        children <= 1, ~sa.exists(sa.select(locked).where(locked.c.waiting <= 1))
+    )
+    counted = (
         sa.update(nodes)
         .where(
             _only_child(), sa.exists(sa.select(head.finished.c.id)), head.after_attempt
@@ -277,7 +278,7 @@ def _count_down_at_once() -> sa.Select[Any]:
         .cte("children")
     )
     happened = _node_event(head.finished).subquery("happened")
-    return _answer(head, children, _logged(happened))
+    return _answer(head, counted, _logged(happened))
 
 
 _SUCCEED_AT_ONCE = _succeed_at_once()
