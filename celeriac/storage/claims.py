@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from celeriac.records import Lease
 from celeriac.states import AttemptState, NodeKind, NodeState, starts_under
 from celeriac.storage.event_log import add_event, flush_events
+from celeriac.storage.moves import running_values
 from celeriac.storage.rows import aware
 from celeriac.storage.schema import (
     Id,
@@ -164,12 +165,9 @@ def _running() -> sa.Update:
             nodes.c.id == sa.bindparam("b_node"),
         )
         .values(
-            state=_N.RUNNING,
-            current_attempt=sa.bindparam("b_number"),
-            celery_task_id=nodes.c.id,
-            started_at=sa.func.coalesce(
-                nodes.c.started_at, sa.bindparam("b_at", type_=Timestamp)
-            ),
+            running_values(
+                sa.bindparam("b_number"), sa.bindparam("b_at", type_=Timestamp)
+            )
         )
     )
 
@@ -194,7 +192,7 @@ _INSERT_ATTEMPT = attempts.insert()
 
 
 #: The columns of a running attempt's row besides its node's key.
-_ATTEMPT_COLUMNS = (
+ATTEMPT_COLUMNS = (
     "number",
     "state",
     "worker",
@@ -206,10 +204,10 @@ _ATTEMPT_COLUMNS = (
 )
 
 
-def _running_attempt(
+def running_attempt(
     number: int, delivery: str, token: str, lease: Lease, at: datetime
 ) -> dict[str, Any]:
-    """Attempt ``number``'s row as it starts, by column (``_ATTEMPT_COLUMNS``)."""
+    """Attempt ``number``'s row as it starts, by column (``ATTEMPT_COLUMNS``)."""
     values = (
         number,
         AttemptState.RUNNING,
@@ -220,7 +218,7 @@ def _running_attempt(
         token,
         at,
     )
-    return dict(zip(_ATTEMPT_COLUMNS, values, strict=True))
+    return dict(zip(ATTEMPT_COLUMNS, values, strict=True))
 
 
 def attempt_event(number: int) -> str:
@@ -242,13 +240,13 @@ def _claim_first_at_once() -> sa.Insert:
     attempt = (
         attempts.insert()
         .from_select(
-            ("workflow_id", "node_id", *_ATTEMPT_COLUMNS),
+            ("workflow_id", "node_id", *ATTEMPT_COLUMNS),
             sa.select(
                 workflow_id,
                 claimed.c.id,
                 *(
                     sa.bindparam(f"a_{name}", type_=attempts.c[name].type)
-                    for name in _ATTEMPT_COLUMNS
+                    for name in ATTEMPT_COLUMNS
                 ),
             ),
         )
@@ -326,7 +324,7 @@ def claim_first_at_once(
             "b_at": at,
             **{
                 f"a_{name}": value
-                for name, value in _running_attempt(
+                for name, value in running_attempt(
                     1, delivery, token, lease, at
                 ).items()
             },
@@ -389,7 +387,7 @@ def _record_attempt(
         {
             "node_id": node_id,
             "workflow_id": workflow_id,
-            **_running_attempt(number, delivery, token, lease, at),
+            **running_attempt(number, delivery, token, lease, at),
         },
     )
     add_event(

@@ -155,6 +155,16 @@ def queued_values(at: Any) -> dict[str, Any]:
     }
 
 
+def running_values(number: Any, at: Any) -> dict[str, Any]:
+    """What a claim of attempt ``number`` at ``at`` writes, by column."""
+    return {
+        "state": _N.RUNNING,
+        "current_attempt": number,
+        "celery_task_id": nodes.c.id,
+        "started_at": sa.func.coalesce(nodes.c.started_at, at),
+    }
+
+
 _MARK_QUEUED = (
     sa.update(nodes)
     .where(

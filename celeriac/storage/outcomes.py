@@ -59,6 +59,10 @@ def _lock_as_claims_do(
     return state, claims.lock_node(conn, workflow_id, node_id)
 
 
+class _Refused(Exception):
+    """The offering worker refused the successor a success claimed for it."""
+
+
 class OutcomeStore(StoreBase):
     """The outcomes of attempts."""
 
@@ -91,9 +95,26 @@ class OutcomeStore(StoreBase):
                 return Outcome(
                     True, [], counted.state, failing=bool(counted.failure_kept)
                 )
+        try:
+            return self._succeed(workflow_id, node_id, number, result, at, handoff)
+        except _Refused:  # nothing was written: again, with nothing handed over
+            return self._succeed(workflow_id, node_id, number, result, at, None)
+
+    def _succeed(
+        self,
+        workflow_id: str,
+        node_id: str,
+        number: int,
+        result: Any,
+        at: datetime,
+        handoff: Handoff | None,
+    ) -> Outcome:
+        """``record_success``'s transaction; raises ``_Refused`` to roll it back."""
         carried = None
         with self._write() as conn:
-            done = successes.succeed(conn, workflow_id, node_id, number, result, at)
+            done = successes.succeed(
+                conn, workflow_id, node_id, number, result, at, claim_for=handoff
+            )
             state = done.state
             if not done.written:
                 replayed = replays.no_longer_running(
@@ -113,12 +134,19 @@ class OutcomeStore(StoreBase):
             dispatch += releases.queued_already(
                 conn, workflow_id, done.queued, (result,), at, done.logged
             )
-            if handoff is not None:
+            claimed = releases.queued_already(
+                conn, workflow_id, done.claimed, (result,), at, logged=True
+            )
+            if handoff is not None and claimed:
+                (carried,) = claimed
+                if not handoff.accepts(carried):
+                    raise _Refused
+            elif handoff is not None:
                 carried = handoffs.hand_over(
                     conn, workflow_id, state, dispatch, handoff, released_at
                 )
-                if carried is not None:
-                    dispatch = []
+            if carried is not None:
+                dispatch = []
             failing = (
                 not dispatch
                 and carried is None

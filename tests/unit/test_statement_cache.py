@@ -14,12 +14,13 @@ import sqlalchemy as sa
 from psycopg import _queries
 from sqlalchemy.dialects import postgresql
 
-from celeriac.storage import claims, successes
+from celeriac.storage import claims, success_statements
 
 PER_NODE = {
     "claim": claims._CLAIM_FIRST_AT_ONCE,
-    "success": successes._SUCCEED_AT_ONCE,
-    "success counting down": successes._COUNT_DOWN_AT_ONCE,
+    "success": success_statements.SUCCEED_AT_ONCE,
+    "success counting down": success_statements.COUNT_DOWN_AT_ONCE,
+    "success claiming the next node": success_statements.CLAIM_AT_ONCE,
 }
 
 
