@@ -426,7 +426,8 @@ A hop of a chain costs celeriac the same at any length, and usually one
 commit: the outcome's transaction records the node's end and, when it makes
 exactly one task ready that may run here (same queue, no countdown, ETA,
 expiry or time limit), claims that task for the same worker, which runs it
-next without a broker round trip ([differences](differences.md), D21). A
+next without a broker round trip ([differences](differences.md), D21). On
+PostgreSQL that transaction is one statement. A
 node whose successor cannot run in place costs two commits: the claim before
 the body (on PostgreSQL one statement that commits on its own) and the
 outcome after it (on PostgreSQL usually one statement: the node's and its
@@ -451,18 +452,22 @@ is wide.
 
 `python benchmarks/run.py --durable --profile chain_short --repeat 3` runs the
 chain of 100 under cProfile in every pool process, natively and through
-celeriac, and prints the time per task inside the pool process. Three runs
-on this machine (2026-12-06): before and after the claim and the outcome
-were folded into fewer statements, and with the next node run in place
-(compare each run's celeriac with its own native figures; the machine was
-slower during the first):
+celeriac, and prints the time per task inside the pool process. Four runs:
+before and after the claim and the outcome were folded into fewer
+statements, with the next node run in place (2026-12-06, an Intel Xeon VM),
+and with that hop written as one statement (2026-12-07, an AMD EPYC VM).
+Compare each run's celeriac with its own native figures: the machines, and
+the moments, differ.
 
 {hop_profile}
 
 Run in place, a hop no longer pays for the claim's commit or for sending a
-message: what is left is the outcome's one transaction (about half of it
-waiting on PostgreSQL, the rest SQLAlchemy's and psycopg's Python) and
-building the next node's message as Celery would publish it.
+message: what is left is the outcome's one transaction and building the
+next node's message as Celery would publish it. On PostgreSQL that
+transaction is one statement (`BEGIN`, the statement, `COMMIT`): the node's
+and its attempt's end, its successor counted down and claimed, the
+successor's attempt 1 and the events. About half of it is waiting on
+PostgreSQL, the rest SQLAlchemy's and psycopg's Python.
 
 ## Every repetition
 
@@ -470,9 +475,10 @@ building the next node's message as Celery would publish it.
 """
 
 
-#: ``--profile chain_short`` in three runs: before and after the claim and
-#: the outcome were folded (commits 984a43c and ff64bae), and with the next
-#: node run in place (0a4bb11, 07f7be6): milliseconds per task in the pool
+#: ``--profile chain_short`` in four runs: before and after the claim and
+#: the outcome were folded (commits 984a43c and ff64bae), with the next node
+#: run in place (0a4bb11, 07f7be6), and with that hop as one statement
+#: (ba28ad9): milliseconds per task in the pool
 #: process, and the chain of 100's median (the runs are on the same machine,
 #: not at the same moment; each run's own native figures are beside it).
 HOP_PROFILE = [
@@ -484,6 +490,8 @@ HOP_PROFILE = [
         "celeriac after",
         "native Celery (in place)",
         "celeriac, next node run in place",
+        "native Celery (one statement)",
+        "celeriac, the hop in one statement",
     ),
     (
         "the whole traced task (`trace_task`)",
@@ -493,6 +501,8 @@ HOP_PROFILE = [
         "5.62 ms",
         "3.10 ms",
         "3.75 ms",
+        "2.41 ms",
+        "2.56 ms",
     ),
     (
         "claim (`claim_node`): statements, commits",
@@ -502,6 +512,8 @@ HOP_PROFILE = [
         "1.45 ms: 1, 1 (autocommit)",
         "—",
         "in the outcome's transaction",
+        "—",
+        "in the outcome's statement",
     ),
     (
         "outcome (`record_success`): statements, commits",
@@ -511,6 +523,8 @@ HOP_PROFILE = [
         "2.22 ms: 1, 1",
         "1.08 ms (Redis `store_result`)",
         "3.03 ms: 2, 1 (the next node's claim included)",
+        "0.93 ms (Redis `store_result`)",
+        "2.00 ms: 1, 1 (the next node's claim included)",
     ),
     (
         "publishing the next node (`apply_async`)",
@@ -520,6 +534,8 @@ HOP_PROFILE = [
         "1.24 ms",
         "1.76 ms",
         "0.36 ms (built, not sent)",
+        "1.27 ms",
+        "0.27 ms (built, not sent)",
     ),
     (
         "waiting on PostgreSQL (`psycopg` execute + commit)",
@@ -529,6 +545,8 @@ HOP_PROFILE = [
         "2.14 ms",
         "—",
         "1.56 ms",
+        "—",
+        "1.09 ms",
     ),
     (
         "chain of 100, median of 3",
@@ -538,6 +556,8 @@ HOP_PROFILE = [
         "593 ms (2.24x)",
         "321 ms",
         "366 ms (1.14x)",
+        "244 ms",
+        "244 ms (1.00x)",
     ),
 ]
 
