@@ -79,7 +79,10 @@ class OutcomeStore(StoreBase):
         """Record a node's result and release the successors it made ready.
 
         With ``handoff``, the one task it makes ready may be claimed for the
-        offering worker (``Outcome.carried``) instead of dispatched. With
+        offering worker (``Outcome.carried``) instead of dispatched: on
+        PostgreSQL by the success's own statement, before the offer sees the
+        task; if it refuses the task, the transaction is rolled back and the
+        success written again without the claim. With
         ``counting_down`` (the node likely makes no child ready: a member of
         a group or of a chord's header), PostgreSQL first tries the success
         as one statement that commits on its own, which writes nothing when

@@ -13,8 +13,8 @@ Data-modifying CTEs write a success in one statement, one round trip:
   lease. A chain's hop, run in place by the worker that ran the node
   (``handoffs``).
 
-The last two lock the node's only child and read it as it is now; they
-write nothing unless it is as they need it.
+The last two lock the node's only child (before the node) and read it as
+it is now; they write nothing unless it is as they need it.
 
 The locks are taken in the order the statements one by one take them (the
 workflow's in the node update's condition, before the node's row is locked,
@@ -77,7 +77,7 @@ def _only_child() -> sa.ColumnElement[bool]:
 
 
 class _Head(NamedTuple):
-    """The parts both one-statement successes share."""
+    """The parts every one-statement success shares."""
 
     #: the workflow's row, locked for share, if it runs
     workflow: sa.CTE
