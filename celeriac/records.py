@@ -349,6 +349,9 @@ class Handoff:
     token: str
     #: whether the worker can run this node itself (its queue, its options)
     accepts: Callable[[Dispatch], bool]
+    #: whether the success may claim the successor in its own statement,
+    #: before ``accepts`` sees it (a refusal then undoes the transaction)
+    claims_early: bool = True
 
 
 @dataclass(frozen=True)

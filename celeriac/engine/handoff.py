@@ -8,6 +8,11 @@ predecessor, through Celery's tracer, with the request the message would
 have carried (built by Celery's own publish code, the body passed through
 the serializer): no broker round trip, and one transaction per hop.
 
+On PostgreSQL the success's own statement claims the successor before the
+offer sees it, and a refusal undoes that transaction; so after a refusal,
+the next success of the same task in this process asks first (a chain
+whose steps go to another queue would otherwise claim and undo every hop).
+
 The worker goes on so for ``inline_successor_seconds`` after the message it
 took; then the next node is published, so one chain does not hold a pool
 slot for long, and a warm shutdown waits for no more than that. Nodes run so
@@ -162,20 +167,34 @@ class _Local(threading.local):
 _local = _Local()
 
 
+#: The tasks whose last successor this process offered to run was refused
+#: (routed elsewhere, delayed, under a time limit): the next success of one
+#: of them asks before it claims (``Handoff.claims_early``).
+_REFUSED_AFTER: set[str] = set()
+
+
 class Offer:
     """A worker's offer to run the next node itself, for the success it records."""
 
     def __init__(self, app: Celery, carrier: Any, lease: Lease) -> None:
         self.app = app
         self.carrier = carrier
-        self.handoff = Handoff(lease, uuid.uuid4().hex, self._accepts)
+        #: the task of the node whose success this offer is for
+        self.after = str(getattr(carrier, "task", None))
+        early = self.after not in _REFUSED_AFTER
+        self.handoff = Handoff(lease, uuid.uuid4().hex, self._accepts, early)
         #: the message of the node accepted last
         self.message: CarriedMessage | None = None
 
     def _accepts(self, dispatch: Dispatch) -> bool:
         message = carried_message(self.app, dispatch, self.carrier.hostname)
         self.message = message
-        return message is not None and runs_in_place(message, self.carrier)
+        accepted = message is not None and runs_in_place(message, self.carrier)
+        if accepted:
+            _REFUSED_AFTER.discard(self.after)
+        else:
+            _REFUSED_AFTER.add(self.after)
+        return accepted
 
     def message_of(self, dispatch: Dispatch) -> CarriedMessage | None:
         """The message of ``dispatch``, claimed for this offer (replays too)."""

@@ -115,8 +115,9 @@ class OutcomeStore(StoreBase):
         """``record_success``'s transaction; raises ``_Refused`` to roll it back."""
         carried = None
         with self._write() as conn:
+            early = handoff if handoff is not None and handoff.claims_early else None
             done = successes.succeed(
-                conn, workflow_id, node_id, number, result, at, claim_for=handoff
+                conn, workflow_id, node_id, number, result, at, claim_for=early
             )
             state = done.state
             if not done.written:

@@ -25,7 +25,8 @@ from tests.integration.test_store import Flow
 pytestmark = pytest.mark.postgres
 
 #: The ways a hop is recorded: the claim in the success's statement; the
-#: usual success, then the claim; every statement one by one.
+#: usual success, then the claim (an offer that asks first); every statement
+#: one by one.
 CLAIMED_WITH_IT, CLAIMED_AFTER, IN_STEPS = "claimed with it", "claimed after", "steps"
 
 
@@ -48,9 +49,14 @@ def chain(store: Store) -> Flow:
     return flow
 
 
-def offer(name: str, accepts: Callable[[Dispatch], bool] = lambda _: True) -> Handoff:
+def offer(
+    name: str,
+    accepts: Callable[[Dispatch], bool] = lambda _: True,
+    claims_early: bool = True,
+) -> Handoff:
     """A worker's offer to run what ``name``'s success makes ready."""
-    return Handoff(Lease("w1-1", "w1", 1, AT), f"token-after-{name}", accepts)
+    lease = Lease("w1-1", "w1", 1, AT)
+    return Handoff(lease, f"token-after-{name}", accepts, claims_early)
 
 
 def hop(
@@ -62,17 +68,11 @@ def hop(
     handoff: Handoff | None = None,
 ) -> Outcome:
     """Record ``name``'s success (attempt 1) one way, offering to run its successor."""
-    succeed = successes.succeed
     with monkeypatch.context() as patched:
-        if way == CLAIMED_AFTER:
-            patched.setattr(
-                successes, "succeed", lambda *args, claim_for=None: succeed(*args)
-            )
         if way == IN_STEPS:
             patched.setattr(successes, "succeed_at_once", lambda *_, **__: None)
-        return store.record_success(
-            flow.id, flow[name], 1, {"value": name}, handoff or offer(name)
-        )
+        handoff = handoff or offer(name, claims_early=way != CLAIMED_AFTER)
+        return store.record_success(flow.id, flow[name], 1, {"value": name}, handoff)
 
 
 def carried(flow: Flow, outcome: Outcome) -> tuple[Any, ...]:
@@ -137,6 +137,23 @@ def test_a_hop_is_one_statement_and_its_attempt_runs_on_the_offering_lease(
     assert [tuple(row) for row in started] == [
         (1, "RUNNING", "w1-1", "0.0", "token-after-a")
     ]
+
+
+def test_an_offer_that_asks_first_claims_in_a_statement_of_its_own(
+    store: Store,
+) -> None:
+    """After a refusal, a worker's offer asks before the success claims."""
+    flow = chain(store)
+    with statements_sent(store.db) as sent:
+        outcome = store.record_success(
+            flow.id, flow["a"], 1, "a", offer("a", claims_early=False)
+        )
+    assert [statement.split()[:2] for statement, _ in sent] == [
+        ["WITH", "workflow"],
+        ["WITH", "claimed"],
+    ]
+    assert outcome.carried is not None
+    assert outcome.carried.node_id == flow["b"]
 
 
 def test_a_refused_offer_leaves_the_successor_queued_for_the_broker(
