@@ -17,9 +17,15 @@ import sqlalchemy as sa
 
 from celeriac.records import Dispatch, Handoff, Lease, Outcome
 from celeriac.storage import Store, connect, successes
-from celeriac.storage.schema import attempts, nodes
+from celeriac.storage.schema import attempts
 from tests.integration.test_fresh_statistics import statements_sent
-from tests.integration.test_one_statement_paths import AT, answer, claim, rows
+from tests.integration.test_one_statement_paths import (
+    AT,
+    answer,
+    claim,
+    rows,
+    state_of,
+)
 from tests.integration.test_store import Flow
 
 pytestmark = pytest.mark.postgres
@@ -185,10 +191,4 @@ def test_a_refused_offer_leaves_the_successor_queued_for_the_broker(
         None,
     )
     assert rows(store, flow) == rows(store, unoffered)
-    with store.db.connect() as conn:
-        state = conn.execute(
-            sa.select(nodes.c.state).where(
-                nodes.c.workflow_id == flow.id, nodes.c.id == flow["b"]
-            )
-        ).scalar_one()
-    assert state == "QUEUED"
+    assert state_of(store, flow, "b") == "QUEUED"

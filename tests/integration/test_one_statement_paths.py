@@ -367,13 +367,7 @@ def test_a_parent_finished_since_the_statement_began_makes_it_fall_back(
     (outcome,) = outcomes
     assert (outcome.recorded, outcome.finished) == (True, True)
     assert node_states(store, flow) == {"a": "SUCCEEDED", "b": "SUCCEEDED", "j": 0}
-    with store.db.connect() as conn:
-        joined = conn.execute(
-            sa.select(nodes.c.state).where(
-                nodes.c.workflow_id == flow.id, nodes.c.id == flow["j"]
-            )
-        ).scalar_one()
-    assert joined == "SUCCEEDED"
+    assert state_of(store, flow, "j") == "SUCCEEDED"
 
 
 def joined_and_running(store: Store) -> Flow:
@@ -401,3 +395,15 @@ def node_states(store: Store, flow: Flow) -> dict[str, Any]:
         "b": named["b"].state,
         "j": named["j"].waiting,
     }
+
+
+def state_of(store: Store, flow: Flow, name: str) -> str:
+    """The state of node ``name``."""
+    with store.db.connect() as conn:
+        return str(
+            conn.execute(
+                sa.select(nodes.c.state).where(
+                    nodes.c.workflow_id == flow.id, nodes.c.id == flow[name]
+                )
+            ).scalar_one()
+        )
