@@ -62,6 +62,11 @@ def _written(value: str | int) -> sa.ColumnElement[Any]:
     return sa.literal_column(str(value), sa.Integer)
 
 
+def _first_child() -> sa.Select[Any]:
+    """The id of the node's first child (by id): its only one, if it has one."""
+    return sa.select(sa.func.min(edges.c.child_id)).where(*CHILD_EDGES)
+
+
 def _only_child() -> sa.ColumnElement[bool]:
     """The node's child, by its key, if it counts for one child at most.
 
@@ -69,10 +74,9 @@ def _only_child() -> sa.ColumnElement[bool]:
     with ``= ANY`` of the children's ids, a generic plan made while the
     tables were small scanned all of a workflow's nodes for each success.
     """
-    child = sa.select(sa.func.min(edges.c.child_id)).where(*CHILD_EDGES)
     return sa.and_(
         nodes.c.workflow_id == sa.bindparam("b_wf", type_=Id),
-        nodes.c.id == child.scalar_subquery(),
+        nodes.c.id == _first_child().scalar_subquery(),
     )
 
 
@@ -240,11 +244,7 @@ def _only_child_locked(*conditions: sa.ColumnElement[bool]) -> sa.CTE:
     node: only a parent's success counts a child down or claims it with the
     parent's end.
     """
-    alone = (
-        sa.select(sa.func.min(edges.c.child_id))
-        .where(*CHILD_EDGES)
-        .having(sa.func.count() == 1)
-    )
+    alone = _first_child().having(sa.func.count() == 1)
     return (
         sa.select(_CHILD.c.waiting)
         .where(
