@@ -132,7 +132,6 @@ def profile(
         "celeriac",
         "celeriac",
         database_url=harness.database("celeriac"),
-        count_sql=True,
         profile=directory / "celeriac",
     )
     for system in (native, celeriac):
@@ -143,10 +142,7 @@ def profile(
     )
     for system in (native, celeriac):
         system.stop()  # warm: each pool process writes its stats
-    parts = [
-        f"medians: {figures['medians']}",
-        f"SQL per node: {figures['sql_per_node']}",
-    ]
+    parts = [f"medians: {figures['medians']}"]
     for system in (native, celeriac):
         files = sorted(str(path) for path in (directory / system.name).glob("*.prof"))
         if not files:

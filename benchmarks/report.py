@@ -410,9 +410,11 @@ own; the purge deletes part of that history afterwards.
 ## Database work per node
 
 Counted with SQLAlchemy events (`begin`, `commit`, `before_cursor_execute`)
-inside the celeriac worker processes, in the threads that run tasks (the
-heartbeat and recovery threads are left out), over every timed repetition,
-divided by the number of task nodes run. A statement on a connection in
+inside celeriac worker processes of their own, in the threads that run tasks
+(the heartbeat and recovery threads are left out), over one more run of the
+workload after the timed ones, divided by the number of task nodes run. The
+timed workers count nothing: they run as native Celery's, without
+instrumentation. A statement on a connection in
 autocommit (the usual claim, on PostgreSQL) counts as a commit: it commits
 on its own. In parentheses: the transactions of the Store calls made once
 per node (`claim_node`, `record_success`); the rest is made once per

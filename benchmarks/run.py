@@ -145,12 +145,16 @@ def comparisons(
         "celery-redis", "native", result_backend=harness.results_url
     )
     celeriac = harness.system(
+        "celeriac", "celeriac", database_url=harness.database("celeriac")
+    )
+    # the SQL is counted in workers of their own, on an untimed run
+    counted = harness.system(
+        "celeriac-counted",
         "celeriac",
-        "celeriac",
-        database_url=harness.database("celeriac"),
+        database_url=harness.database("celeriac_counted"),
         count_sql=True,
     )
-    for system in (native, celeriac):
+    for system in (native, celeriac, counted):
         system.start()
     plans: dict[str, tuple[Callable[..., Any], int, int]] = {
         "chain_short": (chain_of, sizes.chain_short, sizes.chain_short),
@@ -169,13 +173,22 @@ def comparisons(
                 systems.insert(1, sql)
             log(f"{key}: n = {n}, {repeat} repetitions")
             found[key] = attempt(
-                compare, harness, systems, make, n, nodes, repeat, sizes.warmup, log
+                compare,
+                harness,
+                systems,
+                make,
+                n,
+                nodes,
+                repeat,
+                sizes.warmup,
+                log,
+                counted,
             )
             if sql is not None:
                 sql.stop()
     finally:
-        native.stop()
-        celeriac.stop()
+        for system in (native, celeriac, counted):
+            system.stop()
     return found
 
 

@@ -156,11 +156,11 @@ def run_once(
     return times
 
 
-def sql_snapshot(harness: Harness, systems: list[System]) -> dict[str, dict[str, int]]:
-    """The SQL counts of each counting system so far, once the workers flushed."""
+def sql_snapshot(harness: Harness, system: System) -> dict[str, int]:
+    """The SQL counts of a counting system so far, once its workers flushed."""
+    assert system.sql_key is not None, f"{system.name} does not count its SQL"
     time.sleep(3 * FLUSH_INTERVAL)
-    client = harness.redis_client()
-    return {s.name: read_counts(client, s.sql_key) for s in systems if s.sql_key}
+    return read_counts(harness.redis_client(), system.sql_key)
 
 
 def per_node(
@@ -202,11 +202,16 @@ def compare(
     repeat: int,
     warmup: int,
     log: Callable[[str], None],
+    counted: System | None = None,
 ) -> dict[str, Any]:
-    """Run the same canvas on every system, alternating, ``repeat`` times each."""
+    """Run the same canvas on every system, alternating, ``repeat`` times each.
+
+    ``counted``: a celeriac system whose workers count their SQL, run once
+    after the timed runs, untimed (``sql_per_node``, under ``celeriac``): the
+    timed workers run without instrumentation, as native Celery's do.
+    """
     for system in systems:  # connections, imports, the first lease
         run_once(system, *make(system.bench, warmup))
-    before = sql_snapshot(harness, systems)
     runs: dict[str, list[dict[str, float]]] = {s.name: [] for s in systems}
     for order in compare_order(systems, repeat):
         for system in order:
@@ -214,15 +219,31 @@ def compare(
             times = run_once(system, canvas, expected)
             runs[system.name].append(times)
             log(f"  {system.name:<14} {times['seconds']:8.3f} s")
-    after = sql_snapshot(harness, systems)
-    sql = {
-        name: per_node(before[name], after[name], repeat * task_nodes) for name in after
-    }
     medians = {
         name: statistics.median(t["seconds"] for t in times)
         for name, times in runs.items()
     }
-    return {"n": n, "runs": runs, "medians": medians, "sql_per_node": sql}
+    found: dict[str, Any] = {"n": n, "runs": runs, "medians": medians}
+    if counted is not None:
+        found["sql_per_node"] = {
+            "celeriac": sql_per_node(harness, counted, make, n, task_nodes, warmup)
+        }
+    return found
+
+
+def sql_per_node(
+    harness: Harness,
+    counted: System,
+    make: Callable[[Bench, int], Canvas],
+    n: int,
+    task_nodes: int,
+    warmup: int,
+) -> dict[str, Any]:
+    """Transactions and statements per node of one untimed run on ``counted``."""
+    run_once(counted, *make(counted.bench, warmup))
+    before = sql_snapshot(harness, counted)
+    run_once(counted, *make(counted.bench, n))
+    return per_node(before, sql_snapshot(harness, counted), task_nodes)
 
 
 # -- submit a big canvas ----------------------------------------------------------
