@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from celeriac.records import Lease
 from celeriac.states import AttemptState, NodeKind, NodeState, starts_under
+from celeriac.storage import direct
 from celeriac.storage.event_log import add_event, flush_events
 from celeriac.storage.moves import running_values
 from celeriac.storage.rows import aware
@@ -315,7 +316,8 @@ def claim_first_at_once(
     ``COMMIT`` sent on their own.
     """
     flush_events(conn)  # it writes its own event: the pending ones go first
-    claimed = conn.execute(
+    claimed = direct.execute(
+        conn,
         _CLAIM_FIRST_AT_ONCE,
         {
             "b_wf": workflow_id,
@@ -329,8 +331,8 @@ def claim_first_at_once(
                 ).items()
             },
         },
-    ).first()
-    return claimed is not None
+    )
+    return bool(claimed)
 
 
 def start_attempt(

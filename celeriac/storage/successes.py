@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from celeriac.records import Handoff, delivery_key
 from celeriac.states import AttemptState, NodeState
-from celeriac.storage import integrity
+from celeriac.storage import direct, integrity
 from celeriac.storage.attempt_ends import finish_attempt, finish_node
 from celeriac.storage.claims import running_attempt
 from celeriac.storage.releases import decrement_children, now_ready
@@ -129,7 +129,7 @@ def succeed_at_once(
             1, delivery_key(0, 0), claim_for.token, claim_for.lease, at
         )
         values.update({f"a_{name}": first[name] for name in LEASE_COLUMNS})
-    rows = conn.execute(statement, values).all()
+    rows = direct.execute(conn, statement, values)
     if not rows:
         return None
     first_row = rows[0]
