@@ -72,7 +72,8 @@ def test_rows_are_those_connection_execute_returns(db: sa.Engine) -> None:
         (added,) = direct.execute(conn, _ADD, {"b_id": 1, "b_doc": DOC})
         conn.execute(_ADD, {"b_id": 2, "b_doc": DOC})
     assert added._fields == ("id", "doc", "named")
-    assert added.id == 1 and added.named == "doc" and same_json(added.doc, DOC)
+    assert (added.id, added.named) == (1, "doc")
+    assert same_json(added.doc, DOC)
     with db.connect() as conn:
         found = direct.execute(conn, _READ, {"b_from": 1})
         expected = conn.execute(_READ, {"b_from": 1})
