@@ -94,9 +94,13 @@ def test_cursor_events_see_the_statement(db: sa.Engine) -> None:
 def test_a_refused_statement_raises_as_sqlalchemy_and_leaves_nothing(
     db: sa.Engine,
 ) -> None:
-    with pytest.raises(sa.exc.IntegrityError), db.begin() as conn:
-        direct.execute(conn, _ADD, {"b_id": 3, "b_doc": 1})
-        direct.execute(conn, _ADD, {"b_id": 3, "b_doc": 2})
+    def add_twice() -> None:
+        with db.begin() as conn:
+            direct.execute(conn, _ADD, {"b_id": 3, "b_doc": 1})
+            direct.execute(conn, _ADD, {"b_id": 3, "b_doc": 2})
+
+    with pytest.raises(sa.exc.IntegrityError):
+        add_twice()
     with db.connect() as conn:
         assert direct.execute(conn, _READ, {"b_from": 0}) == []
 
