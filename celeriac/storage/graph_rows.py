@@ -28,6 +28,7 @@ def insert_graph(
     at: datetime,
     offset: int = 0,
     replaces: str | None = None,
+    queue_roots: bool = False,
 ) -> list[Ready]:
     """Insert the edges and the nodes (PENDING, positions after ``offset``).
 
@@ -36,7 +37,7 @@ def insert_graph(
     with edge_writer(conn, workflow_id) as write:
         for edge in new_edges:
             write(edge)
-    return insert_nodes(conn, workflow_id, new_nodes, at, offset, replaces)
+    return insert_nodes(conn, workflow_id, new_nodes, at, offset, replaces, queue_roots)
 
 
 @contextmanager
@@ -68,7 +69,8 @@ def insert_nodes(
 
     ``replaces``: the node whose task replaced itself with these.
     ``queue_roots``: the tasks that wait for nothing are written QUEUED
-    (a submit: the workflow runs), saving an update of each. Returns the
+    (the workflow runs), saving an update of each (``releases.release_roots``
+    goes on from there). Returns the
     nodes that wait for nothing (errbacks aside): the graph's roots, in
     the state they were written in.
     """

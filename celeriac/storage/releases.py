@@ -172,6 +172,24 @@ def release(
     return dispatch, finished
 
 
+def release_roots(
+    conn: sa.Connection,
+    workflow_id: str,
+    state: str,
+    roots: Sequence[Any],
+    at: datetime,
+) -> tuple[list[Dispatch], bool]:
+    """``release`` for a new graph's roots (``graph_rows.insert_nodes``).
+
+    Those written QUEUED are dispatched as they are; the others (joins, END,
+    tasks written PENDING) released.
+    """
+    queued = [root for root in roots if root.state == _N.QUEUED]
+    others = [root for root in roots if root.state != _N.QUEUED]
+    dispatch, finished = release(conn, workflow_id, state, others, (), at)
+    return dispatch + queued_already(conn, workflow_id, queued, (), at), finished
+
+
 def _queue(
     conn: sa.Connection,
     workflow_id: str,

@@ -13,7 +13,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from celeriac.records import Dispatch, NewEdge, NewReplacement, Outcome
-from celeriac.states import AttemptState, NodeKind, NodeState, WorkflowState
+from celeriac.states import (
+    AttemptState,
+    NodeKind,
+    NodeState,
+    WorkflowState,
+    may_start,
+)
 from celeriac.storage import (
     attempt_ends,
     claims,
@@ -117,6 +123,7 @@ class ReplaceStore(StoreBase):
                 at,
                 offset,
                 replaces=node_id,
+                queue_roots=may_start(NodeKind.TASK, state),
             )
             conn.execute(
                 sa.update(nodes)
@@ -124,8 +131,8 @@ class ReplaceStore(StoreBase):
                 .values(state=_N.REPLACED, waiting=1)
             )
             event_log.add_event(conn, workflow_id, node_id, _N.RUNNING, _N.REPLACED, at)
-            dispatch, finished = releases.release(
-                conn, workflow_id, state, roots, (), at
+            dispatch, finished = releases.release_roots(
+                conn, workflow_id, state, roots, at
             )
         pausing = state == WorkflowState.REQUESTING_PAUSE
         return Outcome(True, dispatch, state, finished, settle=pausing)

@@ -126,10 +126,7 @@ class SubmitStore(StoreBase):
             task_ids.refuse_taken(conn, graph.frozen_ids)
             roots = insert_nodes(conn, new.id, graph.nodes, at, queue_roots=True)
             event_log.add_event(conn, new.id, None, None, _W.IN_PROGRESS, at)
-            queued = [root for root in roots if root.state == _N.QUEUED]
-            others = [root for root in roots if root.state != _N.QUEUED]
-            dispatch, finished = releases.release(
-                conn, new.id, _W.IN_PROGRESS, others, (), at
+            dispatch, finished = releases.release_roots(
+                conn, new.id, _W.IN_PROGRESS, roots, at
             )
-            dispatch += releases.queued_already(conn, new.id, queued, (), at)
         return Outcome(True, dispatch, _W.IN_PROGRESS, finished)
