@@ -13,8 +13,8 @@ Data-modifying CTEs write a success in one statement, one round trip:
   lease. A chain's hop, run in place by the worker that ran the node
   (``handoffs``).
 
-The last two lock the node's only child (before the node) and read it as
-it is now; they write nothing unless it is as they need it.
+The last two lock the node's only child (before the node) if it is as they
+need it, read as it is now; otherwise they write nothing, and lock nothing.
 
 The locks are taken in the order the statements one by one take them (the
 workflow's in the node update's condition, before the node's row is locked,
@@ -91,11 +91,15 @@ class _Head(NamedTuple):
     after_attempt: sa.ColumnElement[bool]
 
 
-def _head(*guards: sa.ColumnElement[bool]) -> _Head:
+def _head(
+    *guards: sa.ColumnElement[bool], locks_if: sa.ColumnElement[bool] | None = None
+) -> _Head:
     """The workflow locked, the node's and the attempt's end.
 
     The node's end is written only while the workflow runs and ``guards``
     hold (each evaluated once, after the workflow's lock is taken).
+    ``locks_if``: read in the statement's snapshot, before any lock; if it
+    does not hold, nothing is locked or written.
     """
     # The workflow's row as locked: a locking read sees the newest version
     # (the statement's snapshot may be older), so the state and the kept
@@ -108,6 +112,7 @@ def _head(*guards: sa.ColumnElement[bool]) -> _Head:
         .where(
             workflows.c.id == sa.bindparam("b_wf", type_=Id),
             workflows.c.state == WorkflowState.IN_PROGRESS.value,
+            *(() if locks_if is None else (locks_if,)),
         )
         .with_for_update(read=True)
         .cte("workflow")
@@ -275,13 +280,18 @@ def _only_child_moved(
 def _count_down_at_once() -> sa.Select[Any]:
     """The success of a node that makes no child ready, in one statement.
 
-    Only for a node that counts for one child at most.
+    Only for a node without children, or that counts for one child alone
+    which waits for another parent too. When the statement's snapshot shows
+    the child waiting for this parent alone, it locks nothing (not even the
+    workflow's row): its commit then waits for no disk. A chain's first
+    node tries it for nothing.
     """
-    locked = _only_child_locked()
+    locked = _only_child_locked(_CHILD.c.waiting > _written(1))
     edge_count = sa.select(sa.func.count()).where(*CHILD_EDGES).scalar_subquery()
+    last_parent = sa.select(nodes.c.id).where(_only_child(), nodes.c.waiting <= 1)
     head = _head(
-        edge_count <= 1,
-        ~sa.exists(sa.select(locked.c.waiting).where(locked.c.waiting <= 1)),
+        sa.or_(edge_count == 0, sa.exists(sa.select(locked.c.waiting))),
+        locks_if=~sa.exists(last_parent),
     )
     happened = _node_event(head.finished).subquery("happened")
     counted = _only_child_moved(

@@ -14,9 +14,11 @@ A success that makes no child ready (a member of a group or of a chord's
 header, not the last) can be its whole transaction: ``succeed_at_once``
 with ``counting_down``, one statement for a connection that commits each
 one. It writes nothing when the node counts for more than one child, or
-when its child, locked and read as it is now, would become ready. It locks
-the child before the node (a child a success counts down is a join or END,
-which no claim or outcome locks before a parent of theirs).
+when its child, read as it is now, would become ready; when the statement's
+snapshot already shows that, it locks nothing either, and its commit waits
+for no disk. It locks the child before the node (a child a success counts
+down is a join or END, which no claim or outcome locks before a parent of
+theirs).
 
 The other functions take the open connection of the caller's transaction
 and never commit.

@@ -340,6 +340,29 @@ def test_a_success_that_only_counts_down_is_one_statement_of_its_own(
     assert node_states(store, flow) == {"a": "SUCCEEDED", "b": "SUCCEEDED", "j": 0}
 
 
+def test_a_count_down_that_would_make_its_child_ready_locks_nothing(
+    store: Store,
+) -> None:
+    """b's success would make j ready: its one statement writes nothing.
+
+    Nor does it lock j: a transaction that locks a row gets a transaction
+    id, and its commit waits for the disk. A chain's first node tries the
+    statement for nothing on every workflow.
+    """
+    flow = joined_and_running(store)
+    store.record_success(flow.id, flow["a"], 1, "a", counting_down=True)
+    with store.db.begin() as conn:
+        done = successes.succeed_at_once(
+            conn, flow.id, flow["b"], 1, "b", AT, counting_down=True
+        )
+        assigned = conn.execute(
+            sa.select(sa.func.pg_current_xact_id_if_assigned())
+        ).scalar()
+    assert done is None
+    assert assigned is None
+    assert node_states(store, flow) == {"a": "SUCCEEDED", "b": "RUNNING", "j": 1}
+
+
 def test_a_parent_finished_since_the_statement_began_makes_it_fall_back(
     store: Store,
 ) -> None:
