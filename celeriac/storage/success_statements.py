@@ -62,12 +62,23 @@ def _written(value: str | int) -> sa.ColumnElement[Any]:
     return sa.literal_column(str(value), sa.Integer)
 
 
-def _first_child() -> sa.Select[Any]:
-    """The id of the node's first child (by id): its only one, if it has one."""
-    return sa.select(sa.func.min(edges.c.child_id)).where(*CHILD_EDGES)
+def _first_edge() -> sa.CTE:
+    """The node's first child (``child``, by id) and how many it counts for (``n``).
+
+    One look-up of the node's edges, however many parts of the statement
+    read them (a CTE read more than once is computed once).
+    """
+    return (
+        sa.select(
+            sa.func.min(edges.c.child_id).label("child"),
+            sa.func.count().label("n"),
+        )
+        .where(*CHILD_EDGES)
+        .cte("edge")
+    )
 
 
-def _only_child() -> sa.ColumnElement[bool]:
+def _only_child(edge: sa.CTE) -> sa.ColumnElement[bool]:
     """The node's child, by its key, if it counts for one child at most.
 
     Each look-up is of one key, whatever the planner knows of the tables:
@@ -76,7 +87,7 @@ def _only_child() -> sa.ColumnElement[bool]:
     """
     return sa.and_(
         nodes.c.workflow_id == sa.bindparam("b_wf", type_=Id),
-        nodes.c.id == _first_child().scalar_subquery(),
+        nodes.c.id == sa.select(edge.c.child).scalar_subquery(),
     )
 
 
@@ -240,7 +251,7 @@ def _succeed_at_once() -> sa.Select[Any]:
 _CHILD = nodes.alias("c")
 
 
-def _only_child_locked(*conditions: sa.ColumnElement[bool]) -> sa.CTE:
+def _only_child_locked(edge: sa.CTE, *conditions: sa.ColumnElement[bool]) -> sa.CTE:
     """The node's child (``_CHILD``), locked, if it counts for that one alone.
 
     Read as it is now, not as the statement's snapshot shows it: another
@@ -249,7 +260,7 @@ def _only_child_locked(*conditions: sa.ColumnElement[bool]) -> sa.CTE:
     node: only a parent's success counts a child down or claims it with the
     parent's end.
     """
-    alone = _first_child().having(sa.func.count() == 1)
+    alone = sa.select(edge.c.child).where(edge.c.n == 1)
     return (
         sa.select(_CHILD.c.waiting)
         .where(
@@ -263,13 +274,18 @@ def _only_child_locked(*conditions: sa.ColumnElement[bool]) -> sa.CTE:
 
 
 def _only_child_moved(
-    head: _Head, values: dict[str, Any], *returning: sa.ColumnElement[Any]
+    head: _Head,
+    edge: sa.CTE,
+    values: dict[str, Any],
+    *returning: sa.ColumnElement[Any],
 ) -> sa.CTE:
     """The node's only child, counted down, with ``values`` written too."""
     return (
         sa.update(nodes)
         .where(
-            _only_child(), sa.exists(sa.select(head.finished.c.id)), head.after_attempt
+            _only_child(edge),
+            sa.exists(sa.select(head.finished.c.id)),
+            head.after_attempt,
         )
         .values(waiting=nodes.c.waiting - 1, **values)
         .returning(*returning)
@@ -286,16 +302,19 @@ def _count_down_at_once() -> sa.Select[Any]:
     workflow's row): its commit then waits for no disk. A chain's first
     node tries it for nothing.
     """
-    locked = _only_child_locked(_CHILD.c.waiting > _written(1))
-    edge_count = sa.select(sa.func.count()).where(*CHILD_EDGES).scalar_subquery()
-    last_parent = sa.select(nodes.c.id).where(_only_child(), nodes.c.waiting <= 1)
+    edge = _first_edge()
+    locked = _only_child_locked(edge, _CHILD.c.waiting > _written(1))
+    last_parent = sa.select(nodes.c.id).where(_only_child(edge), nodes.c.waiting <= 1)
     head = _head(
-        sa.or_(edge_count == 0, sa.exists(sa.select(locked.c.waiting))),
+        sa.or_(
+            sa.select(edge.c.n).scalar_subquery() == 0,
+            sa.exists(sa.select(locked.c.waiting)),
+        ),
         locks_if=~sa.exists(last_parent),
     )
     happened = _node_event(head.finished).subquery("happened")
     counted = _only_child_moved(
-        head, {}, *READY_COLUMNS, nodes.c.waiting, nodes.c.state
+        head, edge, {}, *READY_COLUMNS, nodes.c.waiting, nodes.c.state
     )
     return _answer(head, counted, _logged(happened))
 
@@ -307,7 +326,9 @@ def _claim_at_once() -> sa.Select[Any]:
     first attempt: it starts attempt 1 on the claiming worker's lease
     (``LEASE_COLUMNS``, bound ``a_*``).
     """
+    edge = _first_edge()
     locked = _only_child_locked(
+        edge,
         _CHILD.c.waiting == 1,
         _CHILD.c.kind == _written(NodeKind.TASK.value),
         _CHILD.c.state == _written(_N.PENDING.value),
@@ -319,6 +340,7 @@ def _claim_at_once() -> sa.Select[Any]:
     # the columns of a dispatch (``releases``): the attempts before it, not 1
     children = _only_child_moved(
         head,
+        edge,
         values,
         *(
             nodes.c.attempt_base.label(column.name)
