@@ -61,9 +61,9 @@ class SubmitStore(StoreBase):
         try:
             return self._insert_workflow(new, digest)
         except sa.exc.IntegrityError:
-            if new.key is None:
-                raise
-            with self._read() as conn:  # a racing submit of the key committed
+            # this call's first try committed unseen (its id is stored), or
+            # a racing submit of the key did
+            with self._read() as conn:
                 stored = replays.stored_submission(conn, new, digest)
             if stored is None:
                 raise
@@ -91,7 +91,13 @@ class SubmitStore(StoreBase):
     def _insert_workflow(self, new: NewWorkflow, digest: str | None) -> Outcome:
         at = now()
         with self._write() as conn:
-            stored = replays.stored_submission(conn, new, digest)
+            # Without a key, only a replay finds anything, and its insert of
+            # the workflow's id fails: no look-up first (a round trip).
+            stored = (
+                None
+                if new.key is None
+                else replays.stored_submission(conn, new, digest)
+            )
             if stored is not None:
                 return stored
             conn.execute(
