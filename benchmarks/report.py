@@ -414,11 +414,12 @@ inside celeriac worker processes of their own, in the threads that run tasks
 (the heartbeat and recovery threads are left out), over one more run of the
 workload after the timed ones, divided by the number of task nodes run. The
 timed workers count nothing: they run as native Celery's, without
-instrumentation. A statement on a connection in
-autocommit (the usual claim, on PostgreSQL) counts as a commit: it commits
-on its own. In parentheses: the transactions of the Store calls made once
-per node (`claim_node`, `record_success`); the rest is made once per
-workflow (`transition_workflow` when it completes).
+instrumentation. A statement on a connection in autocommit (the usual
+claim, on PostgreSQL) counts as a commit, since it commits on its own, and
+as no transaction: no `BEGIN` goes with it. In parentheses: the
+transactions of the Store calls made once per node (`claim_node`,
+`record_success`); the rest is made once per workflow
+(`transition_workflow` when it completes).
 
 {sql_table}
 
