@@ -97,4 +97,5 @@ def test_postgresql_work_by_statement_names_the_claim_and_the_success() -> None:
     assert "ms of execution" in printed, printed
     listed = printed.split("blocks/call", 1)[1]
     assert "WITH claimed AS (UPDATE celeriac_nodes" in listed  # the claim
-    assert "WITH workflow AS (SELECT celeriac_workflows.state" in listed  # success
+    # a member's success, which counts END down: it looks the edges up first
+    assert "WITH edge AS (SELECT min(celeriac_edges.child_id)" in listed
