@@ -43,7 +43,8 @@ class _Compiled(NamedTuple):
     results: tuple[Processor | None, ...]
 
 
-_compiled: dict[tuple[int, str], _Compiled] = {}
+#: By statement (held here, so that its identity is never another's) and dialect.
+_compiled: dict[tuple[sa.Executable, str], _Compiled] = {}
 
 
 def execute(
@@ -56,10 +57,11 @@ def execute(
     """
     if conn.dialect.driver != DRIVER:
         return list(conn.execute(statement, dict(values)).all())
-    compiled = _compiled.get((id(statement), conn.dialect.name))
+    key = (statement, conn.dialect.name)
+    compiled = _compiled.get(key)
     if compiled is None:
         compiled = _compile(statement, conn.dialect)
-        _compiled[(id(statement), conn.dialect.name)] = compiled
+        _compiled[key] = compiled
     parameters = dict(compiled.constants)
     for name, value in values.items():
         process = compiled.binds.get(name)
