@@ -19,7 +19,7 @@ through ``Connection.execute``.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -79,7 +79,7 @@ def execute(
     ]
 
 
-def _send(conn: sa.Connection, sql: str, parameters: dict[str, Any]) -> list[Any]:
+def _send(conn: sa.Connection, sql: str, parameters: dict[str, Any]) -> Sequence[Any]:
     """Run ``sql`` on the driver's cursor; its rows, as the driver gives them.
 
     Through the dialect's ``do_execute``, as ``Connection.execute`` runs a
@@ -97,7 +97,7 @@ def _send(conn: sa.Connection, sql: str, parameters: dict[str, Any]) -> list[Any
         # as Connection.execute: a driver error wrapped, a lost connection
         # invalidated with its pool, anything else raised unchanged
         conn._handle_dbapi_exception(error, sql, parameters, cursor, None)
-    return list(found)
+    return found
 
 
 def _compile(statement: sa.Executable, dialect: sa.Dialect) -> _Compiled:
