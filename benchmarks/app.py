@@ -58,10 +58,10 @@ class Bench:
         self.app.close()
 
 
-_clients: dict[tuple[int, str], redis.Redis[bytes]] = {}
+_clients: dict[tuple[int, str], redis.Redis] = {}
 
 
-def client(url: str) -> redis.Redis[bytes]:
+def client(url: str) -> redis.Redis:
     """A Redis client of this process's own: prefork children must not share one."""
     key = (os.getpid(), url)
     if key not in _clients:

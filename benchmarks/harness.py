@@ -138,7 +138,7 @@ class Harness:
         self._stack.callback(servers.close)  # type: ignore[attr-defined]
         return server
 
-    def redis_client(self) -> redis.Redis[bytes]:
+    def redis_client(self) -> redis.Redis:
         """A client of the broker's Redis database."""
         client = redis.Redis.from_url(self.broker_url)
         self._stack.callback(client.close)

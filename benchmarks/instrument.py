@@ -121,7 +121,7 @@ class SqlCounter:
         while not stop.wait(FLUSH_INTERVAL):
             self.flush(client)
 
-    def flush(self, client: redis.Redis[bytes]) -> None:
+    def flush(self, client: redis.Redis) -> None:
         """Add the counts made since the last flush to the Redis hash."""
         with self._lock:
             counts, self._counts = self._counts, Counter()
@@ -133,9 +133,12 @@ class SqlCounter:
         pipe.execute()
 
 
-def read_counts(client: redis.Redis[bytes], key: str) -> dict[str, int]:
+def read_counts(client: redis.Redis, key: str) -> dict[str, int]:
     """The counts in the Redis hash ``key``."""
-    return {k.decode(): int(v) for k, v in client.hgetall(key).items()}
+    return {
+        k.decode() if isinstance(k, bytes) else k: int(v)
+        for k, v in client.hgetall(key).items()
+    }
 
 
 class Profiler:

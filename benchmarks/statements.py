@@ -10,7 +10,7 @@ autovacuum would have on an older database.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -89,7 +89,7 @@ def statements(
     return table(rows, before, after, n * repeat)
 
 
-def table(rows: list[Any], before: Any, after: Any, nodes: int) -> str:
+def table(rows: Sequence[Any], before: Any, after: Any, nodes: int) -> str:
     """The per-node totals and the ``TOP`` statements by execution time."""
     total = sum(row.total_exec_time for row in rows)
     lines = [

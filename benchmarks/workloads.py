@@ -416,7 +416,7 @@ def pause_latency(
 # -- recovery -------------------------------------------------------------------------
 
 
-def ready_at(client: redis.Redis[bytes], name: str) -> float:
+def ready_at(client: redis.Redis, name: str) -> float:
     """When worker ``name`` sent ``worker_ready`` (benchmarks/worker.py)."""
     raw = _poll(
         lambda: client.get(READY.format(name=name)), timeout=10, what=f"{name} ready"
