@@ -133,12 +133,14 @@ class SqlCounter:
         pipe.execute()
 
 
+def as_text(value: bytes | str) -> str:
+    """A Redis reply as text: bytes from a client that does not decode replies."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def read_counts(client: redis.Redis, key: str) -> dict[str, int]:
     """The counts in the Redis hash ``key``."""
-    return {
-        k.decode() if isinstance(k, bytes) else k: int(v)
-        for k, v in client.hgetall(key).items()
-    }
+    return {as_text(k): int(v) for k, v in client.hgetall(key).items()}
 
 
 class Profiler:

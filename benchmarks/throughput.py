@@ -29,6 +29,7 @@ from celery import chain, chord
 
 from benchmarks.app import PUBLISHED, Bench, client
 from benchmarks.harness import Harness, System
+from benchmarks.instrument import as_text
 from benchmarks.rows import Row, error_row, verdict
 from benchmarks.workloads import TIMEOUT, WrongResult, compare_order
 from celeriac.storage.schema import edges, nodes
@@ -180,10 +181,7 @@ def dispatch_latency(
     """p50 and p95 of (message published - last parent finished), in seconds."""
     assert system.bench.engine is not None
     raw = client(harness.broker_url).hgetall(PUBLISHED.format(queue=system.bench.queue))
-    sent = {
-        key.decode() if isinstance(key, bytes) else key: float(value)
-        for key, value in raw.items()
-    }
+    sent = {as_text(key): float(value) for key, value in raw.items()}
     parent = nodes.alias("parent")
     query = (
         sa.select(edges.c.child_id, sa.func.max(parent.c.finished_at))
